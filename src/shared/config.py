@@ -1,0 +1,97 @@
+"""The one place for configuration: every setting, its environment variable and its default."""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field, fields, replace
+from typing import Any, Mapping
+
+
+def _env(env: Mapping[str, str], name: str, default: Any) -> Any:
+    """Read `name` from `env`, converted to the type of `default`."""
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        return type(default)(raw)
+    except ValueError as exc:
+        raise ValueError(f"{name}={raw!r} is not a valid {type(default).__name__}") from exc
+
+
+@dataclass(frozen=True)
+class EngineConfig:
+    """Settings of the face engine (decode, detect, embed, match)."""
+
+    detector: str = "hog"  # LAMBDAFACE_DETECTOR: "hog" (fast, CPU) or "cnn" (MMOD, more robust, slower)
+    detect_max_side: int = 1280  # LAMBDAFACE_DETECT_MAX_SIDE: detection runs on a copy no larger than this
+    upsample_below: int = 640  # LAMBDAFACE_UPSAMPLE_BELOW: upsample once when the detection copy is smaller
+    threshold: float = 0.6  # LAMBDAFACE_THRESHOLD: above this distance a face is "unknown"
+    top_k: int = 3  # LAMBDAFACE_TOP_K: candidates listed per face
+    enroll_jitters: int = 5  # LAMBDAFACE_ENROLL_JITTERS
+    query_jitters: int = 1  # LAMBDAFACE_QUERY_JITTERS
+    max_bytes: int = 15_000_000  # LAMBDAFACE_MAX_BYTES
+    max_pixels: int = 40_000_000  # LAMBDAFACE_MAX_PIXELS: checked from the header, before decoding
+    min_side: int = 80  # LAMBDAFACE_MIN_SIDE: smaller images are rejected
+    min_face: int = 40  # LAMBDAFACE_MIN_FACE: smallest face side (pixels) accepted for enrollment
+
+    def __post_init__(self) -> None:
+        if self.detector not in ("hog", "cnn"):
+            raise ValueError(f"detector must be 'hog' or 'cnn', not {self.detector!r}")
+        if not 0 < self.threshold < 2:
+            raise ValueError("threshold must be between 0 and 2")
+
+    def with_overrides(self, **changes: Any) -> "EngineConfig":
+        """A copy with the given settings changed (None values are ignored)."""
+        return replace(self, **{k: v for k, v in changes.items() if v is not None})
+
+
+@dataclass(frozen=True)
+class PipelineConfig:
+    """Settings of the event pipeline (tables, retries, retention)."""
+
+    jobs_table: str = "lambdaface-jobs"  # JOBS_TABLE
+    gallery_table: str = "lambdaface-gallery"  # GALLERY_TABLE
+    max_receive_count: int = 3  # MAX_RECEIVE_COUNT: deliveries before a message goes to the DLQ
+    job_ttl_days: int = 30  # JOB_TTL_DAYS: job records expire after this many days
+
+
+@dataclass(frozen=True)
+class Config:
+    """Everything, read once per process."""
+
+    engine: EngineConfig = field(default_factory=EngineConfig)
+    pipeline: PipelineConfig = field(default_factory=PipelineConfig)
+
+
+_ENGINE_ENV = {
+    "detector": "LAMBDAFACE_DETECTOR",
+    "detect_max_side": "LAMBDAFACE_DETECT_MAX_SIDE",
+    "upsample_below": "LAMBDAFACE_UPSAMPLE_BELOW",
+    "threshold": "LAMBDAFACE_THRESHOLD",
+    "top_k": "LAMBDAFACE_TOP_K",
+    "enroll_jitters": "LAMBDAFACE_ENROLL_JITTERS",
+    "query_jitters": "LAMBDAFACE_QUERY_JITTERS",
+    "max_bytes": "LAMBDAFACE_MAX_BYTES",
+    "max_pixels": "LAMBDAFACE_MAX_PIXELS",
+    "min_side": "LAMBDAFACE_MIN_SIDE",
+    "min_face": "LAMBDAFACE_MIN_FACE",
+}
+_PIPELINE_ENV = {
+    "jobs_table": "JOBS_TABLE",
+    "gallery_table": "GALLERY_TABLE",
+    "max_receive_count": "MAX_RECEIVE_COUNT",
+    "job_ttl_days": "JOB_TTL_DAYS",
+}
+
+
+def _from_env(cls: type, names: dict[str, str], env: Mapping[str, str]) -> Any:
+    defaults = cls()
+    return cls(**{f.name: _env(env, names[f.name], getattr(defaults, f.name)) for f in fields(cls)})
+
+
+def load_config(env: Mapping[str, str] | None = None) -> Config:
+    """Build the configuration from environment variables (os.environ by default)."""
+    env = os.environ if env is None else env
+    return Config(
+        engine=_from_env(EngineConfig, _ENGINE_ENV, env),
+        pipeline=_from_env(PipelineConfig, _PIPELINE_ENV, env),
+    )
