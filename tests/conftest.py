@@ -1,0 +1,66 @@
+"""Shared fixtures: the real photos in ../shared/faces (or $LAMBDAFACE_FACES) and the engine."""
+from __future__ import annotations
+
+import csv
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from shared.config import EngineConfig
+from shared.engine import Face, find_faces
+from shared.imaging import decode_image
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def faces_path() -> Path:
+    """The sample photos: $LAMBDAFACE_FACES, else ../shared/faces next to the project root."""
+    return Path(os.environ.get("LAMBDAFACE_FACES") or ROOT.parent / "shared" / "faces").resolve()
+
+
+@pytest.fixture(scope="session")
+def faces_dir() -> Path:
+    path = faces_path()
+    assert (path / "labels.csv").is_file(), f"sample photos not found at {path} (set LAMBDAFACE_FACES)"
+    return path
+
+
+@pytest.fixture(scope="session")
+def labels(faces_dir: Path) -> list[dict[str, str]]:
+    """Rows of labels.csv: path, people (;-separated), faces, notes."""
+    with open(faces_dir / "labels.csv", newline="") as handle:
+        return list(csv.DictReader(handle))
+
+
+@pytest.fixture(scope="session")
+def engine_cfg() -> EngineConfig:
+    return EngineConfig()
+
+
+class PhotoCache:
+    """Decodes and analyses each photo once per test session."""
+
+    def __init__(self, root: Path, cfg: EngineConfig) -> None:
+        self.root, self.cfg = root, cfg
+        self._images: dict[str, np.ndarray] = {}
+        self._faces: dict[str, list[Face]] = {}
+
+    def bytes(self, rel: str) -> bytes:
+        return (self.root / rel).read_bytes()
+
+    def image(self, rel: str) -> np.ndarray:
+        if rel not in self._images:
+            self._images[rel] = decode_image(self.bytes(rel), self.cfg)
+        return self._images[rel]
+
+    def faces(self, rel: str) -> list[Face]:
+        if rel not in self._faces:
+            self._faces[rel] = find_faces(self.image(rel), self.cfg)
+        return self._faces[rel]
+
+
+@pytest.fixture(scope="session")
+def photos(faces_dir: Path, engine_cfg: EngineConfig) -> PhotoCache:
+    return PhotoCache(faces_dir, engine_cfg)
