@@ -55,11 +55,28 @@ class PipelineConfig:
 
 
 @dataclass(frozen=True)
+class VideoConfig:
+    """Settings of video recognition (segments fan out across workers)."""
+
+    segment_s: float = 3.0  # LAMBDAFACE_SEGMENT_S: seconds of video per segment message
+    sample_fps: float = 3.0  # LAMBDAFACE_SAMPLE_FPS: frames analysed per second of video
+    detector: str = "cnn"  # LAMBDAFACE_VIDEO_DETECTOR: the CNN also finds faces in profile, common in video
+    detect_max_side: int = 640  # LAMBDAFACE_VIDEO_MAX_SIDE: frames are detected at this size at most
+    max_bytes: int = 500_000_000  # LAMBDAFACE_VIDEO_MAX_BYTES
+    max_duration_s: float = 600.0  # LAMBDAFACE_VIDEO_MAX_DURATION_S
+
+    def engine(self, base: EngineConfig) -> EngineConfig:
+        """The engine settings used on video frames."""
+        return base.with_overrides(detector=self.detector, detect_max_side=self.detect_max_side, upsample_below=0)
+
+
+@dataclass(frozen=True)
 class Config:
     """Everything, read once per process."""
 
     engine: EngineConfig = field(default_factory=EngineConfig)
     pipeline: PipelineConfig = field(default_factory=PipelineConfig)
+    video: VideoConfig = field(default_factory=VideoConfig)
 
 
 _ENGINE_ENV = {
@@ -82,6 +99,15 @@ _PIPELINE_ENV = {
     "job_ttl_days": "JOB_TTL_DAYS",
 }
 
+_VIDEO_ENV = {
+    "segment_s": "LAMBDAFACE_SEGMENT_S",
+    "sample_fps": "LAMBDAFACE_SAMPLE_FPS",
+    "detector": "LAMBDAFACE_VIDEO_DETECTOR",
+    "detect_max_side": "LAMBDAFACE_VIDEO_MAX_SIDE",
+    "max_bytes": "LAMBDAFACE_VIDEO_MAX_BYTES",
+    "max_duration_s": "LAMBDAFACE_VIDEO_MAX_DURATION_S",
+}
+
 
 def _from_env(cls: type, names: dict[str, str], env: Mapping[str, str]) -> Any:
     defaults = cls()
@@ -94,4 +120,5 @@ def load_config(env: Mapping[str, str] | None = None) -> Config:
     return Config(
         engine=_from_env(EngineConfig, _ENGINE_ENV, env),
         pipeline=_from_env(PipelineConfig, _PIPELINE_ENV, env),
+        video=_from_env(VideoConfig, _VIDEO_ENV, env),
     )

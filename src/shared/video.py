@@ -1,0 +1,163 @@
+"""Videos: recognise them by content, split them into segments, sample frames, merge appearances.
+
+OpenCV (with its bundled FFmpeg) decodes; each segment seeks to its own first frame, so segments
+can run in parallel on different workers without decoding from the start.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Iterator
+
+import numpy as np
+
+from shared import errors
+from shared.errors import FaceError
+
+VIDEO_EXTENSIONS = (".mp4", ".m4v", ".mov", ".mkv", ".webm", ".avi")
+
+
+def sniff_container(head: bytes) -> str | None:
+    """The video container named by a file's first bytes (at least 12), or None."""
+    if len(head) >= 12 and head[4:8] == b"ftyp":
+        brand = head[8:12]
+        return "mov" if brand == b"qt  " else "mp4"
+    if head[:4] == b"\x1a\x45\xdf\xa3":
+        return "webm" if b"webm" in head[:64] else "mkv"
+    if head[:4] == b"RIFF" and head[8:12] == b"AVI ":
+        return "avi"
+    return None
+
+
+def looks_like_video(key: str, head: bytes) -> bool:
+    """True when the content is a video container, or the name says video (so a bad one fails clearly)."""
+    return sniff_container(head) is not None or key.lower().endswith(VIDEO_EXTENSIONS)
+
+
+@dataclass(frozen=True)
+class VideoInfo:
+    """What a video is: frames per second, frame count, duration and size."""
+
+    fps: float
+    frames: int
+    width: int
+    height: int
+
+    @property
+    def duration_s(self) -> float:
+        return self.frames / self.fps
+
+
+def _open(path: str):
+    import cv2  # imported here: only video work needs OpenCV
+
+    capture = cv2.VideoCapture(path)
+    if not capture.isOpened():
+        raise FaceError(errors.NOT_A_VIDEO, "the file is not a video that can be decoded")
+    return capture
+
+
+def probe_video(path: str) -> VideoInfo:
+    """Read a video's header; FaceError NOT_A_VIDEO or EMPTY_VIDEO when there is nothing to decode."""
+    import cv2
+
+    capture = _open(path)
+    try:
+        fps = capture.get(cv2.CAP_PROP_FPS)
+        frames = int(capture.get(cv2.CAP_PROP_FRAME_COUNT))
+        width, height = int(capture.get(cv2.CAP_PROP_FRAME_WIDTH)), int(capture.get(cv2.CAP_PROP_FRAME_HEIGHT))
+        if not fps or not math.isfinite(fps) or fps <= 0 or width <= 0 or height <= 0:
+            raise FaceError(errors.NOT_A_VIDEO, "the file has no decodable video stream")
+        if frames <= 0 or not capture.grab():
+            raise FaceError(errors.EMPTY_VIDEO, "the video has no frames")
+        return VideoInfo(fps=float(fps), frames=frames, width=width, height=height)
+    finally:
+        capture.release()
+
+
+def plan_segments(info: VideoInfo, segment_s: float) -> list[tuple[int, int]]:
+    """[first_frame, end_frame) of each segment of about `segment_s` seconds."""
+    per_segment = max(1, round(segment_s * info.fps))
+    return [(start, min(start + per_segment, info.frames)) for start in range(0, info.frames, per_segment)]
+
+
+def sampled_frame_indices(info: VideoInfo, first: int, end: int, sample_fps: float) -> list[int]:
+    """Frame numbers in [first, end) taken at `sample_fps`, on a grid shared by every segment."""
+    step = max(1.0, info.fps / sample_fps)
+    k = max(0, math.floor(first / step) - 1)
+    indices = []
+    while (index := round(k * step)) < end:
+        if index >= first:
+            indices.append(index)
+        k += 1
+    return indices
+
+
+def read_frames(path: str, indices: list[int]) -> Iterator[tuple[int, np.ndarray]]:
+    """(frame number, RGB frame) for each index (ascending), seeking to the first one only."""
+    import cv2
+
+    if not indices:
+        return
+    capture = _open(path)
+    try:
+        capture.set(cv2.CAP_PROP_POS_FRAMES, indices[0])
+        position = indices[0]
+        wanted = iter(indices)
+        target = next(wanted)
+        while True:
+            if not capture.grab():
+                return
+            if position == target:
+                ok, frame = capture.retrieve()
+                if ok:
+                    yield position, cv2.cvtColor(frame, cv2.COLOR_BGR2RGB)
+                target = next(wanted, None)
+                if target is None:
+                    return
+            position += 1
+    finally:
+        capture.release()
+
+
+def appearances(frames: list[dict], sample_interval_s: float, duration_s: float) -> list[dict]:
+    """Per person, the [start_s, end_s] intervals in which they are seen in consecutive samples.
+
+    `frames` are {"t": seconds, "faces": [{"person": name or None, ...}]}; samples further apart than
+    1.5 sampling intervals start a new interval; each interval lasts until its last sample's interval ends.
+    """
+    seen: dict[str, list[float]] = {}
+    for frame in sorted(frames, key=lambda f: f["t"]):
+        for person in {face["person"] for face in frame["faces"] if face.get("person")}:
+            seen.setdefault(person, []).append(frame["t"])
+    result = []
+    for person in sorted(seen):
+        intervals: list[list[float]] = []
+        for t in seen[person]:
+            if intervals and t - intervals[-1][1] <= 1.5 * sample_interval_s:
+                intervals[-1][1] = t
+            else:
+                intervals.append([t, t])
+        closed = [[round(a, 3), round(min(b + sample_interval_s, duration_s), 3)] for a, b in intervals]
+        result.append({"person": person, "intervals": closed})
+    return result
+
+
+def recognise_frames(path: str, info: VideoInfo, indices: list[int], gallery, cfg) -> list[dict]:
+    """{"t", "faces": [{"box", "person", "distance"}]} for each sampled frame, matched against `gallery`."""
+    from shared.engine import find_faces
+    from shared.matching import identify
+
+    frames = []
+    for index, image in read_frames(path, indices):
+        faces = find_faces(image, cfg)
+        matches = identify(np.array([f.embedding for f in faces]), gallery, cfg.threshold, cfg.top_k) if faces else []
+        frames.append({
+            "t": round(index / info.fps, 3),
+            "faces": [
+                {"box": f.box.to_dict(), "person": m.person,
+                 "distance": None if m.distance is None else round(m.distance, 4)}
+                for f, m in zip(faces, matches)
+            ],
+        })
+    return frames

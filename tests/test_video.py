@@ -1,0 +1,120 @@
+"""Video decoding, segmenting and merging on the real clip and on small generated videos."""
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import pytest
+
+from shared import errors
+from shared.config import EngineConfig, VideoConfig
+from shared.errors import FaceError
+from shared.matching import Gallery
+from shared.video import (VideoInfo, appearances, looks_like_video, plan_segments, probe_video, read_frames,
+                          recognise_frames, sampled_frame_indices, sniff_container)
+
+CLIP = "video/short_hamilton_clip.mp4"
+
+
+@pytest.fixture(scope="module")
+def clip(faces_dir) -> str:
+    return str(faces_dir / CLIP)
+
+
+def write_video(path, fourcc: str, frames: int = 30, fps: float = 10.0) -> None:
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*fourcc), fps, (160, 120))
+    assert writer.isOpened()
+    for i in range(frames):
+        frame = np.full((120, 160, 3), i * 8 % 256, dtype=np.uint8)
+        cv2.putText(frame, str(i), (10, 80), cv2.FONT_HERSHEY_SIMPLEX, 2, (255, 255, 255), 3)
+        writer.write(frame)
+    writer.release()
+
+
+def test_probe_the_clip(clip):
+    info = probe_video(clip)
+    assert info.frames == 275 and info.fps == pytest.approx(29.97) and (info.width, info.height) == (640, 360)
+    assert info.duration_s == pytest.approx(9.18, abs=0.01)
+
+
+@pytest.mark.parametrize("suffix, fourcc, container", [(".mp4", "mp4v", "mp4"), (".avi", "MJPG", "avi"),
+                                                       (".mkv", "MJPG", "mkv")])
+def test_containers_are_recognised_by_content(tmp_path, suffix, fourcc, container):
+    path = tmp_path / f"clip{suffix}"
+    write_video(path, fourcc)
+    head = path.read_bytes()[:64]
+    assert sniff_container(head) == container
+    assert looks_like_video("queries/no-extension", head)
+    assert probe_video(str(path)).frames == 30
+
+
+def test_photos_are_not_videos(faces_dir):
+    head = (faces_dir / "seed/john0.jpg").read_bytes()[:64]
+    assert sniff_container(head) is None and not looks_like_video("queries/john0.jpg", head)
+    assert looks_like_video("queries/broken.MOV", b"garbage")
+
+
+def test_a_text_file_named_mp4_is_not_a_video(tmp_path):
+    path = tmp_path / "fake.mp4"
+    path.write_text("this is not a video\n" * 100)
+    with pytest.raises(FaceError) as caught:
+        probe_video(str(path))
+    assert caught.value.code == errors.NOT_A_VIDEO
+
+
+def test_a_zero_length_video(tmp_path):
+    path = tmp_path / "empty.mp4"
+    path.write_bytes(b"")
+    with pytest.raises(FaceError) as caught:
+        probe_video(str(path))
+    assert caught.value.code in (errors.NOT_A_VIDEO, errors.EMPTY_VIDEO)
+
+
+def test_segments_cover_every_frame_once():
+    info = VideoInfo(fps=29.97, frames=275, width=640, height=360)
+    segments = plan_segments(info, 3.0)
+    assert segments[0][0] == 0 and segments[-1][1] == 275
+    assert all(a[1] == b[0] for a, b in zip(segments, segments[1:]))
+    assert all(end - start <= 90 for start, end in segments)
+
+
+@pytest.mark.parametrize("sample_fps", [1.0, 2.0, 3.0, 29.97, 60.0])
+def test_segment_samples_are_the_same_as_sampling_the_whole_video(sample_fps):
+    info = VideoInfo(fps=29.97, frames=275, width=640, height=360)
+    whole = sampled_frame_indices(info, 0, info.frames, sample_fps)
+    pieces = [i for start, end in plan_segments(info, 2.5) for i in sampled_frame_indices(info, start, end, sample_fps)]
+    assert pieces == whole
+    assert len(whole) == pytest.approx(info.duration_s * min(sample_fps, info.fps), abs=1.5)
+
+
+def test_seeking_gives_the_same_frames_as_decoding_from_the_start(clip):
+    capture = cv2.VideoCapture(clip)
+    sequential = []
+    for _ in range(200):
+        ok, frame = capture.read()
+        sequential.append(frame)
+    wanted = [150, 165, 180, 199]
+    for index, frame in read_frames(clip, wanted):
+        assert np.array_equal(cv2.cvtColor(frame, cv2.COLOR_RGB2BGR), sequential[index]), index
+    assert [i for i, _ in read_frames(clip, wanted)] == wanted
+
+
+def test_appearances_merge_consecutive_samples():
+    frames = [{"t": t, "faces": [{"person": p} for p in people]} for t, people in
+              [(0.0, ["a"]), (0.5, ["a", "b"]), (1.0, ["a"]), (1.5, []), (2.0, []), (2.5, ["a", None])]]
+    assert appearances(frames, 0.5, 2.8) == [
+        {"person": "a", "intervals": [[0.0, 1.5], [2.5, 2.8]]},
+        {"person": "b", "intervals": [[0.5, 1.0]]},
+    ]
+
+
+def test_both_people_are_recognised_in_the_clip(clip, photos):
+    """Lin speaks facing the camera; Alex is seen in profile, which the video's CNN detector finds."""
+    gallery = Gallery.from_pairs([
+        ("lin_manuel_miranda", photos.faces("people/lin_manuel_miranda/lin1.png")[0].embedding),
+        ("alex_lacamoire", photos.faces("people/alex_lacamoire/alex3.png")[0].embedding),
+    ])
+    info = probe_video(clip)
+    cfg = VideoConfig().engine(EngineConfig())
+    frames = recognise_frames(clip, info, [30, 150], gallery, cfg)
+    assert [f["t"] for f in frames] == [pytest.approx(1.001, abs=1e-3), pytest.approx(5.005, abs=1e-3)]
+    assert [[face["person"] for face in f["faces"]] for f in frames] == [["alex_lacamoire"], ["lin_manuel_miranda"]]
