@@ -6,7 +6,9 @@ PY := $(VENV)/bin/python
 FACES ?= $(abspath ../shared/faces)
 export LAMBDAFACE_FACES := $(FACES)
 
-.PHONY: install test demo bench bench-engine clean
+.PHONY: install test demo bench bench-engine clean sam-install sam-validate sam-build
+SAM_VENV := .venv-sam
+SAM := SAM_CLI_TELEMETRY=0 $(SAM_VENV)/bin/sam
 
 install: $(VENV)/.installed
 
@@ -17,7 +19,25 @@ $(VENV)/.installed: pyproject.toml
 	$(PY) -m pip install -q -e '.[dev]'
 	touch $@
 
-test: install
+# aws-sam-cli pins boto3 differently from moto: it gets its own venv.
+sam-install: $(SAM_VENV)/.installed
+
+$(SAM_VENV)/.installed:
+	$(PY312) -m venv $(SAM_VENV)
+	$(SAM_VENV)/bin/pip install -q --upgrade pip
+	$(SAM_VENV)/bin/pip install -q 'aws-sam-cli>=1.120'
+	touch $@
+
+sam-validate: sam-install
+	$(SAM) validate --lint
+
+# The Lambda package (src/Makefile) into .aws-sam/build, without Docker: python3.12 on PATH,
+# the 3 model files copied from the project venv.
+sam-build: sam-install install
+	PATH="$(dir $(PY312)):$$PATH" LAMBDAFACE_MODELS_DIR="$$($(PY) -c 'import importlib.util as u; print(next(iter(u.find_spec("face_recognition_models").submodule_search_locations)))')/models" \
+		$(SAM) build
+
+test: install sam-install
 	$(PY) -m pytest
 
 bench-engine: install
