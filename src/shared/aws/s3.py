@@ -1,0 +1,80 @@
+"""S3 objects: read a source photo, check that it still exists, write results."""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from shared.aws.clients import client, error_code
+
+MISSING_CODES = frozenset({"NoSuchKey", "404", "NotFound", "NoSuchVersion"})
+
+
+@dataclass(frozen=True)
+class ObjectInfo:
+    """What S3 says about an object, without its bytes."""
+
+    etag: str  # without quotes
+    size: int
+    version_id: str | None = None
+
+
+@dataclass(frozen=True)
+class S3Object:
+    """An object's bytes and identity."""
+
+    data: bytes
+    info: ObjectInfo
+
+
+class ObjectMissing(Exception):
+    """The object (or the version asked for) does not exist (any more)."""
+
+
+def _info(response: dict[str, Any]) -> ObjectInfo:
+    version = response.get("VersionId")
+    return ObjectInfo(
+        etag=str(response.get("ETag", "")).strip('"'),
+        size=int(response.get("ContentLength", 0)),
+        version_id=None if version in (None, "null") else version,
+    )
+
+
+def get_object(bucket: str, key: str) -> S3Object:
+    """Download `key`; raises ObjectMissing if it is gone."""
+    try:
+        response = client("s3").get_object(Bucket=bucket, Key=key)
+    except Exception as exc:
+        code = error_code(exc)
+        # Without s3:ListBucket, S3 answers 403 rather than 404 for a missing key: ask stat().
+        if code in MISSING_CODES or (code == "AccessDenied" and stat(bucket, key) is None):
+            raise ObjectMissing(f"s3://{bucket}/{key} does not exist") from None
+        raise
+    with response["Body"] as body:
+        data = body.read()
+    return S3Object(data, _info(response))
+
+
+def stat(bucket: str, key: str) -> ObjectInfo | None:
+    """The object's ETag and size, or None when it does not exist.
+
+    A listing, not a HEAD: it needs only s3:ListBucket limited to the key's prefix
+    (`s3:prefix` condition), where a HEAD of a missing key would need bucket-wide listing
+    rights to tell "missing" (404) from "forbidden" (403)."""
+    response = client("s3").list_objects_v2(Bucket=bucket, Prefix=key, MaxKeys=1)
+    for found in response.get("Contents", []):
+        if found["Key"] == key:
+            return ObjectInfo(str(found.get("ETag", "")).strip('"'), int(found.get("Size", 0)))
+    return None
+
+
+def put_object(bucket: str, key: str, data: bytes, content_type: str) -> ObjectInfo:
+    """Write `data` at `key`."""
+    response = client("s3").put_object(Bucket=bucket, Key=key, Body=data, ContentType=content_type)
+    return ObjectInfo(str(response.get("ETag", "")).strip('"'), len(data), response.get("VersionId"))
+
+
+def put_json(bucket: str, key: str, document: dict[str, Any]) -> ObjectInfo:
+    """Write `document` as pretty, UTF-8 JSON at `key`."""
+    data = json.dumps(document, indent=2, ensure_ascii=False).encode("utf-8")
+    return put_object(bucket, key, data, "application/json")
