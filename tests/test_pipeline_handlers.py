@@ -398,3 +398,16 @@ def test_events_out_of_order_leave_the_gallery_right(moto_endpoint: str, faces_d
         result = stack.result(late)
         assert result["status"] == "failed" and result["error"]["code"] == "OBJECT_NOT_FOUND"
         assert gallery_people(stack) == ["john"]
+
+
+def test_a_failed_result_write_is_retried(stack: Stack, proxy: FaultProxy, faces_dir: Path) -> None:
+    stack.upload("queries/john1.jpg", read(faces_dir, "seed/john1.jpg"))
+    record = stack.event("queries/john1.jpg")["Records"][0]
+    proxy.fail(1, lambda method, path: method == "PUT" and path.split("?")[0].endswith("/results/queries/john1.jpg.json"))
+    assert recognize.handler(batch(record), Context())["batchItemFailures"] == [{"itemIdentifier": record["messageId"]}]
+    [job] = stack.jobs()
+    assert job["status"] == "running" and job["last_error"]["code"] == "SlowDown" and not stack.has("results/queries/john1.jpg.json")
+    again = {**record, "attributes": {**record["attributes"], "ApproximateReceiveCount": "2"}}
+    assert recognize.handler(batch(again), Context()) == {"batchItemFailures": []}
+    assert stack.result("queries/john1.jpg")["status"] == "succeeded"
+    assert [job["status"] for job in stack.jobs()] == ["succeeded"]

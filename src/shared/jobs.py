@@ -14,6 +14,7 @@ raising means "retry it" (the record is reported in `batchItemFailures`).
 from __future__ import annotations
 
 import hashlib
+import os
 import re
 import time
 import uuid
@@ -36,7 +37,8 @@ from shared.engine import enrollment_face, find_faces, timed
 from shared.imaging import decode_image
 from shared.matching import identify
 
-logger = Logger(service="lambdaface", child=True)
+SERVICE = os.environ.get("POWERTOOLS_SERVICE_NAME") or "lambdaface"  # the handlers' Logger is the parent
+logger = Logger(service=SERVICE, child=True)
 
 ENROLL, FORGET, RECOGNIZE = "enroll", "forget", "recognize"
 OBJECT_NOT_FOUND = "OBJECT_NOT_FOUND"  # the source object was deleted before (or while) it was processed
@@ -235,31 +237,38 @@ def run_job(
     started = time.time()
     logger.info("job started", extra={**log, "attempt": record.get("attempts")})
     try:
-        with timed(job.timings, "total"):
-            USE_CASES[kind](job)
-    except errors.FaceError as exc:
-        document = _result(job, FAILED, exc.to_dict())
+        error = None
+        try:
+            with timed(job.timings, "total"):
+                USE_CASES[kind](job)
+        except errors.FaceError as exc:  # permanent: record it, acknowledge the message
+            error = exc.to_dict()
+        document = _result(job, FAILED if error else SUCCEEDED, error)
         s3.put_json(event.bucket, key, document)
-        _finish(jobs, job, attempt_id, FAILED, started, key, exc.to_dict())
-        logger.info("job failed", extra={**log, "error": exc.to_dict()})
-        return document
+        _finish(jobs, job, attempt_id, document["status"], started, key, error)
     except Exception as exc:
-        reason = {"code": error_code(exc) or type(exc).__name__, "message": str(exc)[:1000]}
-        extra = {**log, "error": reason, "transient": is_transient(exc), "receive_count": receive_count}
-        if receive_count >= config.pipeline.max_receive_count:
-            logger.exception("job failed on its last delivery", extra=extra)
-            error = {"code": RETRIES_EXHAUSTED, "message": f"{receive_count} attempts failed; last: {reason['code']}: {reason['message']}"}
-            _best_effort(lambda: s3.put_json(event.bucket, key, _result(job, FAILED, error)))
-            _best_effort(lambda: jobs.finish(job.job_id, attempt_id, FAILED, started, key, error))
-        else:
-            logger.warning("job attempt failed; it will be retried", extra=extra, exc_info=True)
-            _best_effort(lambda: jobs.release(job.job_id, attempt_id, reason))
+        _retry_or_give_up(exc, job, jobs, attempt_id, started, receive_count, log)
         raise
-    document = _result(job, SUCCEEDED)
-    s3.put_json(event.bucket, key, document)
-    _finish(jobs, job, attempt_id, SUCCEEDED, started, key)
-    logger.info("job succeeded", extra={**log, "timings_ms": document["timings_ms"]})
+    logger.info(f"job {document['status']}", extra={**log, "error": error, "timings_ms": document["timings_ms"]})
     return document
+
+
+def _retry_or_give_up(
+    exc: Exception, job: Job, jobs: JobsTable, attempt_id: str, started: float, receive_count: int, log: dict[str, Any]
+) -> None:
+    """After a failure worth retrying: release the job for the next delivery, or, on the last
+    delivery, mark it failed and write the failed result (the message then goes to the DLQ)."""
+    reason = {"code": error_code(exc) or type(exc).__name__, "message": str(exc)[:1000]}
+    extra = {**log, "error": reason, "transient": is_transient(exc), "receive_count": receive_count}
+    key = results.result_key(job.key)
+    if receive_count < job.config.pipeline.max_receive_count:
+        logger.warning("job attempt failed; it will be retried", extra=extra, exc_info=True)
+        _best_effort(lambda: jobs.release(job.job_id, attempt_id, reason))
+        return
+    logger.exception("job failed on its last delivery", extra=extra)
+    error = {"code": RETRIES_EXHAUSTED, "message": f"{receive_count} attempts failed; last: {reason['code']}: {reason['message']}"}
+    _best_effort(lambda: s3.put_json(job.bucket, key, _result(job, FAILED, error)))
+    _best_effort(lambda: jobs.finish(job.job_id, attempt_id, FAILED, started, key, error))
 
 
 def _finish(jobs: JobsTable, job: Job, attempt_id: str, status: str, started: float, key: str, error: Any = None) -> None:
