@@ -5,10 +5,10 @@ import argparse
 import sys
 from typing import Sequence
 
-from lambdaface import engine_commands
+from lambdaface import client, engine_commands, invoke, local, watch
 
 # Each module exposes register(subparsers); a subcommand's parser sets `func(args) -> int`.
-COMMAND_MODULES = [engine_commands]
+COMMAND_MODULES = [engine_commands, local, client, watch, invoke]
 
 
 def build_parser() -> argparse.ArgumentParser:

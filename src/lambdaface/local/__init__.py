@@ -1,0 +1,74 @@
+"""`lambdaface local`: the whole pipeline on one machine (moto's server + worker processes)."""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+DEFAULT_BUCKET = "faces"
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add the `local` subcommand."""
+    p = subparsers.add_parser(
+        "local",
+        help="run the pipeline locally: moto's S3/SQS/DynamoDB on loopback + handler workers",
+        description="Start moto's server, create the resources template.yaml declares, and run the "
+        "handlers in worker processes that poll the queues as Lambda does. Stop with Ctrl-C.",
+    )
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default: %(default)s)")
+    p.add_argument("--port", type=int, default=4566, help="port, 0 for any free one (default: %(default)s)")
+    p.add_argument("--workers", type=int, default=os.cpu_count() or 1,
+                   help="worker processes, at least one per function, 0 for none: messages wait "
+                   "in the queues for `lambdaface invoke` (default: the number of cores)")
+    p.add_argument("--bucket", default=os.environ.get("LAMBDAFACE_BUCKET") or DEFAULT_BUCKET,
+                   help="bucket name (default: $LAMBDAFACE_BUCKET or %(default)s)")
+    p.add_argument("--state-dir", type=Path, default=Path(".lambdaface"),
+                   help="where a clean stop saves objects, items and messages (default: %(default)s)")
+    p.add_argument("--template", type=Path, default=None, help="SAM template (default: the project's)")
+    p.add_argument("--region", default="us-east-1")
+    p.add_argument("--visibility-timeout", type=int, default=None,
+                   help="override every queue's visibility timeout, in seconds (tests)")
+    p.add_argument("--function-timeout", type=int, default=None, metavar="SECONDS",
+                   help="override every function's Timeout (tests)")
+    p.add_argument("--autosave", type=float, default=60.0, metavar="SECONDS",
+                   help="also save the state this often, 0 for never (default: %(default)s)")
+    p.add_argument("--log-stderr", action="store_true",
+                   help="handler logs on stderr instead of STATE_DIR/logs/<function>.log")
+    p.set_defaults(func=main)
+
+
+def main(args: argparse.Namespace) -> int:
+    """Run the local stack until SIGINT or SIGTERM; exit 0 after a clean stop."""
+    from lambdaface.local.spec import TemplateError, stack_spec
+    from lambdaface.local.stack import LocalStack, Options
+    from lambdaface.template import TEMPLATE, load_template
+
+    try:
+        spec = stack_spec(load_template(args.template or TEMPLATE), region=args.region, bucket=args.bucket)
+    except (OSError, TemplateError) as exc:
+        print(f"lambdaface local: {exc}", file=sys.stderr)
+        return 2
+    options = Options(
+        host=args.host,
+        port=args.port,
+        workers=args.workers,
+        state_dir=args.state_dir,
+        visibility_timeout=args.visibility_timeout,
+        function_timeout=args.function_timeout,
+        autosave_s=args.autosave,
+        log_to_stderr=args.log_stderr,
+    )
+    stack = LocalStack(spec, options)
+    try:
+        stack.start()
+    except OSError as exc:  # the port is taken, the state directory is not writable, ...
+        print(f"lambdaface local: {exc}", file=sys.stderr)
+        stack.stop()
+        return 1
+    try:
+        stack.run()
+    finally:
+        stack.stop()
+    return 0

@@ -1,0 +1,362 @@
+"""What the local stack must create, read from template.yaml (the one source of truth).
+
+`stack_spec(template)` resolves the intrinsic functions the template uses (`Ref`, `Fn::GetAtt`,
+`Fn::Sub`, `Fn::Join`, `Fn::If`, `Fn::Select`) against parameter defaults and deterministic local
+physical names, and returns the bucket, its notification rules, the queues, the tables and the
+SQS-triggered functions.
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Any, Mapping
+
+ACCOUNT_ID = "123456789012"  # moto's default account
+STACK_NAME = "lambdaface"
+
+
+class TemplateError(ValueError):
+    """The template declares something the local stack cannot reproduce."""
+
+
+@dataclass(frozen=True)
+class QueueSpec:
+    logical_id: str
+    name: str
+    attributes: dict[str, str]  # SQS CreateQueue attributes, RedrivePolicy excluded
+    dlq: str | None = None  # logical id of the dead-letter queue
+    max_receive_count: int | None = None
+
+    @property
+    def visibility_timeout(self) -> int:
+        return int(self.attributes.get("VisibilityTimeout", 30))
+
+
+@dataclass(frozen=True)
+class TableSpec:
+    logical_id: str
+    name: str
+    properties: dict[str, Any]  # CreateTable arguments (KeySchema, AttributeDefinitions, ...)
+    ttl_attribute: str | None = None
+
+    @property
+    def keys(self) -> dict[str, str]:
+        """{attribute name: HASH | RANGE}."""
+        return {k["AttributeName"]: k["KeyType"] for k in self.properties["KeySchema"]}
+
+
+@dataclass(frozen=True)
+class NotificationSpec:
+    queue: str  # logical id
+    events: tuple[str, ...]
+    prefix: str | None = None
+    suffix: str | None = None
+
+
+@dataclass(frozen=True)
+class FunctionSpec:
+    logical_id: str
+    name: str
+    handler: str  # "module.function"
+    queue: str  # logical id of the queue that triggers it
+    batch_size: int = 10
+    batching_window_s: int = 0
+    report_batch_item_failures: bool = False
+    timeout_s: int = 3
+    memory_mb: int = 128
+    environment: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class StackSpec:
+    bucket_logical_id: str
+    bucket: str
+    notifications: tuple[NotificationSpec, ...]
+    queues: dict[str, QueueSpec]
+    tables: dict[str, TableSpec]
+    functions: dict[str, FunctionSpec]
+    region: str
+
+    def queue_arn(self, logical_id: str) -> str:
+        return f"arn:aws:sqs:{self.region}:{ACCOUNT_ID}:{self.queues[logical_id].name}"
+
+
+_SUB = re.compile(r"\$\{([^}!]+)\}")
+
+
+class _Resolver:
+    """Evaluates CloudFormation intrinsic functions for a local, deterministic stack."""
+
+    def __init__(self, template: Mapping[str, Any], region: str, names: Mapping[str, str]):
+        self.resources: dict[str, Any] = dict(template.get("Resources") or {})
+        self.params = {
+            name: str(p.get("Default", "")) for name, p in (template.get("Parameters") or {}).items()
+        }
+        self.conditions: dict[str, Any] = dict(template.get("Conditions") or {})
+        self.region = region
+        self.names = dict(names)  # logical id -> physical name overrides
+        self.pseudo = {
+            "AWS::StackName": STACK_NAME,
+            "AWS::Region": region,
+            "AWS::AccountId": ACCOUNT_ID,
+            "AWS::Partition": "aws",
+            "AWS::URLSuffix": "amazonaws.com",
+            "AWS::NoValue": None,
+        }
+
+    def physical_name(self, logical_id: str) -> str:
+        if logical_id in self.names:
+            return self.names[logical_id]
+        resource = self.resources[logical_id]
+        props = resource.get("Properties") or {}
+        explicit = {
+            "AWS::S3::Bucket": "BucketName",
+            "AWS::SQS::Queue": "QueueName",
+            "AWS::DynamoDB::Table": "TableName",
+            "AWS::Serverless::SimpleTable": "TableName",
+            "AWS::Serverless::Function": "FunctionName",
+            "AWS::Lambda::Function": "FunctionName",
+        }.get(resource.get("Type", ""))
+        name = self.value(props.get(explicit)) if explicit else None
+        if not name:
+            name = f"{STACK_NAME}-{logical_id}".lower() if resource.get("Type") == "AWS::S3::Bucket" \
+                else f"{STACK_NAME}-{logical_id}"
+        self.names[logical_id] = str(name)
+        return self.names[logical_id]
+
+    def ref(self, name: str) -> Any:
+        if name in self.pseudo:
+            return self.pseudo[name]
+        if name in self.params:
+            return self.params[name]
+        if name in self.resources:
+            kind = self.resources[name].get("Type", "")
+            if kind == "AWS::SQS::Queue":
+                return f"http://sqs.{self.region}.localhost/{ACCOUNT_ID}/{self.physical_name(name)}"
+            return self.physical_name(name)
+        raise TemplateError(f"!Ref {name}: no such parameter or resource")
+
+    def get_att(self, logical_id: str, attribute: str) -> str:
+        if logical_id not in self.resources:
+            raise TemplateError(f"!GetAtt {logical_id}.{attribute}: no such resource")
+        kind = self.resources[logical_id].get("Type", "")
+        name = self.physical_name(logical_id)
+        service = {"AWS::SQS::Queue": "sqs", "AWS::DynamoDB::Table": "dynamodb", "AWS::S3::Bucket": "s3"}
+        if attribute == "Arn":
+            if kind == "AWS::SQS::Queue":
+                return f"arn:aws:sqs:{self.region}:{ACCOUNT_ID}:{name}"
+            if kind in ("AWS::DynamoDB::Table", "AWS::Serverless::SimpleTable"):
+                return f"arn:aws:dynamodb:{self.region}:{ACCOUNT_ID}:table/{name}"
+            if kind == "AWS::S3::Bucket":
+                return f"arn:aws:s3:::{name}"
+            if kind in ("AWS::Serverless::Function", "AWS::Lambda::Function"):
+                return f"arn:aws:lambda:{self.region}:{ACCOUNT_ID}:function:{name}"
+            return f"arn:aws:{service.get(kind, 'local')}:{self.region}:{ACCOUNT_ID}:{name}"
+        if attribute in ("QueueName", "TableName", "BucketName"):
+            return name
+        if attribute == "QueueUrl":
+            return self.ref(logical_id)
+        return f"{logical_id}.{attribute}"  # unused locally (e.g. StreamArn): keep it recognisable
+
+    def condition(self, name: str) -> bool:
+        return bool(self.value(self.conditions[name]))
+
+    def value(self, node: Any) -> Any:
+        """`node` with every intrinsic function evaluated."""
+        if isinstance(node, list):
+            return [self.value(v) for v in node]
+        if not isinstance(node, dict):
+            return node
+        if len(node) == 1:
+            (fn, arg), = node.items()
+            if fn == "Ref":
+                return self.ref(arg)
+            if fn == "Fn::GetAtt":
+                logical_id, attribute = arg.split(".", 1) if isinstance(arg, str) else arg
+                return self.get_att(logical_id, attribute)
+            if fn == "Fn::Sub":
+                text, extra = (arg, {}) if isinstance(arg, str) else (arg[0], self.value(arg[1]))
+                return _SUB.sub(lambda m: str(self._sub_var(m.group(1), extra)), text)
+            if fn == "Fn::Join":
+                sep, items = arg
+                return sep.join(str(v) for v in self.value(items) if v is not None)
+            if fn == "Fn::Select":
+                index, items = self.value(arg)
+                return items[int(index)]
+            if fn == "Fn::Split":
+                sep, text = self.value(arg)
+                return text.split(sep)
+            if fn == "Fn::If":
+                cond, yes, no = arg
+                return self.value(yes if self.condition(cond) else no)
+            if fn == "Fn::Equals":
+                a, b = self.value(arg)
+                return str(a) == str(b)
+            if fn == "Fn::Not":
+                return not self.value(arg[0]) if isinstance(arg, list) else not self.value(arg)
+            if fn == "Fn::And":
+                return all(self.value(v) for v in arg)
+            if fn == "Fn::Or":
+                return any(self.value(v) for v in arg)
+            if fn == "Condition":
+                return self.condition(arg)
+            if fn.startswith("Fn::"):
+                raise TemplateError(f"{fn} is not supported by the local stack")
+        return {k: v for k, v in ((k, self.value(v)) for k, v in node.items()) if v is not None}
+
+    def _sub_var(self, name: str, extra: Mapping[str, Any]) -> Any:
+        if name in extra:
+            return extra[name]
+        if "." in name:
+            return self.get_att(*name.split(".", 1))
+        return self.ref(name)
+
+
+def _of_type(resources: Mapping[str, Any], *types: str) -> list[str]:
+    return [lid for lid, r in resources.items() if isinstance(r, dict) and r.get("Type") in types]
+
+
+def _merge_globals(globals_: Mapping[str, Any], props: Mapping[str, Any]) -> dict[str, Any]:
+    """SAM's Globals: maps merge (Environment.Variables), scalars and lists are overridden."""
+    merged: dict[str, Any] = dict(globals_)
+    for key, value in props.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = _merge_globals(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def _queue_attributes(props: Mapping[str, Any]) -> dict[str, str]:
+    names = {
+        "VisibilityTimeout": "VisibilityTimeout",
+        "MessageRetentionPeriod": "MessageRetentionPeriod",
+        "ReceiveMessageWaitTimeSeconds": "ReceiveMessageWaitTimeSeconds",
+        "DelaySeconds": "DelaySeconds",
+        "MaximumMessageSize": "MaximumMessageSize",
+        "FifoQueue": "FifoQueue",
+        "ContentBasedDeduplication": "ContentBasedDeduplication",
+    }
+    out = {}
+    for prop, attribute in names.items():
+        if prop in props:
+            value = props[prop]
+            out[attribute] = str(value).lower() if isinstance(value, bool) else str(value)
+    return out
+
+
+def stack_spec(
+    template: Mapping[str, Any], region: str = "us-east-1", bucket: str | None = None
+) -> StackSpec:
+    """The resources of `template` as the local stack creates them; `bucket` renames the bucket."""
+    resources = template.get("Resources") or {}
+    buckets = _of_type(resources, "AWS::S3::Bucket")
+    if len(buckets) != 1:
+        raise TemplateError(f"expected one AWS::S3::Bucket, found {len(buckets)}")
+    r = _Resolver(template, region, {buckets[0]: bucket} if bucket else {})
+
+    queues: dict[str, QueueSpec] = {}
+    arn_to_queue: dict[str, str] = {}
+    for lid in _of_type(resources, "AWS::SQS::Queue"):
+        props = r.value(resources[lid].get("Properties") or {})
+        redrive = props.get("RedrivePolicy") or {}
+        if isinstance(redrive, str):
+            import json
+
+            redrive = json.loads(redrive)
+        arn_to_queue[r.get_att(lid, "Arn")] = lid
+        queues[lid] = QueueSpec(
+            logical_id=lid,
+            name=r.physical_name(lid),
+            attributes=_queue_attributes(props),
+            dlq=redrive.get("deadLetterTargetArn"),  # an ARN for now, mapped below
+            max_receive_count=int(redrive["maxReceiveCount"]) if "maxReceiveCount" in redrive else None,
+        )
+    for lid, q in list(queues.items()):
+        if q.dlq is not None:
+            if q.dlq not in arn_to_queue:
+                raise TemplateError(f"{lid}: dead-letter queue {q.dlq} is not in the template")
+            queues[lid] = QueueSpec(q.logical_id, q.name, q.attributes, arn_to_queue[q.dlq], q.max_receive_count)
+
+    def queue_of(arn: Any, where: str) -> str:
+        if arn not in arn_to_queue:
+            raise TemplateError(f"{where}: {arn} is not a queue of the template")
+        return arn_to_queue[arn]
+
+    bucket_props = r.value(resources[buckets[0]].get("Properties") or {})
+    notifications = []
+    for rule in (bucket_props.get("NotificationConfiguration") or {}).get("QueueConfigurations") or []:
+        filters = {f["Name"].lower(): f["Value"] for f in ((rule.get("Filter") or {}).get("S3Key") or {}).get("Rules") or []}
+        notifications.append(
+            NotificationSpec(
+                queue=queue_of(rule["Queue"], f"{buckets[0]} notification"),
+                events=(rule["Event"],) if isinstance(rule["Event"], str) else tuple(rule["Event"]),
+                prefix=filters.get("prefix"),
+                suffix=filters.get("suffix"),
+            )
+        )
+
+    tables: dict[str, TableSpec] = {}
+    for lid in _of_type(resources, "AWS::DynamoDB::Table"):
+        props = r.value(resources[lid].get("Properties") or {})
+        ttl = props.get("TimeToLiveSpecification") or {}
+        create = {
+            k: props[k]
+            for k in ("KeySchema", "AttributeDefinitions", "GlobalSecondaryIndexes", "LocalSecondaryIndexes")
+            if k in props
+        }
+        create["BillingMode"] = props.get("BillingMode", "PROVISIONED")
+        if create["BillingMode"] == "PROVISIONED":
+            create["ProvisionedThroughput"] = props.get(
+                "ProvisionedThroughput", {"ReadCapacityUnits": 5, "WriteCapacityUnits": 5}
+            )
+        tables[lid] = TableSpec(
+            lid, r.physical_name(lid), create, ttl.get("AttributeName") if ttl.get("Enabled") else None
+        )
+    for lid in _of_type(resources, "AWS::Serverless::SimpleTable"):
+        props = r.value(resources[lid].get("Properties") or {})
+        pk = props.get("PrimaryKey") or {"Name": "id", "Type": "String"}
+        kind = {"String": "S", "Number": "N", "Binary": "B"}[pk.get("Type", "String")]
+        tables[lid] = TableSpec(
+            lid,
+            r.physical_name(lid),
+            {
+                "KeySchema": [{"AttributeName": pk["Name"], "KeyType": "HASH"}],
+                "AttributeDefinitions": [{"AttributeName": pk["Name"], "AttributeType": kind}],
+                "BillingMode": "PAY_PER_REQUEST",
+            },
+        )
+
+    globals_ = r.value((template.get("Globals") or {}).get("Function") or {})
+    functions: dict[str, FunctionSpec] = {}
+    for lid in _of_type(resources, "AWS::Serverless::Function"):
+        props = _merge_globals(globals_, r.value(resources[lid].get("Properties") or {}))
+        sqs_events = [e["Properties"] for e in (props.get("Events") or {}).values() if e.get("Type") == "SQS"]
+        if len(sqs_events) != 1:
+            raise TemplateError(f"{lid}: expected one SQS event source, found {len(sqs_events)}")
+        source = sqs_events[0]
+        if source.get("Enabled") is False:
+            continue
+        functions[lid] = FunctionSpec(
+            logical_id=lid,
+            name=r.physical_name(lid),
+            handler=str(props["Handler"]),
+            queue=queue_of(source["Queue"], f"{lid} SQS event"),
+            batch_size=int(source.get("BatchSize", 10)),
+            batching_window_s=int(source.get("MaximumBatchingWindowInSeconds", 0)),
+            report_batch_item_failures="ReportBatchItemFailures" in (source.get("FunctionResponseTypes") or []),
+            timeout_s=int(props.get("Timeout", 3)),
+            memory_mb=int(props.get("MemorySize", 128)),
+            environment={k: str(v) for k, v in ((props.get("Environment") or {}).get("Variables") or {}).items()},
+        )
+    if not functions:
+        raise TemplateError("no SQS-triggered AWS::Serverless::Function in the template")
+    return StackSpec(
+        bucket_logical_id=buckets[0],
+        bucket=r.physical_name(buckets[0]),
+        notifications=tuple(notifications),
+        queues=queues,
+        tables=tables,
+        functions=functions,
+        region=region,
+    )

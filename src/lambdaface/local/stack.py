@@ -1,0 +1,317 @@
+"""The local stack: moto's server on loopback, the template's resources, worker processes.
+
+    stack = LocalStack(spec, Options(port=4566))
+    stack.start()        # server, resources, restored state, notifications, workers
+    stack.run()          # prints a line per finished job until SIGINT/SIGTERM
+    stack.stop()         # finishes in-flight jobs, saves the state, stops the server
+"""
+from __future__ import annotations
+
+import fcntl
+import json
+import logging
+import multiprocessing
+import os
+import signal
+import sys
+import threading
+import time
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any, TextIO
+
+import boto3
+
+from lambdaface.local import state, workers
+from lambdaface.local.spec import FunctionSpec, StackSpec
+
+CREDENTIALS = {"aws_access_key_id": "testing", "aws_secret_access_key": "testing"}
+
+
+@dataclass
+class Options:
+    host: str = "127.0.0.1"
+    port: int = 4566
+    workers: int = field(default_factory=lambda: os.cpu_count() or 1)
+    state_dir: Path = Path(".lambdaface")
+    visibility_timeout: int | None = None  # overrides every queue's (tests)
+    function_timeout: int | None = None  # overrides every function's Timeout (tests)
+    autosave_s: float = 60.0  # 0: save on clean stop only
+    log_to_stderr: bool = False  # handler logs on stderr instead of <state_dir>/logs/
+
+
+@dataclass
+class _Slot:
+    index: int
+    config: workers.WorkerConfig
+    busy: Any  # multiprocessing.Value("d"): time.time() when the current batch started, else 0
+    process: Any = None
+    started: float = 0.0
+    quick_deaths: int = 0  # consecutive deaths soon after start (e.g. the handler fails to import)
+    respawn_at: float = 0.0
+
+
+def function_env(function: FunctionSpec, endpoint: str, region: str) -> dict[str, str]:
+    """A function's environment: the template's variables, then the endpoint and credentials.
+    LAMBDAFACE_* variables set in our own environment override the template's."""
+    env = dict(function.environment)
+    env.update({k: v for k, v in os.environ.items() if k.startswith("LAMBDAFACE_") and k in env})
+    env.update(
+        {
+            "AWS_ENDPOINT_URL": endpoint,
+            "AWS_ACCESS_KEY_ID": CREDENTIALS["aws_access_key_id"],
+            "AWS_SECRET_ACCESS_KEY": CREDENTIALS["aws_secret_access_key"],
+            "AWS_DEFAULT_REGION": region,
+            "AWS_REGION": region,
+            "AWS_LAMBDA_FUNCTION_NAME": function.name,
+            "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": str(function.memory_mb),
+            "AWS_LAMBDA_FUNCTION_VERSION": "$LATEST",
+            "AWS_LAMBDA_LOG_GROUP_NAME": f"/aws/lambda/{function.name}",
+        }
+    )
+    return env
+
+
+def _serve(host: str, port: int) -> Any:
+    """Bind moto's WSGI app (raises at once if the port is taken) and serve it in a thread."""
+    from moto.moto_server import werkzeug_app
+    from werkzeug.serving import make_server
+
+    logging.getLogger("werkzeug").setLevel(logging.ERROR)
+    handler = getattr(werkzeug_app, "MotoRequestHandler", None)
+    extra = {"request_handler": handler} if handler else {}
+    app = werkzeug_app.DomainDispatcherApplication(werkzeug_app.create_backend_app)
+    server = make_server(host, port, app, threaded=True, **extra)
+    threading.Thread(target=server.serve_forever, name="moto", daemon=True).start()
+    return server
+
+
+class LocalStack:
+    """One local copy of the stack declared by template.yaml."""
+
+    def __init__(self, spec: StackSpec, options: Options, out: TextIO | None = None):
+        self.spec = spec
+        self.options = options
+        self.out = out or sys.stdout
+        self.server: Any = None
+        self.endpoint = ""
+        self.slots: list[_Slot] = []
+        self._ctx = multiprocessing.get_context("spawn")
+        self._stop = self._ctx.Event()
+        self._reports = self._ctx.Queue()
+        self._signals = 0
+        self._lock_file: Any = None
+        self._clients: dict[str, Any] = {}
+
+    # --- start -----------------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Serve, create the resources, restore the saved state, start the workers."""
+        state_dir = self.options.state_dir
+        state_dir.mkdir(parents=True, exist_ok=True)
+        self._lock_file = open(state_dir / ".lock", "w")
+        try:
+            fcntl.flock(self._lock_file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise SystemExit(f"lambdaface local: {state_dir} is in use by another local stack") from None
+        self.server = _serve(self.options.host, self.options.port)
+        self.endpoint = f"http://{self.options.host}:{self.server.server_port}"
+        s3, sqs, dynamodb = (self.client(s) for s in ("s3", "sqs", "dynamodb"))
+        urls = self._create_queues(sqs)
+        self._create_tables(dynamodb)
+        self._create_bucket(s3)
+        objects = state.restore_objects(state_dir, self.spec, s3)
+        items, messages = state.restore_items_and_messages(state_dir, self.spec, sqs, dynamodb)
+        if objects or items or messages:
+            self.log(f"restored {objects} objects, {items} items, {messages} messages from {state_dir}")
+        self._put_notifications(s3)
+        self._start_workers(urls)
+
+    def client(self, service: str) -> Any:
+        if service not in self._clients:
+            self._clients[service] = boto3.client(
+                service, endpoint_url=self.endpoint, region_name=self.spec.region, **CREDENTIALS
+            )
+        return self._clients[service]
+
+    def _create_queues(self, sqs: Any) -> dict[str, str]:
+        urls: dict[str, str] = {}
+        # dead-letter queues first: a redrive policy names an existing queue
+        for q in sorted(self.spec.queues.values(), key=lambda q: q.dlq is not None):
+            attributes = dict(q.attributes)
+            if self.options.visibility_timeout is not None:
+                attributes["VisibilityTimeout"] = str(self.options.visibility_timeout)
+            if q.dlq:
+                attributes["RedrivePolicy"] = json.dumps(
+                    {"deadLetterTargetArn": self.spec.queue_arn(q.dlq), "maxReceiveCount": q.max_receive_count}
+                )
+            urls[q.logical_id] = sqs.create_queue(QueueName=q.name, Attributes=attributes)["QueueUrl"]
+        return urls
+
+    def _create_tables(self, dynamodb: Any) -> None:
+        for t in self.spec.tables.values():
+            dynamodb.create_table(TableName=t.name, **t.properties)
+            if t.ttl_attribute:
+                dynamodb.update_time_to_live(
+                    TableName=t.name, TimeToLiveSpecification={"AttributeName": t.ttl_attribute, "Enabled": True}
+                )
+
+    def _create_bucket(self, s3: Any) -> None:
+        extra = {}
+        if self.spec.region != "us-east-1":
+            extra["CreateBucketConfiguration"] = {"LocationConstraint": self.spec.region}
+        s3.create_bucket(Bucket=self.spec.bucket, **extra)
+
+    def _put_notifications(self, s3: Any) -> None:
+        rules = []
+        for n in self.spec.notifications:
+            rule: dict[str, Any] = {"QueueArn": self.spec.queue_arn(n.queue), "Events": list(n.events)}
+            filters = [{"Name": k, "Value": v} for k, v in (("prefix", n.prefix), ("suffix", n.suffix)) if v]
+            if filters:
+                rule["Filter"] = {"Key": {"FilterRules": filters}}
+            rules.append(rule)
+        s3.put_bucket_notification_configuration(
+            Bucket=self.spec.bucket, NotificationConfiguration={"QueueConfigurations": rules}
+        )
+
+    def worker_env(self, function: FunctionSpec) -> dict[str, str]:
+        return function_env(function, self.endpoint, self.spec.region)
+
+    def _start_workers(self, urls: dict[str, str]) -> None:
+        functions = list(self.spec.functions.values())
+        if self.options.function_timeout is not None:
+            functions = [replace(f, timeout_s=self.options.function_timeout) for f in functions]
+        # at least one worker per function; 0 means none (messages wait; see `lambdaface invoke`)
+        count = max(self.options.workers, len(functions)) if self.options.workers > 0 else 0
+        logs = self.options.state_dir / "logs"
+        logs.mkdir(exist_ok=True)
+        for i in range(count):
+            fn = functions[i % len(functions)]
+            config = workers.WorkerConfig(
+                function=fn,
+                queue_url=urls[fn.queue],
+                queue_arn=self.spec.queue_arn(fn.queue),
+                endpoint=self.endpoint,
+                region=self.spec.region,
+                env=self.worker_env(fn),
+                log_path=None if self.options.log_to_stderr else str(logs / f"{fn.logical_id}.log"),
+            )
+            slot = _Slot(i, config, self._ctx.Value("d", 0.0))
+            self._spawn(slot)
+            self.slots.append(slot)
+
+    def _spawn(self, slot: _Slot) -> None:
+        slot.busy.value = 0.0
+        slot.started = time.monotonic()
+        slot.process = self._ctx.Process(
+            target=workers.run,
+            args=(slot.config, slot.index, slot.busy, self._reports, self._stop),
+            name=f"lambdaface-{slot.config.function.logical_id}-{slot.index}",
+            daemon=False,
+        )
+        slot.process.start()
+        self.log(f"worker {slot.index} ({slot.config.function.logical_id}) started, pid {slot.process.pid}")
+
+    # --- run -------------------------------------------------------------------------------
+
+    def ready_line(self) -> str:
+        return f"lambdaface local: ready at {self.endpoint} bucket={self.spec.bucket}"
+
+    def run(self) -> None:
+        """Print job lines, replace dead workers, kill timed-out ones, autosave; until a signal."""
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, self._on_signal)
+        print(self.ready_line(), file=self.out, flush=True)
+        next_save = time.monotonic() + self.options.autosave_s
+        while not self._stop.is_set():
+            self._print_reports(timeout=0.2)
+            self._supervise()
+            if self.options.autosave_s and time.monotonic() >= next_save:
+                self.save()
+                next_save = time.monotonic() + self.options.autosave_s
+
+    def _on_signal(self, signum: int, _frame: Any) -> None:
+        self._signals += 1
+        self._stop.set()
+        if self._signals > 1:  # a second Ctrl-C: do not wait for in-flight jobs
+            for slot in self.slots:
+                if slot.process is not None and slot.process.is_alive():
+                    slot.process.kill()
+
+    def _supervise(self) -> None:
+        for slot in self.slots:
+            fn = slot.config.function
+            busy = slot.busy.value
+            if slot.process.is_alive() and busy and time.time() - busy > fn.timeout_s + 1:
+                slot.process.kill()  # Lambda's timeout: the batch comes back after the visibility timeout
+                slot.process.join()
+                self.log(f"worker {slot.index} ({fn.logical_id}) timed out after {fn.timeout_s} s")
+            if slot.process.is_alive() or self._stop.is_set():
+                continue
+            now = time.monotonic()
+            if not slot.respawn_at:  # just found dead: back off if it keeps dying at once
+                slot.quick_deaths = slot.quick_deaths + 1 if now - slot.started < 10 else 0
+                slot.respawn_at = now + min(30.0, 0.5 * 2 ** slot.quick_deaths) if slot.quick_deaths else now
+                self.log(
+                    f"worker {slot.index} ({fn.logical_id}) exited with {slot.process.exitcode}, starting another"
+                )
+            if now >= slot.respawn_at:
+                slot.respawn_at = 0.0
+                self._spawn(slot)
+
+    def _print_reports(self, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                report = self._reports.get(timeout=max(0.0, deadline - time.monotonic()))
+            except Exception:  # queue.Empty
+                return
+            for line in self.report_lines(report):
+                print(line, file=self.out, flush=True)
+
+    def report_lines(self, report: dict[str, Any]) -> list[str]:
+        """One line per job of a processed message."""
+        fn = self.spec.functions[report["function"]]
+        queue = self.spec.queues[fn.queue]
+        lines = []
+        for key, outcome in report["jobs"]:
+            if report["ok"]:
+                again = f", attempt {report['attempt']}" if report["attempt"] > 1 else ""
+                lines.append(f"{fn.logical_id} {key}: {outcome} ({report['seconds']:.1f} s{again})")
+                continue
+            attempt, most = report["attempt"], queue.max_receive_count
+            then = "goes to the dead-letter queue" if most and attempt >= most else "will be retried"
+            why = f": {report['error']}" if report["error"] else ""
+            lines.append(f"{fn.logical_id} {key}: attempt {attempt} failed, {then}{why}")
+        return lines
+
+    def log(self, text: str) -> None:
+        print(f"lambdaface local: {text}", file=sys.stderr, flush=True)
+
+    # --- stop ------------------------------------------------------------------------------
+
+    def save(self) -> dict[str, int]:
+        return state.save(self.options.state_dir, self.spec, self.client("s3"), self.client("dynamodb"))
+
+    def stop(self) -> None:
+        """Stop taking messages, let the workers finish their batch, save, stop the server."""
+        self._stop.set()
+        for slot in self.slots:
+            if slot.process is None:
+                continue
+            deadline = time.monotonic() + slot.config.function.timeout_s + 5
+            while slot.process.is_alive() and time.monotonic() < deadline:
+                self._print_reports(timeout=0.2)
+            if slot.process.is_alive():
+                slot.process.kill()
+            slot.process.join()
+        self._print_reports(timeout=0.2)
+        if self.server is not None:
+            saved = self.save()
+            self.log(
+                f"stopped; saved {saved['objects']} objects, {saved['items']} items, "
+                f"{saved['messages']} messages to {self.options.state_dir}"
+            )
+            self.server.shutdown()
+        if self._lock_file is not None:
+            self._lock_file.close()

@@ -1,0 +1,238 @@
+"""Worker processes: Lambda's SQS event source, run locally.
+
+Each worker is bound to one function, like a Lambda execution environment: it imports the
+handler once (cold start), then long-polls the function's queue over HTTP, calls
+`handler(event, context)` with the same SQS batch event Lambda builds, deletes the messages that
+succeeded and leaves the failed ones to come back after the queue's visibility timeout (and to go
+to the dead-letter queue after maxReceiveCount, which moto's SQS does).
+"""
+from __future__ import annotations
+
+import importlib
+import json
+import os
+import signal
+import sys
+import time
+import traceback
+import uuid
+from dataclasses import dataclass, field
+from typing import Any, Callable
+from urllib.parse import unquote_plus
+
+import boto3
+
+from lambdaface.local.spec import ACCOUNT_ID, FunctionSpec
+
+POLL_WAIT_S = 1  # long-poll length; also how fast a worker notices a stop request
+
+
+@dataclass(frozen=True)
+class WorkerConfig:
+    """Everything a worker process needs (pickled across `spawn`)."""
+
+    function: FunctionSpec
+    queue_url: str
+    queue_arn: str
+    endpoint: str
+    region: str
+    env: dict[str, str] = field(default_factory=dict)
+    log_path: str | None = None  # the function's log (CloudWatch's stand-in); None: inherit stderr
+
+
+@dataclass
+class LambdaContext:
+    """The parts of Lambda's context object handlers and Powertools read."""
+
+    function_name: str
+    memory_limit_in_mb: int
+    timeout_s: int
+    region: str
+    function_version: str = "$LATEST"
+    aws_request_id: str = field(default_factory=lambda: str(uuid.uuid4()))
+    _deadline: float = 0.0
+
+    def __post_init__(self) -> None:
+        self._deadline = time.monotonic() + self.timeout_s
+        self.invoked_function_arn = (
+            f"arn:aws:lambda:{self.region}:{ACCOUNT_ID}:function:{self.function_name}"
+        )
+        self.log_group_name = f"/aws/lambda/{self.function_name}"
+        self.log_stream_name = f"local/{os.getpid()}"
+        self.identity = None
+        self.client_context = None
+
+    def get_remaining_time_in_millis(self) -> int:
+        return max(0, int((self._deadline - time.monotonic()) * 1000))
+
+
+def sqs_record(message: dict[str, Any], queue_arn: str, region: str) -> dict[str, Any]:
+    """An SQS message as Lambda puts it in the event's `Records`."""
+    attributes = {
+        "DataType": "dataType",
+        "StringValue": "stringValue",
+        "BinaryValue": "binaryValue",
+    }
+    return {
+        "messageId": message["MessageId"],
+        "receiptHandle": message["ReceiptHandle"],
+        "body": message["Body"],
+        "attributes": dict(message.get("Attributes") or {}),
+        "messageAttributes": {
+            name: {
+                "stringListValues": [],
+                "binaryListValues": [],
+                **{attributes[k]: v for k, v in value.items() if k in attributes},
+            }
+            for name, value in (message.get("MessageAttributes") or {}).items()
+        },
+        "md5OfBody": message.get("MD5OfBody", ""),
+        "eventSource": "aws:sqs",
+        "eventSourceARN": queue_arn,
+        "awsRegion": region,
+    }
+
+
+def failed_ids(response: Any, records: list[dict[str, Any]], report_failures: bool) -> set[str]:
+    """The message ids Lambda would leave on the queue after `handler` returned `response`."""
+    if not report_failures:
+        return set()
+    all_ids = {r["messageId"] for r in records}
+    if response is None:
+        return set()
+    try:
+        listed = response.get("batchItemFailures") or []
+        ids = {item["itemIdentifier"] for item in listed}
+    except (AttributeError, KeyError, TypeError):
+        return all_ids  # a malformed response fails the whole batch, as on Lambda
+    if any(not i or i not in all_ids for i in ids):
+        return all_ids
+    return ids
+
+
+def s3_objects(body: str) -> list[tuple[str, str, str]]:
+    """(bucket, key, event name) of each S3 record in a message; [] when it is not an S3 event."""
+    try:
+        message = json.loads(body)
+        return [
+            (r["s3"]["bucket"]["name"], unquote_plus(r["s3"]["object"]["key"]), r.get("eventName", ""))
+            for r in message.get("Records", [])
+        ]
+    except (ValueError, KeyError, TypeError, AttributeError):
+        return []
+
+
+def job_outcome(s3: Any, bucket: str, key: str, event: str) -> str:
+    """What the result document says about the job on `key` (for the one-line report)."""
+    if event.startswith("ObjectRemoved"):
+        return "removed"
+    try:
+        result = json.loads(s3.get_object(Bucket=bucket, Key=f"results/{key}.json")["Body"].read())
+    except Exception:
+        return "no result"
+    status = str(result.get("status", "?"))
+    code = (result.get("error") or {}).get("code")
+    return f"{status} {code}" if code else status
+
+
+def apply_env(env: dict[str, str]) -> None:
+    """Set a function's environment; the user's own AWS settings must not leak into it."""
+    for name in list(os.environ):
+        if name.startswith("AWS_ENDPOINT_URL_") or name in ("AWS_PROFILE", "AWS_DEFAULT_PROFILE", "AWS_SESSION_TOKEN"):
+            del os.environ[name]
+    os.environ.update(env)
+
+
+def load_handler(spec: str) -> Callable[[dict[str, Any], Any], Any]:
+    module, _, name = spec.rpartition(".")
+    return getattr(importlib.import_module(module), name)
+
+
+def run(config: WorkerConfig, slot: int, busy: Any, reports: Any, stop: Any) -> None:
+    """The worker process's main loop; returns when `stop` is set (or the parent is gone)."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the whole group: the parent decides
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    if config.log_path:
+        log = os.open(config.log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+        os.dup2(log, 1)
+        os.dup2(log, 2)
+    apply_env(config.env)
+    parent = os.getppid()
+    fn = config.function
+    sqs = boto3.client("sqs", endpoint_url=config.endpoint, region_name=config.region)
+    s3 = boto3.client("s3", endpoint_url=config.endpoint, region_name=config.region)
+    handler = load_handler(fn.handler)
+    while not stop.is_set() and os.getppid() == parent:
+        try:
+            messages = _receive(sqs, config)
+        except Exception as exc:  # the stack is stopping or gone: look at the parent again
+            print(f"receive failed: {exc}", file=sys.stderr, flush=True)
+            time.sleep(POLL_WAIT_S)
+            continue
+        if not messages:
+            continue
+        records = [sqs_record(m, config.queue_arn, config.region) for m in messages]
+        context = LambdaContext(fn.name, fn.memory_mb, fn.timeout_s, config.region)
+        busy.value = time.time()
+        started = time.monotonic()
+        error = None
+        print(f"START RequestId: {context.aws_request_id} Version: $LATEST", flush=True)
+        try:
+            response = handler({"Records": records}, context)
+            failed = failed_ids(response, records, fn.report_batch_item_failures)
+        except Exception as exc:  # Lambda: the invocation failed, every message comes back
+            traceback.print_exc(file=sys.stderr)
+            error = f"{type(exc).__name__}: {exc}"
+            failed = {r["messageId"] for r in records}
+        busy.value = 0.0
+        seconds = time.monotonic() - started
+        print(f"END RequestId: {context.aws_request_id}", flush=True)
+        print(
+            f"REPORT RequestId: {context.aws_request_id}\tDuration: {seconds * 1000:.2f} ms\t"
+            f"Messages: {len(records)}\tFailed: {len(failed)}",
+            flush=True,
+        )
+        done = [r for r in records if r["messageId"] not in failed]
+        for i in range(0, len(done), 10):
+            try:
+                sqs.delete_message_batch(
+                    QueueUrl=config.queue_url,
+                    Entries=[{"Id": str(n), "ReceiptHandle": r["receiptHandle"]} for n, r in enumerate(done[i : i + 10])],
+                )
+            except Exception as exc:  # the message comes back and the handler sees it again
+                print(f"delete failed: {exc}", file=sys.stderr, flush=True)
+        for r in records:
+            ok = r["messageId"] not in failed
+            objects = s3_objects(r["body"])
+            reports.put(
+                {
+                    "slot": slot,
+                    "function": fn.logical_id,
+                    "jobs": [(key, job_outcome(s3, b, key, ev) if ok else "") for b, key, ev in objects],
+                    "ok": ok,
+                    "attempt": int(r["attributes"].get("ApproximateReceiveCount", 1)),
+                    "seconds": seconds,
+                    "error": error,
+                }
+            )
+
+
+def _receive(sqs: Any, config: WorkerConfig) -> list[dict[str, Any]]:
+    """One batch, as Lambda's poller gathers it (BatchSize, MaximumBatchingWindowInSeconds)."""
+    fn = config.function
+    messages: list[dict[str, Any]] = []
+    deadline = time.monotonic() + fn.batching_window_s
+    while len(messages) < fn.batch_size:
+        wait = POLL_WAIT_S if not messages else max(0, min(POLL_WAIT_S, int(deadline - time.monotonic())))
+        got = sqs.receive_message(
+            QueueUrl=config.queue_url,
+            MaxNumberOfMessages=min(10, fn.batch_size - len(messages)),
+            WaitTimeSeconds=wait,
+            AttributeNames=["All"],
+            MessageSystemAttributeNames=["All"],
+            MessageAttributeNames=["All"],
+        ).get("Messages", [])
+        messages.extend(got)
+        if not messages or time.monotonic() >= deadline:
+            break
+    return messages
