@@ -43,5 +43,18 @@ test: install sam-install
 bench-engine: install
 	$(PY) benchmarks/bench_engine.py --faces $(FACES)
 
+# The face_recognition library to compare with (its dlib from dlib-bin), and matplotlib for the plot.
+BENCH_VENV := .venv-bench
+$(BENCH_VENV)/.installed:
+	$(PY312) -m venv $(BENCH_VENV)
+	$(BENCH_VENV)/bin/pip install -q --upgrade pip
+	$(BENCH_VENV)/bin/pip install -q --no-deps face_recognition
+	$(BENCH_VENV)/bin/pip install -q dlib-bin face_recognition_models numpy pillow click 'setuptools<81' matplotlib
+	touch $@
+
+# All benchmarks (about 10 minutes on 2 cores): benchmarks/RESULTS.md, results.png, results.json.
+bench: install $(BENCH_VENV)/.installed
+	$(PY) benchmarks/run_all.py --faces $(FACES) --bench-venv $(BENCH_VENV)
+
 clean:
 	rm -rf $(VENV) .aws-sam .pytest_cache

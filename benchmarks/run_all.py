@@ -1,0 +1,109 @@
+"""`make bench`: every benchmark on this machine, then benchmarks/RESULTS.md and benchmarks/results.png.
+
+Steps: the engine per stage (bench_engine), cold start and peak memory (cold_start), the same
+photos through face_recognition's command line (compare_fr), the local stack end to end
+(burst), and the cost model (cost). Raw figures go to benchmarks/results.json.
+
+Usage: python benchmarks/run_all.py [--faces DIR] [--bench-venv .venv-bench] [--repeats 3]
+       [--images 200] [--burst-runs 1] [--workers 1 2]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+import bench_engine
+import burst
+import cold_start
+import compare_fr
+import cost
+import report
+from shared.config import EngineConfig
+
+HERE = Path(__file__).resolve().parent
+
+
+def machine() -> dict:
+    """Cores, CPU model, memory, Python and dlib versions, load at the start."""
+    import dlib
+
+    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                if line.startswith("model name")), platform.processor())
+    mem_kb = next(int(line.split()[1]) for line in Path("/proc/meminfo").read_text().splitlines()
+                  if line.startswith("MemTotal:"))
+    return {"cores": os.cpu_count(), "cpu": cpu, "memory_gb": round(mem_kb / 1024 ** 2, 1),
+            "python": platform.python_version(), "dlib": dlib.__version__,
+            "load_average": os.getloadavg()[0], "date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")}
+
+
+def step(name: str, action):
+    print(f"bench: {name} ...", file=sys.stderr, flush=True)
+    start = time.monotonic()
+    value = action()
+    print(f"bench: {name} took {time.monotonic() - start:.0f} s", file=sys.stderr, flush=True)
+    return value
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--faces", type=Path,
+                        default=Path(os.environ.get("LAMBDAFACE_FACES") or HERE.parent.parent / "shared" / "faces"))
+    parser.add_argument("--bench-venv", type=Path, default=HERE.parent / ".venv-bench")
+    parser.add_argument("--repeats", type=int, default=3, help="runs behind each engine figure (median)")
+    parser.add_argument("--images", type=int, default=200, help="query uploads per burst")
+    parser.add_argument("--burst-runs", type=int, default=1, help="bursts per worker count (median)")
+    parser.add_argument("--workers", type=int, nargs="+", default=[1, 2], help="recognize workers to try")
+    parser.add_argument("--out", type=Path, default=HERE, help="where RESULTS.md, results.png, results.json go")
+    args = parser.parse_args()
+
+    started = time.monotonic()
+    paths = bench_engine.photo_paths(args.faces)
+    results: dict = {"machine": machine(), "photos": len(paths),
+                     "settings": {"repeats": args.repeats, "images": args.images, "burst_runs": args.burst_runs}}
+    chosen, full = EngineConfig(), EngineConfig(detect_max_side=100_000, upsample_below=100_000)
+    results["engine"] = step("engine per stage", lambda: {
+        "chosen": bench_engine.measure(paths, chosen, args.repeats),
+        "full_size_upsample_1": bench_engine.measure(paths, full, args.repeats),
+        "config": {"detect_max_side": chosen.detect_max_side, "upsample_below": chosen.upsample_below},
+    })
+    results["match_100k_ms"] = step("matching 100k", bench_engine.measure_matching)
+    results["cold_start"] = step("cold start", lambda: cold_start.measure(args.faces, args.repeats))
+    results["face_recognition"] = step("face_recognition comparison",
+                                       lambda: compare_fr.measure(args.faces, args.bench_venv, args.repeats))
+    results["local"] = [step(f"local stack, {w} worker(s)",
+                             lambda w=w: burst.measure_workers(args.faces, w, args.images, args.burst_runs))
+                        for w in args.workers]
+
+    one_worker = results["local"][0]["median"]
+    memory_mb = cost.recognize_memory_mb()
+    model = cost.CostModel(seconds_per_image=one_worker["handler_ms_per_image"] / 1000, memory_mb=memory_mb)
+    faces_per_image = results["engine"]["chosen"]["faces"] / len(paths)
+    results["cost"] = {
+        "model": model.to_dict(),
+        "per_1000_images": model.per_1000_images(),
+        "cold_start_usd": model.cold_start_cost(results["cold_start"]["seconds_to_first_result"]),
+        "faces_per_image": faces_per_image,
+        "rekognition_per_1000_images": cost.rekognition_per_1000_images(faces_per_image),
+        "prices_as_of": cost.PRICES_AS_OF,
+    }
+    results["duration_s"] = time.monotonic() - started
+
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "results.json").write_text(json.dumps(results, indent=1))
+    plot_python = args.bench_venv / "bin" / "python"
+    subprocess.run([str(plot_python), str(HERE / "plot.py"), str(args.out / "results.json"),
+                    str(args.out / "results.png")], check=True)
+    (args.out / "RESULTS.md").write_text(report.render(results))
+    print(f"bench: wrote {args.out / 'RESULTS.md'} and results.png in {results['duration_s'] / 60:.1f} min",
+          file=sys.stderr)
+
+
+if __name__ == "__main__":
+    main()
