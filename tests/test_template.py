@@ -165,27 +165,37 @@ def test_s3_reads_models_or_queries_and_writes_only_results(resources: dict[str,
     def objects(prefix: str) -> str:
         return json.dumps({"Fn::Sub": "${Bucket.Arn}/" + prefix}, sort_keys=True)
 
+    bucket = json.dumps({"Fn::GetAtt": ["Bucket", "Arn"]}, sort_keys=True)
     assert grants(resources, "EnrollFunction", "s3") == {
         "s3:GetObject": {objects("models/*")},
+        "s3:ListBucket": {bucket},
         "s3:PutObject": {objects("results/models/*")},
-        "s3:DeleteObject": {objects("results/models/*")},
     }
     assert grants(resources, "RecognizeFunction", "s3") == {
         "s3:GetObject": {objects("queries/*")},
+        "s3:ListBucket": {bucket},
         "s3:PutObject": {objects("results/queries/*")},
     }
+    # Listing is limited to the prefix the function reads.
+    for function, prefix in {"EnrollFunction": "models/*", "RecognizeFunction": "queries/*"}.items():
+        (listing,) = [s for s in role_statements(resources, function) if s["Action"] == "s3:ListBucket"]
+        assert listing["Condition"] == {"StringLike": {"s3:prefix": prefix}}
+    for function in FUNCTIONS:
+        for statement in role_statements(resources, function):
+            assert "Condition" not in statement or statement["Action"] == "s3:ListBucket"
 
 
 def test_dynamodb_actions_only_on_the_project_tables(resources: dict[str, Any]) -> None:
     jobs = json.dumps({"Fn::GetAtt": ["JobsTable", "Arn"]}, sort_keys=True)
     gallery = json.dumps({"Fn::GetAtt": ["GalleryTable", "Arn"]}, sort_keys=True)
-    item_actions = {"dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem"}
+    # What src/shared/aws/{jobs,gallery}_table.py call (test_lambda_package.py checks each call).
+    job_actions = {"dynamodb:GetItem", "dynamodb:UpdateItem"}
     for function, gallery_actions in {
-        "EnrollFunction": {"dynamodb:PutItem", "dynamodb:DeleteItem"},
-        "RecognizeFunction": {"dynamodb:Scan"},
+        "EnrollFunction": {"dynamodb:PutItem", "dynamodb:DeleteItem", "dynamodb:UpdateItem"},
+        "RecognizeFunction": {"dynamodb:GetItem", "dynamodb:Scan"},
     }.items():
         granted = grants(resources, function, "dynamodb")
-        assert {a for a, r in granted.items() if jobs in r} == item_actions, function
+        assert {a for a, r in granted.items() if jobs in r} == job_actions, function
         assert {a for a, r in granted.items() if gallery in r} == gallery_actions, function
         assert all(r <= {jobs, gallery} for r in granted.values()), function
 

@@ -1,0 +1,461 @@
+"""The Lambda package `sam build` makes (src/Makefile): small enough, nothing missing, nothing extra.
+
+`sam build` runs once per session (no Docker: python3.12 on PATH). Each function's build dir is
+then run the way Lambda runs it: python3.12 without site-packages, the build dir and a boto3-only
+dir (the runtime's boto3) on the path, the template's environment, and AWS credentials of a role
+that holds exactly the template's policy, against moto's server with IAM enforcement on. The seed
+example goes through it: enroll john0 as john, recognize john1 as john, then delete john0.
+"""
+from __future__ import annotations
+
+import importlib.metadata
+import importlib.util
+import json
+import os
+import re
+import shutil
+import socket
+import subprocess
+import urllib.request
+import uuid
+from fnmatch import fnmatchcase
+from pathlib import Path
+from typing import Any, Iterator
+from urllib.parse import unquote_plus
+
+import boto3
+import botocore.exceptions
+import pytest
+from moto.server import ThreadedMotoServer
+
+from lambdaface.template import TEMPLATE, load_template, parameter_defaults
+
+ROOT = Path(__file__).resolve().parents[1]
+SAM = ROOT / ".venv-sam" / "bin" / "sam"
+EVENTS = ROOT / "events"
+FUNCTIONS = ("EnrollFunction", "RecognizeFunction")
+LAMBDA_UNZIPPED_LIMIT = 250 * 1024 * 1024
+MODEL_FILES = {
+    "shape_predictor_5_face_landmarks.dat",
+    "dlib_face_recognition_resnet_model_v1.dat",
+    "mmod_human_face_detector.dat",
+}
+REGION = "us-east-1"
+CACHE = Path(os.environ.get("LAMBDAFACE_BUILD_CACHE") or Path.home() / ".cache" / "lambdaface")
+
+
+def python312() -> str:
+    """A real python3.12 (pyenv's, else on PATH), not the project venv's."""
+    found = os.environ.get("PY312")
+    if not found and shutil.which("pyenv"):
+        run = subprocess.run(["pyenv", "which", "python3.12"], capture_output=True, text=True,
+                             env={**os.environ, "PYENV_VERSION": "3.12.1"})
+        found = run.stdout.strip() if run.returncode == 0 else None
+    found = found or shutil.which("python3.12")
+    assert found, "python3.12 not found (pyenv install 3.12.1)"
+    return found
+
+
+def venv_models_dir() -> str:
+    spec = importlib.util.find_spec("face_recognition_models")
+    assert spec and spec.submodule_search_locations, "face_recognition_models is not installed in the venv"
+    return str(Path(next(iter(spec.submodule_search_locations))) / "models")
+
+
+@pytest.fixture(scope="session")
+def build_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """`sam build` into a fresh directory, once per session."""
+    assert SAM.exists(), f"{SAM} is missing: run `make sam-install`"
+    out = tmp_path_factory.mktemp("sam") / "build"
+    env = {
+        **os.environ,
+        "PATH": f"{Path(python312()).parent}{os.pathsep}{os.environ['PATH']}",
+        "SAM_CLI_TELEMETRY": "0",
+        "LAMBDAFACE_MODELS_DIR": venv_models_dir(),  # copy the 3 files instead of downloading 100 MB
+    }
+    run = subprocess.run(
+        [str(SAM), "build", "--template", str(TEMPLATE), "--build-dir", str(out)],
+        cwd=ROOT, env=env, capture_output=True, text=True,
+    )
+    assert run.returncode == 0, run.stdout[-4000:] + run.stderr[-4000:]
+    return out
+
+
+@pytest.fixture(scope="session")
+def boto3_dir() -> Path:
+    """boto3 alone, as the python3.12 runtime provides it (the package must not bring its own)."""
+    version = importlib.metadata.version("boto3")
+    target = CACHE / f"boto3-{version}"
+    if not target.is_dir():
+        CACHE.mkdir(parents=True, exist_ok=True)
+        tmp = CACHE / f"boto3.{uuid.uuid4().hex}"
+        run = subprocess.run(
+            [python312(), "-m", "pip", "install", "-q", "--disable-pip-version-check",
+             "--target", str(tmp), f"boto3=={version}"],
+            capture_output=True, text=True,
+        )
+        assert run.returncode == 0, run.stderr[-4000:]
+        try:
+            tmp.rename(target)
+        except OSError:  # another session won the race
+            shutil.rmtree(tmp)
+    return target
+
+
+def tree_size(path: Path) -> int:
+    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file() and not p.is_symlink())
+
+
+# --- What is in the package ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("function", FUNCTIONS)
+def test_function_fits_lambda_and_holds_only_what_runs(build_dir: Path, function: str) -> None:
+    root = build_dir / function
+    size = tree_size(root)
+    print(f"{function}: {size / 2**20:.0f} MiB unzipped")
+    assert size <= LAMBDA_UNZIPPED_LIMIT, f"{function} is {size / 2**20:.0f} MiB"
+    top = {p.name for p in root.iterdir()}
+    for needed in ("handlers", "shared", "numpy", "dlib", "PIL", "aws_lambda_powertools", "face_recognition_models"):
+        assert needed in top, needed
+    assert {p.name for p in (root / "face_recognition_models" / "models").iterdir()} == MODEL_FILES
+    for unwanted in ("cv2", "boto3", "botocore", "lambdaface", "tests", "bin", "s3transfer"):
+        assert unwanted not in top, f"{unwanted} must not be packaged"
+    assert not list(root.rglob("shape_predictor_68_face_landmarks.dat"))
+    assert not list((root / "shared").rglob("__pycache__"))
+    assert (root / "handlers" / "enroll.py").read_bytes() == (ROOT / "src" / "handlers" / "enroll.py").read_bytes()
+
+
+def test_built_template_points_each_function_at_its_package(build_dir: Path) -> None:
+    built = load_template(build_dir / "template.yaml")["Resources"]
+    for function in FUNCTIONS:
+        assert built[function]["Properties"]["CodeUri"] == function
+
+
+# --- Running it ------------------------------------------------------------------------------
+
+DRIVER = r"""
+import json, sys
+calls = json.load(open(sys.argv[1]))
+
+class Context:
+    function_name = calls["function"]
+    memory_limit_in_mb = 2048
+    invoked_function_arn = "arn:aws:lambda:us-east-1:123456789012:function:" + calls["function"]
+    aws_request_id = "c6af9ac6-7b61-11e6-9a41-93e812345678"
+    def get_remaining_time_in_millis(self):
+        return 60000
+
+# Record every AWS call (service, operation, target) for the parent to check against the policy.
+import boto3
+boto3.setup_default_session()
+aws_calls = []
+def record(params, model, event_name, **kwargs):
+    target = {k: params[k] for k in ("TableName", "Bucket", "Key", "Prefix") if k in params}
+    aws_calls.append([event_name.split(".")[1], model.name, target])
+boto3.DEFAULT_SESSION.events.register("provide-client-params", record)
+
+handler = __import__("handlers." + calls["module"], fromlist=["handler"]).handler
+responses = [handler(event, Context()) for event in calls["events"]]
+
+import importlib.util, numpy, dlib, PIL, aws_lambda_powertools, boto3, shared.engine
+origins = {m.__name__: m.__file__ for m in (numpy, dlib, PIL, aws_lambda_powertools, boto3, shared.engine)}
+origins["face_recognition_models"] = list(importlib.util.find_spec("face_recognition_models").submodule_search_locations)[0]
+missing = [name for name in ("cv2", "lambdaface") if importlib.util.find_spec(name) is not None]
+print("\n" + json.dumps({"responses": responses, "origins": origins, "present": missing, "aws_calls": aws_calls}))
+"""
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def resolve(value: Any, names: dict[str, str]) -> Any:
+    """`Ref`, `Fn::GetAtt` and string `Fn::Sub` against `names` ("Bucket", "Bucket.Arn", ...)."""
+    if isinstance(value, dict) and len(value) == 1:
+        ((fn, arg),) = value.items()
+        if fn == "Ref":
+            return names[arg]
+        if fn == "Fn::GetAtt":
+            return names[".".join(arg)]
+        if fn == "Fn::Sub" and isinstance(arg, str):
+            return re.sub(r"\$\{([^}]+)\}", lambda m: names[m.group(1)], arg)
+    if isinstance(value, dict):
+        return {k: resolve(v, names) for k, v in value.items()}
+    if isinstance(value, list):
+        return [resolve(v, names) for v in value]
+    return value
+
+
+class Moto:
+    """moto's server with the template's bucket and tables, named uniquely."""
+
+    def __init__(self, endpoint: str, template: dict[str, Any]) -> None:
+        self.endpoint, self.template = endpoint, template
+        suffix = uuid.uuid4().hex[:8]
+        self.bucket = f"lambdaface-package-{suffix}"
+        self.tables = {lid: f"{lid}-{suffix}" for lid in ("JobsTable", "GalleryTable")}
+        self.s3 = self.client("s3")
+        self.dynamodb = self.client("dynamodb")
+        self.s3.create_bucket(Bucket=self.bucket)
+        resources = template["Resources"]
+        for lid, name in self.tables.items():
+            p = resources[lid]["Properties"]
+            self.dynamodb.create_table(TableName=name, KeySchema=p["KeySchema"],
+                                       AttributeDefinitions=p["AttributeDefinitions"], BillingMode=p["BillingMode"])
+        self.names = {
+            "AWS::Partition": "aws", "AWS::Region": REGION, "AWS::AccountId": "123456789012",
+            "Bucket": self.bucket, "Bucket.Arn": f"arn:aws:s3:::{self.bucket}",
+            **{lid: name for lid, name in self.tables.items()},
+            **{f"{lid}.Arn": self.dynamodb.describe_table(TableName=n)["Table"]["TableArn"] for lid, n in self.tables.items()},
+            **{f"{lid}.Arn": f"arn:aws:sqs:{REGION}:123456789012:{lid}" for lid in ("EnrollQueue", "RecognizeQueue")},
+            **{f"{lid}.Arn": f"arn:aws:logs:{REGION}:123456789012:log-group:{lid}:*" for lid in ("EnrollLogGroup", "RecognizeLogGroup")},
+            **parameter_defaults(template),
+        }
+
+    def client(self, service: str, **credentials: str) -> Any:
+        credentials = credentials or {"aws_access_key_id": "testing", "aws_secret_access_key": "testing"}
+        return boto3.client(service, endpoint_url=self.endpoint, region_name=REGION, **credentials)
+
+    def role_credentials(self, function: str) -> dict[str, str]:
+        """Credentials of a role holding the function's policy, as the template writes it.
+
+        moto checks S3 actions against object ARNs, but DynamoDB actions only against `*` and no
+        `s3:prefix` condition: here table ARNs become `*` and the ListBucket condition goes
+        (test_template.py checks both as written).
+        """
+        role_id = self.template["Resources"][function]["Properties"]["Role"]["Fn::GetAtt"][0]
+        role = self.template["Resources"][role_id]["Properties"]
+        iam = self.client("iam")
+        name = f"{role_id}-{uuid.uuid4().hex[:8]}"
+        arn = iam.create_role(RoleName=name, AssumeRolePolicyDocument=json.dumps(role["AssumeRolePolicyDocument"]))["Role"]["Arn"]
+        statements = self.statements(function)
+        for statement in statements:
+            if str(statement["Action"]).count("dynamodb:"):
+                statement["Resource"] = "*"
+            statement.pop("Condition", None)
+        document = {"Version": "2012-10-17", "Statement": statements}
+        iam.put_role_policy(RoleName=name, PolicyName="template", PolicyDocument=json.dumps(document))
+        creds = self.client("sts").assume_role(RoleArn=arn, RoleSessionName=function)["Credentials"]
+        return {"AWS_ACCESS_KEY_ID": creds["AccessKeyId"], "AWS_SECRET_ACCESS_KEY": creds["SecretAccessKey"],
+                "AWS_SESSION_TOKEN": creds["SessionToken"]}
+
+    def statements(self, function: str) -> list[dict[str, Any]]:
+        """The function role's policy statements, resolved against this stack."""
+        role_id = self.template["Resources"][function]["Properties"]["Role"]["Fn::GetAtt"][0]
+        policies = self.template["Resources"][role_id]["Properties"]["Policies"]
+        return [s for p in policies for s in resolve(p["PolicyDocument"], self.names)["Statement"]]
+
+    def enforce_iam(self, count: str) -> str:
+        """Set moto's INITIAL_NO_AUTH_ACTION_COUNT ("0": enforce from now on); returns the old one."""
+        request = urllib.request.Request(f"{self.endpoint}/moto-api/reset-auth", data=count.encode(), method="POST",
+                                         headers={"Content-Type": "text/plain"})
+        with urllib.request.urlopen(request) as response:
+            return json.load(response)["PREVIOUS_INITIAL_NO_AUTH_ACTION_COUNT"]
+
+    def event(self, sample: str) -> dict[str, Any]:
+        """events/<sample> with this bucket, and the ETag and size of the object it names."""
+        event = json.loads((EVENTS / sample).read_text())
+        for message in event["Records"]:
+            body = json.loads(message["body"])
+            if body.get("Event") == "s3:TestEvent":
+                body["Bucket"] = self.bucket
+            for record in body.get("Records", []):
+                record["s3"]["bucket"].update(name=self.bucket, arn=f"arn:aws:s3:::{self.bucket}")
+                obj = record["s3"]["object"]
+                if record["eventName"].startswith("ObjectCreated"):
+                    head = self.s3.head_object(Bucket=self.bucket, Key=unquote_plus(obj["key"]))
+                    obj.update(eTag=head["ETag"].strip('"'), size=head["ContentLength"])
+            message["body"] = json.dumps(body)
+        return event
+
+    def environment(self, function: str) -> dict[str, str]:
+        """The function's environment as deployed with default parameters, plus Lambda's own."""
+        variables = self.template["Globals"]["Function"]["Environment"]["Variables"]
+        return {
+            **{k: str(resolve(v, self.names)) for k, v in variables.items()},
+            "AWS_ENDPOINT_URL": self.endpoint, "AWS_DEFAULT_REGION": REGION, "AWS_REGION": REGION,
+            "AWS_LAMBDA_FUNCTION_NAME": function, "AWS_EXECUTION_ENV": "AWS_Lambda_python3.12",
+            **self.role_credentials(function),
+        }
+
+    def json(self, key: str) -> dict[str, Any]:
+        return json.loads(self.s3.get_object(Bucket=self.bucket, Key=key)["Body"].read())
+
+    def exists(self, key: str) -> bool:
+        return bool(self.s3.list_objects_v2(Bucket=self.bucket, Prefix=key).get("KeyCount"))
+
+
+@pytest.fixture(scope="module")
+def moto() -> Iterator[Moto]:
+    port = free_port()
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    try:
+        yield Moto(f"http://127.0.0.1:{port}", load_template(TEMPLATE))
+    finally:
+        server.stop()
+
+
+# IAM action of each S3 operation the handlers may call (an unknown one fails the check).
+S3_ACTIONS = {
+    "GetObject": "s3:GetObject", "HeadObject": "s3:GetObject", "ListObjectsV2": "s3:ListBucket",
+    "ListObjects": "s3:ListBucket", "PutObject": "s3:PutObject", "DeleteObject": "s3:DeleteObject",
+}
+
+
+def denied_calls(moto: Moto, function: str, aws_calls: list[list[Any]]) -> list[list[Any]]:
+    """The recorded AWS calls that the function's policy, as the template writes it, does not allow.
+
+    Evaluates actions, resource ARNs (tables included) and the `s3:prefix` condition, which
+    moto's own enforcement does not."""
+    statements = moto.statements(function)
+    tables = {name: moto.names[f"{lid}.Arn"] for lid, name in moto.tables.items()}
+    denied = []
+    for service, operation, target in aws_calls:
+        context: dict[str, str] = {}
+        if service == "s3":
+            action = S3_ACTIONS.get(operation, f"s3:unmapped:{operation}")
+            resource = f"arn:aws:s3:::{target['Bucket']}" + (f"/{target['Key']}" if "Key" in target else "")
+            if action == "s3:ListBucket":
+                context["s3:prefix"] = target.get("Prefix", "")
+        elif service == "dynamodb":
+            action, resource = f"dynamodb:{operation}", tables.get(target.get("TableName", ""), "unknown table")
+        else:
+            action, resource = f"{service}:{operation}", "*"
+        if not any(
+            action in as_list(s["Action"])
+            and any(fnmatchcase(resource, pattern) for pattern in as_list(s["Resource"]))
+            and all(
+                op == "StringLike" and all(fnmatchcase(context.get(k, ""), v) for k, v in values.items())
+                for op, values in s.get("Condition", {}).items()
+            )
+            for s in statements
+        ):
+            denied.append([action, resource, context])
+    return denied
+
+
+def as_list(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else [value]
+
+
+def invoke(build_dir: Path, boto3_dir: Path, moto: Moto, function: str, samples: list[str], tmp_path: Path) -> dict[str, Any]:
+    """Run the function's handler in the built package on the sample events, as Lambda would."""
+    module = load_template(TEMPLATE)["Resources"][function]["Properties"]["Handler"].split(".")[1]
+    calls = tmp_path / f"{function}-{uuid.uuid4().hex[:6]}.json"
+    calls.write_text(json.dumps({"function": function, "module": module, "events": [moto.event(s) for s in samples]}))
+    env = {
+        "PATH": os.environ["PATH"], "HOME": str(tmp_path), "LANG": "C.UTF-8",
+        "PYTHONPATH": f"{build_dir / function}{os.pathsep}{boto3_dir}",
+        **moto.environment(function),
+    }
+    previous = moto.enforce_iam("0")
+    try:
+        run = subprocess.run([python312(), "-S", "-c", DRIVER, str(calls)], cwd=tmp_path, env=env,
+                             capture_output=True, text=True)
+    finally:
+        moto.enforce_iam(previous)
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-6000:]
+    out = json.loads(run.stdout.strip().splitlines()[-1])
+    out["logs"] = run.stdout[-6000:] + run.stderr[-6000:]
+    for name, origin in out["origins"].items():
+        expected = boto3_dir if name == "boto3" else build_dir / function
+        assert Path(origin).resolve().is_relative_to(expected.resolve()), (name, origin)
+    assert out["present"] == [], "opencv and the command line are not part of the package"
+    assert out["aws_calls"], "the handler made no AWS call"
+    assert denied_calls(moto, function, out["aws_calls"]) == [], "the template's policy must allow every call"
+    return out
+
+
+def gallery_faces(moto: Moto) -> set[tuple[str, str]]:
+    """(person, image_key) of the gallery's face items (those with an embedding)."""
+    items = moto.dynamodb.scan(TableName=moto.tables["GalleryTable"])["Items"]
+    return {(i["person"]["S"], i["image_key"]["S"]) for i in items if "embedding" in i}
+
+
+def test_built_package_runs_the_seed_example_with_the_template_permissions(
+    build_dir: Path, boto3_dir: Path, moto: Moto, faces_dir: Path, tmp_path: Path
+) -> None:
+    moto.s3.put_object(Bucket=moto.bucket, Key="models/john/john0.jpg", Body=(faces_dir / "seed" / "john0.jpg").read_bytes())
+    query = "queries/john at the café.jpg"  # events/recognize.json names it URL-encoded
+    moto.s3.put_object(Bucket=moto.bucket, Key=query, Body=(faces_dir / "seed" / "john1.jpg").read_bytes())
+
+    enroll = invoke(build_dir, boto3_dir, moto, "EnrollFunction", ["s3-test-event.json", "enroll.json"], tmp_path)
+    assert enroll["responses"] == [{"batchItemFailures": []}] * 2, enroll["logs"]
+    enrolled = moto.json("results/models/john/john0.jpg.json")
+    assert enrolled["status"] == "succeeded", enrolled
+    assert enrolled["kind"] == "enroll" and enrolled["person"] == "john"
+    assert gallery_faces(moto) == {("john", "models/john/john0.jpg")}
+
+    recognize = invoke(build_dir, boto3_dir, moto, "RecognizeFunction", ["recognize.json"], tmp_path)
+    assert recognize["responses"] == [{"batchItemFailures": []}], recognize["logs"]
+    result = moto.json(f"results/{query}.json")
+    assert result["status"] == "succeeded", result
+    (face,) = result["faces"]
+    assert face["person"] == "john" and face["distance"] < float(moto.names["Threshold"])
+    assert result["people"] == ["john"]
+    assert moto.exists(result["annotated"])
+
+    moto.s3.delete_object(Bucket=moto.bucket, Key="models/john/john0.jpg")
+    delete = invoke(build_dir, boto3_dir, moto, "EnrollFunction", ["delete.json"], tmp_path)
+    assert delete["responses"] == [{"batchItemFailures": []}], delete["logs"]
+    assert gallery_faces(moto) == set()
+
+    jobs = moto.dynamodb.scan(TableName=moto.tables["JobsTable"])["Items"]
+    assert {j["status"]["S"] for j in jobs} == {"succeeded"}
+    assert len(jobs) >= 2
+
+
+def test_the_roles_are_enforced(moto: Moto, faces_dir: Path) -> None:
+    """moto's IAM enforcement is real: the enroll role reaches models/ and results/models/ only."""
+    photo = (faces_dir / "seed" / "john2.jpg").read_bytes()
+    for key in ("models/jane/jane0.jpg", "queries/jane.jpg"):
+        moto.s3.put_object(Bucket=moto.bucket, Key=key, Body=photo)
+    role = moto.role_credentials("EnrollFunction")
+    credentials = {"aws_access_key_id": role["AWS_ACCESS_KEY_ID"], "aws_secret_access_key": role["AWS_SECRET_ACCESS_KEY"],
+                   "aws_session_token": role["AWS_SESSION_TOKEN"]}
+    s3, dynamodb = moto.client("s3", **credentials), moto.client("dynamodb", **credentials)
+    previous = moto.enforce_iam("0")
+    try:
+        assert s3.get_object(Bucket=moto.bucket, Key="models/jane/jane0.jpg")["Body"].read() == photo
+        s3.put_object(Bucket=moto.bucket, Key="results/models/jane/jane0.jpg.json", Body=b"{}")
+        denied = [
+            lambda: s3.get_object(Bucket=moto.bucket, Key="queries/jane.jpg"),
+            lambda: s3.put_object(Bucket=moto.bucket, Key="results/queries/jane.jpg.json", Body=b"{}"),
+            lambda: s3.put_object(Bucket=moto.bucket, Key="models/jane/jane1.jpg", Body=photo),
+            lambda: dynamodb.scan(TableName=moto.tables["GalleryTable"]),
+        ]
+        codes = []
+        for call in denied:
+            with pytest.raises(botocore.exceptions.ClientError) as error:
+                call()
+            codes.append(error.value.response["ResponseMetadata"]["HTTPStatusCode"])
+    finally:
+        moto.enforce_iam(previous)
+    assert codes == [403] * len(denied), codes
+
+
+def test_the_policy_check_can_fail(moto: Moto) -> None:
+    """denied_calls() evaluates the template's policy: calls outside it are reported."""
+    b = moto.bucket
+    calls = [
+        ["s3", "HeadObject", {"Bucket": b, "Key": "models/john/john0.jpg"}],
+        ["s3", "ListObjectsV2", {"Bucket": b, "Prefix": "models/john/john0.jpg"}],
+        ["dynamodb", "UpdateItem", {"TableName": moto.tables["GalleryTable"]}],
+        ["s3", "GetObject", {"Bucket": b, "Key": "queries/x.jpg"}],
+        ["s3", "ListObjectsV2", {"Bucket": b, "Prefix": "results/"}],
+        ["s3", "PutObject", {"Bucket": b, "Key": "results/queries/x.jpg.json"}],
+        ["s3", "CopyObject", {"Bucket": b, "Key": "results/models/x.json"}],
+        ["dynamodb", "Scan", {"TableName": moto.tables["GalleryTable"]}],
+        ["dynamodb", "PutItem", {"TableName": moto.tables["JobsTable"]}],
+        ["dynamodb", "GetItem", {"TableName": "another-table"}],
+        ["sqs", "SendMessage", {}],
+    ]
+    denied = [action for action, _, _ in denied_calls(moto, "EnrollFunction", calls)]
+    assert denied == [
+        "s3:GetObject", "s3:ListBucket", "s3:PutObject", "s3:unmapped:CopyObject",
+        "dynamodb:Scan", "dynamodb:PutItem", "dynamodb:GetItem", "sqs:SendMessage",
+    ]
