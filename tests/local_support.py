@@ -65,7 +65,8 @@ class LocalStack:
         self.process = subprocess.Popen(
             command, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=self._stderr, text=True, bufsize=1
         )
-        threading.Thread(target=self._read, daemon=True).start()
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
         ready = self.wait_for_line(READY, STARTUP_S)
         match = READY.match(ready)
         assert match, ready
@@ -116,7 +117,9 @@ class LocalStack:
         if self.process.poll() is None:
             self.process.send_signal(sig)
         try:
-            return self.process.wait(timeout)
+            code = self.process.wait(timeout)
+            self._reader.join(timeout)  # every line it printed is in self.lines
+            return code
         finally:
             self._stderr.close()
 

@@ -52,6 +52,10 @@ def test_a_clean_stop_saves_and_the_next_start_restores(tmp_path: Path) -> None:
         in_flight = _receive_all(first, "EnrollQueue")
         assert _keys(in_flight) == ["models/ann/a.jpg"]
         sqs.send_message(QueueUrl=_queue(first, "RecognizeDeadLetterQueue"), MessageBody="dead letter")
+        # one state directory serves one stack at a time
+        other = lambdaface("local", "--port", "0", "--workers", "0", "--state-dir", str(state), timeout=120)
+        assert other.returncode != 0
+        assert "in use by another local stack" in other.stderr
         assert first.stop(signal.SIGTERM) == 0
     assert "stopped; saved 3 objects, 1 items, " in first.stderr()
 
@@ -92,11 +96,3 @@ def test_autosave_bounds_what_a_crash_loses(tmp_path: Path) -> None:
         body = second.client("s3").get_object(Bucket=second.bucket, Key="models/bob/b.jpg")["Body"].read()
         assert body == b"bob"
         assert second.stop() == 0
-
-
-def test_one_state_directory_serves_one_stack(tmp_path: Path) -> None:
-    with LocalStack(tmp_path / "state", workers=0) as first:
-        other = lambdaface("local", "--port", "0", "--workers", "0", "--state-dir", str(tmp_path / "state"), timeout=120)
-        assert other.returncode != 0
-        assert "in use by another local stack" in other.stderr
-        assert first.stop() == 0

@@ -82,7 +82,7 @@ def _serve(host: str, port: int) -> Any:
     extra = {"request_handler": handler} if handler else {}
     app = werkzeug_app.DomainDispatcherApplication(werkzeug_app.create_backend_app)
     server = make_server(host, port, app, threaded=True, **extra)
-    threading.Thread(target=server.serve_forever, name="moto", daemon=True).start()
+    threading.Thread(target=server.serve_forever, args=(0.1,), name="moto", daemon=True).start()
     return server
 
 
@@ -296,6 +296,9 @@ class LocalStack:
     def stop(self) -> None:
         """Stop taking messages, let the workers finish their batch, save, stop the server."""
         self._stop.set()
+        for slot in self.slots:  # idle workers leave at once, busy ones after their batch
+            if slot.process is not None and slot.process.is_alive():
+                slot.process.terminate()
         for slot in self.slots:
             if slot.process is None:
                 continue
@@ -305,7 +308,7 @@ class LocalStack:
             if slot.process.is_alive():
                 slot.process.kill()
             slot.process.join()
-        self._print_reports(timeout=0.2)
+        self._print_reports(timeout=0.0)
         if self.server is not None:
             saved = self.save()
             self.log(

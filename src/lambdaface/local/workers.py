@@ -24,7 +24,11 @@ import boto3
 
 from lambdaface.local.spec import ACCOUNT_ID, FunctionSpec
 
-POLL_WAIT_S = 1  # long-poll length; also how fast a worker notices a stop request
+POLL_WAIT_S = 1  # long-poll length; also how often a worker checks that its parent lives
+
+
+class _Stopping(BaseException):
+    """Raised by SIGTERM while a worker waits for messages."""
 
 
 @dataclass(frozen=True)
@@ -151,7 +155,14 @@ def load_handler(spec: str) -> Callable[[dict[str, Any], Any], Any]:
 def run(config: WorkerConfig, slot: int, busy: Any, reports: Any, stop: Any) -> None:
     """The worker process's main loop; returns when `stop` is set (or the parent is gone)."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the whole group: the parent decides
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    polling = [False]
+
+    def on_term(*_: Any) -> None:  # stop; a worker waiting for messages stops at once
+        stop.set()
+        if polling[0]:
+            raise _Stopping
+
+    signal.signal(signal.SIGTERM, on_term)
     if config.log_path:
         log = os.open(config.log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
         os.dup2(log, 1)
@@ -164,11 +175,16 @@ def run(config: WorkerConfig, slot: int, busy: Any, reports: Any, stop: Any) -> 
     handler = load_handler(fn.handler)
     while not stop.is_set() and os.getppid() == parent:
         try:
+            polling[0] = True
             messages = _receive(sqs, config)
+        except _Stopping:  # messages received but not handled come back after the visibility timeout
+            break
         except Exception as exc:  # the stack is stopping or gone: look at the parent again
             print(f"receive failed: {exc}", file=sys.stderr, flush=True)
             time.sleep(POLL_WAIT_S)
             continue
+        finally:
+            polling[0] = False
         if not messages:
             continue
         records = [sqs_record(m, config.queue_arn, config.region) for m in messages]
