@@ -40,6 +40,10 @@ sam-build: sam-install install
 test: install sam-install
 	$(PY) -m pytest
 
+# The seed example on the local stack: enroll john0, recognize john1, john2, jim-carrey.
+demo: install
+	$(PY) scripts/demo.py --faces $(FACES)
+
 bench-engine: install
 	$(PY) benchmarks/bench_engine.py --faces $(FACES)
 

@@ -124,7 +124,10 @@ def test_people_forget_and_recognize_again(stack: LocalStack, faces_dir: Path) -
 
 def test_a_failed_job_fails_the_watch(stack: LocalStack, faces_dir: Path) -> None:
     stack.client("s3").upload_file(str(faces_dir / "multi/kit_with_rose.jpg"), stack.bucket, "models/crowd/kit_with_rose.jpg")
-    watched = lambdaface("watch", "--job", f"s3://{stack.bucket}/models/crowd/kit_with_rose.jpg", endpoint=stack.endpoint)
+    watched = subprocess.run(  # the watcher script, as well as `lambdaface watch`
+        [sys.executable, "watcher/watch.py", "--job", f"s3://{stack.bucket}/models/crowd/kit_with_rose.jpg"],
+        cwd=ROOT, env=aws_env(stack.endpoint), capture_output=True, text=True, timeout=300,
+    )
     assert watched.returncode == watch.EXIT_FAILED
     assert watched.stdout.startswith("models/crowd/kit_with_rose.jpg  enroll failed MULTIPLE_FACES  crowd  ")
     enrolled = lambdaface("enroll", "crowd", str(faces_dir / "multi/kit_with_rose.jpg"), endpoint=stack.endpoint)
