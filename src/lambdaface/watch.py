@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import datetime
 from typing import Any, Callable, Iterable, TextIO
 
 import boto3
@@ -235,8 +236,6 @@ def follow(
 
 def add_connection_args(p: argparse.ArgumentParser) -> None:
     """--endpoint-url and --bucket, shared by the client commands."""
-    import os
-
     p.add_argument("--endpoint-url", default=None,
                    help="S3 endpoint, e.g. http://127.0.0.1:4566 (default: $AWS_ENDPOINT_URL, else AWS)")
     p.add_argument("--bucket", default=os.environ.get("LAMBDAFACE_BUCKET"),

@@ -7,6 +7,7 @@ SQS-triggered functions.
 """
 from __future__ import annotations
 
+import json
 import re
 from dataclasses import dataclass, field
 from typing import Any, Mapping
@@ -261,8 +262,6 @@ def stack_spec(
         props = r.value(resources[lid].get("Properties") or {})
         redrive = props.get("RedrivePolicy") or {}
         if isinstance(redrive, str):
-            import json
-
             redrive = json.loads(redrive)
         arn_to_queue[r.get_att(lid, "Arn")] = lid
         queues[lid] = QueueSpec(

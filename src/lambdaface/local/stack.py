@@ -12,6 +12,7 @@ import json
 import logging
 import multiprocessing
 import os
+import queue
 import signal
 import sys
 import threading
@@ -264,7 +265,7 @@ class LocalStack:
         while True:
             try:
                 report = self._reports.get(timeout=max(0.0, deadline - time.monotonic()))
-            except Exception:  # queue.Empty
+            except queue.Empty:
                 return
             for line in self.report_lines(report):
                 print(line, file=self.out, flush=True)
@@ -272,14 +273,14 @@ class LocalStack:
     def report_lines(self, report: dict[str, Any]) -> list[str]:
         """One line per job of a processed message."""
         fn = self.spec.functions[report["function"]]
-        queue = self.spec.queues[fn.queue]
+        most = self.spec.queues[fn.queue].max_receive_count
         lines = []
         for key, outcome in report["jobs"]:
             if report["ok"]:
                 again = f", attempt {report['attempt']}" if report["attempt"] > 1 else ""
                 lines.append(f"{fn.logical_id} {key}: {outcome} ({report['seconds']:.1f} s{again})")
                 continue
-            attempt, most = report["attempt"], queue.max_receive_count
+            attempt = report["attempt"]
             then = "goes to the dead-letter queue" if most and attempt >= most else "will be retried"
             why = f": {report['error']}" if report["error"] else ""
             lines.append(f"{fn.logical_id} {key}: attempt {attempt} failed, {then}{why}")

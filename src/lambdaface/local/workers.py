@@ -167,6 +167,8 @@ def run(config: WorkerConfig, slot: int, busy: Any, reports: Any, stop: Any) -> 
         log = os.open(config.log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
         os.dup2(log, 1)
         os.dup2(log, 2)
+    else:
+        os.dup2(2, 1)  # the stack's stdout is for its own lines: handler logs go to stderr
     apply_env(config.env)
     parent = os.getppid()
     fn = config.function
