@@ -11,8 +11,8 @@ import fcntl
 import json
 import logging
 import multiprocessing
+import multiprocessing.connection
 import os
-import queue
 import signal
 import sys
 import threading
@@ -50,6 +50,7 @@ class _Slot:
     started: float = 0.0
     quick_deaths: int = 0  # consecutive deaths soon after start (e.g. the handler fails to import)
     respawn_at: float = 0.0
+    reports: Any = None  # our end of the worker's report pipe (a new pipe per process)
 
 
 def function_env(function: FunctionSpec, endpoint: str, region: str) -> dict[str, str]:
@@ -99,7 +100,6 @@ class LocalStack:
         self.slots: list[_Slot] = []
         self._ctx = multiprocessing.get_context("spawn")
         self._stop = self._ctx.Event()
-        self._reports = self._ctx.Queue()
         self._signals = 0
         self._lock_file: Any = None
         self._clients: dict[str, Any] = {}
@@ -204,13 +204,16 @@ class LocalStack:
     def _spawn(self, slot: _Slot) -> None:
         slot.busy.value = 0.0
         slot.started = time.monotonic()
+        # A pipe per process: a worker killed mid-write can only spoil its own pipe.
+        slot.reports, writer = self._ctx.Pipe(duplex=False)
         slot.process = self._ctx.Process(
             target=workers.run,
-            args=(slot.config, slot.index, slot.busy, self._reports, self._stop),
+            args=(slot.config, slot.index, slot.busy, writer, self._stop),
             name=f"lambdaface-{slot.config.function.logical_id}-{slot.index}",
             daemon=False,
         )
         slot.process.start()
+        writer.close()  # the worker holds the only write end: its death reads as EOF
         self.log(f"worker {slot.index} ({slot.config.function.logical_id}) started, pid {slot.process.pid}")
 
     # --- run -------------------------------------------------------------------------------
@@ -261,14 +264,16 @@ class LocalStack:
                 self._spawn(slot)
 
     def _print_reports(self, timeout: float) -> None:
-        deadline = time.monotonic() + timeout
-        while True:
+        """Print what the workers reported, waiting up to `timeout` for the first report."""
+        pipes = {slot.reports: slot for slot in self.slots if slot.reports is not None}
+        for pipe in multiprocessing.connection.wait(list(pipes), timeout):
             try:
-                report = self._reports.get(timeout=max(0.0, deadline - time.monotonic()))
-            except queue.Empty:
-                return
-            for line in self.report_lines(report):
-                print(line, file=self.out, flush=True)
+                while pipe.poll():
+                    for line in self.report_lines(pipe.recv()):
+                        print(line, file=self.out, flush=True)
+            except (EOFError, OSError):  # the worker is gone; its next process gets a new pipe
+                pipes[pipe].reports = None
+                pipe.close()
 
     def report_lines(self, report: dict[str, Any]) -> list[str]:
         """One line per job of a processed message."""

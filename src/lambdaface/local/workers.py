@@ -222,7 +222,7 @@ def run(config: WorkerConfig, slot: int, busy: Any, reports: Any, stop: Any) -> 
         for r in records:
             ok = r["messageId"] not in failed
             objects = s3_objects(r["body"])
-            reports.put(
+            reports.send(
                 {
                     "slot": slot,
                     "function": fn.logical_id,
