@@ -52,8 +52,8 @@ BENCH_VENV := .venv-bench
 $(BENCH_VENV)/.installed:
 	$(PY312) -m venv $(BENCH_VENV)
 	$(BENCH_VENV)/bin/pip install -q --upgrade pip
-	$(BENCH_VENV)/bin/pip install -q --no-deps face_recognition
 	$(BENCH_VENV)/bin/pip install -q dlib-bin face_recognition_models numpy pillow click 'setuptools<81' matplotlib
+	$(BENCH_VENV)/bin/pip install -q --no-deps face_recognition
 	touch $@
 
 # All benchmarks (about 10 minutes on 2 cores): benchmarks/RESULTS.md, results.png, results.json.

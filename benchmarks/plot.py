@@ -34,9 +34,9 @@ def plot(results: dict, out: Path) -> None:
     left.set_xlim(min(workers) - 0.4, max(workers) + 0.4)
     left.set_xlabel("recognize workers")
     left.set_ylabel("images per second")
-    left.set_ylim(0, max(rates + [engine, rates[0] * max(workers)]) * 1.25)
+    left.set_ylim(0, max(rates + [engine, rates[0] * max(workers)]) * 1.45)
     left.set_title(f"Throughput ({results['machine']['cores']} cores)")
-    left.legend(fontsize=8, loc="lower right")
+    left.legend(fontsize=8, loc="upper left")
 
     colors = ["tab:blue", "tab:orange", "tab:purple", "tab:brown"]
     for w, color in zip(local, colors):
@@ -47,9 +47,9 @@ def plot(results: dict, out: Path) -> None:
                          f"p50 {w['median']['latency_p50_s']:.1f} s, p95 {w['median']['latency_p95_s']:.1f} s")
         for q in ("latency_p50_s", "latency_p95_s"):
             right.axvline(w["median"][q], color=color, ls=":", alpha=0.5)
-    images = local[0]["runs"][0]["images"]
+    images, runs = local[0]["runs"][0]["images"], len(local[0]["runs"])
     right.set_xlabel("seconds from upload to result")
-    right.set_ylabel(f"fraction of the {images} queries")
+    right.set_ylabel("fraction of the queries" + (f" ({runs} bursts pooled)" if runs > 1 else ""))
     right.set_ylim(0, 1.02)
     right.set_xlim(left=0)
     right.set_title(f"Latency in a burst of {images} uploads")

@@ -130,8 +130,9 @@ functions, so `--workers 1` and `--workers 2` both give one recognize worker.
   {_n(first['load_gallery'], 0)} ms, annotation {_n(first['annotate'], 0)} ms, result upload {_n(first['upload'], 0)} ms:
   means of the first burst with one worker).
 - *worker ms/image* = workers x burst seconds / images: what one image costs a worker in the
-  burst; *overhead* = that minus the engine: S3, SQS and DynamoDB calls, JSON, annotation, polling,
-  and on this {r['machine']['cores']}-core machine the moto server competing for the same cores.
+  burst; *overhead* = that minus the engine: S3, SQS and DynamoDB calls, JSON, annotation, polling
+  (the local worker also reads each result back for its job line), and on this
+  {r['machine']['cores']}-core machine the moto server competing with the workers for the same cores.
 - *lost*: uploads without a result document; *duplicated*: extra job lines from the stack, job
   records with more than one attempt, or more than one record per key. Both must be 0.
 
@@ -152,12 +153,12 @@ def cost_section(r: dict) -> str:
     q = m["requests"]
     rows = [
         ["Lambda compute", f"{_n(m['seconds_per_image'], 3)} s x {m['memory_mb'] / 1024:g} GB x ${p['lambda_gb_second']:.10f}/GB-s", _usd(lines["lambda_compute"])],
-        ["Lambda requests", f"{q['lambda_invocations']:g} invocation/image x $0.20/M", _usd(lines["lambda_requests"])],
-        ["SQS", f"{q['sqs']:g} requests/image x $0.40/M", _usd(lines["sqs"])],
-        ["S3", f"{q['s3_put']:g} PUT x $0.005/1000 + {q['s3_get']:g} GET x $0.0004/1000", _usd(lines["s3"])],
-        ["DynamoDB on demand", f"{q['dynamodb_writes']:g} writes x $0.625/M + {q['dynamodb_reads']:g} read x $0.125/M", _usd(lines["dynamodb"])],
+        ["Lambda requests", f"{q['lambda_invocations']:g} invocation/image x ${p['lambda_request'] * 1e6:.2f}/M", _usd(lines["lambda_requests"])],
+        ["SQS", f"{q['sqs']:g} requests/image x ${p['sqs_request'] * 1e6:.2f}/M", _usd(lines["sqs"])],
+        ["S3", f"{q['s3_put']:g} PUT x ${p['s3_put'] * 1000:g}/1000 + {q['s3_get']:g} GET x ${p['s3_get'] * 1000:g}/1000", _usd(lines["s3"])],
+        ["DynamoDB on demand", f"{q['dynamodb_writes']:g} writes x ${p['dynamodb_write_unit'] * 1e6:g}/M + {q['dynamodb_reads']:g} read x ${p['dynamodb_read_unit'] * 1e6:g}/M", _usd(lines["dynamodb"])],
         ["**lambdaface total**", "", f"**{_usd(lines['total'])}**"],
-        ["Amazon Rekognition, SearchFacesByImage (largest face only)", "$1.00/1000 images", _usd(c["rekognition_per_1000_images"]["largest_face_only"])],
+        ["Amazon Rekognition, SearchFacesByImage (largest face only)", f"${p['rekognition_image'] * 1000:.2f}/1000 images", _usd(c["rekognition_per_1000_images"]["largest_face_only"])],
         ["Amazon Rekognition, DetectFaces + a search per face",
          f"{1 + c['faces_per_image']:.2f} calls/image (these photos: {c['faces_per_image']:.2f} faces/image)",
          _usd(c["rekognition_per_1000_images"]["every_face"])],
@@ -177,8 +178,8 @@ memory buys nothing). Prices: {c['prices_as_of']}, us-east-1, x86, no free tier.
 Rekognition costs about **{ratio:.0f}x** as much per image as this pipeline at list price (first tier;
 Rekognition also bills $0.01 per 1000 stored faces a month, and the gallery here costs
 DynamoDB storage instead). Not included on either side: the upload of the photo to S3 and its
-storage, data transfer, CloudWatch Logs, the pollers' empty SQS receives while idle (a few
-cents a day). A cold start's init phase ({_n(r['cold_start']['seconds_to_first_result'], 1)} s) costs
+storage, data transfer, CloudWatch Logs, the pollers' empty SQS long polls while idle (about a
+cent a day for both queues at 5 pollers each). A cold start's init phase ({_n(r['cold_start']['seconds_to_first_result'], 1)} s) costs
 {_usd(c['cold_start_usd'])} each.
 """
 
@@ -197,3 +198,12 @@ No test asserts a time; these figures are measurements, not guarantees.
 {fr_section(r)}
 {local_section(r)}
 {cost_section(r)}"""
+
+
+if __name__ == "__main__":  # re-render without re-measuring: python benchmarks/report.py [results.json]
+    import json
+    import sys
+    from pathlib import Path
+
+    source = Path(sys.argv[1] if len(sys.argv) > 1 else Path(__file__).with_name("results.json"))
+    source.with_name("RESULTS.md").write_text(render(json.loads(source.read_text())))

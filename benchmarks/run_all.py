@@ -5,7 +5,7 @@ photos through face_recognition's command line (compare_fr), the local stack end
 (burst), and the cost model (cost). Raw figures go to benchmarks/results.json.
 
 Usage: python benchmarks/run_all.py [--faces DIR] [--bench-venv .venv-bench] [--repeats 3]
-       [--images 200] [--burst-runs 1] [--workers 1 2]
+       [--images 200] [--burst-runs 2] [--workers 1 2]
 """
 from __future__ import annotations
 
@@ -58,7 +58,7 @@ def main() -> None:
     parser.add_argument("--bench-venv", type=Path, default=HERE.parent / ".venv-bench")
     parser.add_argument("--repeats", type=int, default=3, help="runs behind each engine figure (median)")
     parser.add_argument("--images", type=int, default=200, help="query uploads per burst")
-    parser.add_argument("--burst-runs", type=int, default=1, help="bursts per worker count (median)")
+    parser.add_argument("--burst-runs", type=int, default=2, help="bursts per worker count (median)")
     parser.add_argument("--workers", type=int, nargs="+", default=[1, 2], help="recognize workers to try")
     parser.add_argument("--out", type=Path, default=HERE, help="where RESULTS.md, results.png, results.json go")
     args = parser.parse_args()
