@@ -1,11 +1,13 @@
 """A handler with failures on demand, to test the local stack's SQS event source (not a stand-in
 for the real handlers, which tests/test_e2e_*.py run). Keys decide what happens to a record:
 `fail` is reported in batchItemFailures, `crash` kills the process on its first delivery,
-`raise` raises on its first delivery; anything else succeeds."""
+`raise` raises on its first delivery, `slow` outlives any timeout on its first delivery; anything
+else succeeds."""
 from __future__ import annotations
 
 import json
 import os
+import time
 from typing import Any
 from urllib.parse import unquote_plus
 
@@ -22,6 +24,8 @@ def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
         for key in _keys(record):
             if "crash" in key and first:
                 os._exit(3)
+            if "slow" in key and first:
+                time.sleep(600)
             if "raise" in key and first:
                 raise RuntimeError(f"asked to raise on {key}")
             if "fail" in key:

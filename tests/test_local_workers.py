@@ -1,6 +1,7 @@
 """The local stack's workers behave like Lambda's SQS event source: batch item failures come back
 after the visibility timeout and go to the dead-letter queue after maxReceiveCount, an exception
-fails the whole batch, a worker that dies is replaced and its messages are delivered again."""
+fails the whole batch, a worker that dies or outlives the function timeout is replaced and its
+messages are delivered again."""
 from __future__ import annotations
 
 import json
@@ -25,7 +26,8 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack]:
         template["Resources"][lid]["Properties"]["Handler"] = "local_test_handlers.handler"
     path = root / "template.json"  # JSON is YAML: load_template reads it
     path.write_text(json.dumps(template))
-    with LocalStack(root / "state", "--template", str(path), "--visibility-timeout", "1", workers=2) as s:
+    with LocalStack(root / "state", "--template", str(path), "--visibility-timeout", "1",
+                    "--function-timeout", "2", workers=2) as s:
         yield s
     assert s.stop() == 0
 
@@ -60,6 +62,12 @@ def test_a_dead_worker_is_replaced_and_its_messages_come_back(stack: LocalStack)
     assert re.search(r"worker \d+ \(RecognizeFunction\) exited with 3, starting another", stack.stderr())
     after = stack.worker_pids("RecognizeFunction")
     assert len(after) == 1 and after != before
+
+
+def test_a_worker_past_the_function_timeout_is_killed_and_the_message_retried(stack: LocalStack) -> None:
+    stack.client("s3").put_object(Bucket=stack.bucket, Key="models/x/slow.jpg", Body=b"x")
+    stack.wait_for_line(r"^EnrollFunction models/x/slow.jpg: no result \(\d+\.\d s, attempt 2\)$")
+    assert re.search(r"worker \d+ \(EnrollFunction\) timed out after 2 s", stack.stderr())
 
 
 def test_a_success_is_deleted_and_reported_once(stack: LocalStack) -> None:
