@@ -52,6 +52,7 @@ class PipelineConfig:
     gallery_table: str = "lambdaface-gallery"  # GALLERY_TABLE
     max_receive_count: int = 3  # MAX_RECEIVE_COUNT: deliveries before a message goes to the DLQ
     job_ttl_days: int = 30  # JOB_TTL_DAYS: job records expire after this many days
+    video_queue_url: str = ""  # VIDEO_QUEUE_URL: where recognize sends videos and the video function its segments
 
 
 @dataclass(frozen=True)
@@ -97,6 +98,7 @@ _PIPELINE_ENV = {
     "gallery_table": "GALLERY_TABLE",
     "max_receive_count": "MAX_RECEIVE_COUNT",
     "job_ttl_days": "JOB_TTL_DAYS",
+    "video_queue_url": "VIDEO_QUEUE_URL",
 }
 
 _VIDEO_ENV = {

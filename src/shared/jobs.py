@@ -25,17 +25,19 @@ import numpy as np
 from aws_lambda_powertools import Logger
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 
-from shared import errors, results
+from shared import errors, results, video_jobs
 from shared.annotate import annotate
 from shared.aws import s3
 from shared.aws.clients import error_code, is_transient
 from shared.aws.events import BadEvent, ObjectEvent, parse_body
 from shared.aws.gallery_table import GalleryFace, GalleryTable
 from shared.aws.jobs_table import FAILED, RETRIES_EXHAUSTED, SUCCEEDED, JobBusy, JobDone, JobSpec, JobsTable, LeaseLost, iso
+from shared.aws.video_state import VIDEO, VideoJobsTable
 from shared.config import Config, load_config
 from shared.engine import enrollment_face, find_faces, timed
 from shared.imaging import decode_image
 from shared.matching import identify
+from shared.video import looks_like_video
 
 SERVICE = os.environ.get("POWERTOOLS_SERVICE_NAME") or "lambdaface"  # the handlers' Logger is the parent
 logger = Logger(service=SERVICE, child=True)
@@ -50,6 +52,10 @@ LEASE_MARGIN_S = 5.0
 
 class JobInProgress(Exception):
     """Another attempt is running the job now; the message comes back after its visibility timeout."""
+
+
+class HandedOff(Exception):
+    """The job goes on in another function (a video: the video function); its result comes later."""
 
 
 @dataclass
@@ -99,6 +105,18 @@ def _download(job: Job) -> s3.S3Object:
             raise errors.FaceError(OBJECT_NOT_FOUND, str(exc)) from None
     job.fields["source_etag"] = source.info.etag
     return source
+
+
+def _download_unless_video(job: Job) -> bytes | None:
+    """The source's bytes, or None when its first bytes (or its name) say it is a video."""
+    with timed(job.timings, "download"):
+        try:
+            with s3.open_object(job.bucket, job.key) as (info, body):
+                job.fields["source_etag"] = info.etag
+                head = body.read(video_jobs.SNIFF_BYTES)
+                return None if looks_like_video(job.key, head) else head + body.read()
+        except s3.ObjectMissing as exc:
+            raise errors.FaceError(OBJECT_NOT_FOUND, str(exc)) from None
 
 
 def _decode(job: Job, data: bytes) -> np.ndarray:
@@ -151,8 +169,12 @@ def recognize(job: Job) -> None:
     """`queries/<path>` was uploaded: every face in it is matched against the whole gallery."""
     if not job.key.startswith(QUERIES_PREFIX) or job.key.endswith("/"):
         raise errors.FaceError(errors.INVALID_KEY, f"expected queries/<path>, got {job.key!r}")
-    source = _download(job)
-    image = _decode(job, source.data)
+    data = _download_unless_video(job)
+    if data is None:  # a video: its first bytes go no further than the plan message
+        video_jobs.hand_off(job.config.pipeline.video_queue_url, job.job_id, job.bucket, job.key,
+                            job.fields["source_etag"], job.event.event_time)
+        raise HandedOff(job.key)
+    image = _decode(job, data)
     cfg = job.config.engine
     with timed(job.timings, "detect_embed"):
         faces = find_faces(image, cfg)
@@ -232,15 +254,29 @@ def run_job(
         logger.info("job already finished; acknowledging", extra={**log, "status": done.record.get("status")})
         return None
     except JobBusy as busy:
+        if busy.record.get("media") == VIDEO:
+            logger.info("the video function has the job; acknowledging", extra=log)
+            return None
         logger.warning("job is running in another attempt; retry later", extra=log)
         raise JobInProgress(str(busy)) from None
     started = time.time()
+    if record.get("media") == VIDEO:  # delivered again after the hand-off: release what claim took
+        VideoJobsTable(jobs.name).hand_off(job.job_id, attempt_id, {})
+        logger.info("the video function has the job; acknowledging", extra=log)
+        return None
     logger.info("job started", extra={**log, "attempt": record.get("attempts")})
     try:
         error = None
         try:
             with timed(job.timings, "total"):
                 USE_CASES[kind](job)
+        except HandedOff:
+            VideoJobsTable(jobs.name).hand_off(job.job_id, attempt_id, {
+                "video_started": round(started, 3), "event_time": event.event_time or None,
+                "source_etag": job.fields.get("source_etag"),
+            })
+            logger.info("video handed off to the video function", extra={**log, "timings_ms": results.timings(job.timings)})
+            return None
         except errors.FaceError as exc:  # permanent: record it, acknowledge the message
             error = exc.to_dict()
         document = _result(job, FAILED if error else SUCCEEDED, error)

@@ -4,6 +4,10 @@
     faces [{box {left, top, width, height}, person, distance, candidates [{person, distance}]}],
     people, annotated, removed, error {code, message}, model {name, threshold}, timings_ms, finished_at
 
+A video under queries/ (media "video") has, instead of image/faces/annotated: duration_s, fps,
+frames_sampled, segments, appearances [{person, intervals [[start_s, end_s]]}] and
+frames [{t, faces [{box, person, distance}]}] (see shared/video_jobs.py).
+
 `kind` is "enroll", "recognize" or "forget" (an image under models/ was deleted: `person`,
 `removed`). `source_etag` is the ETag of the bytes processed; `event_time` the S3 event's time.
 A field that does not apply to a job is left out (no `people` on an enrollment, no `error` on a
@@ -27,8 +31,15 @@ FIELDS = (
     "status",
     "person",
     "image",
+    "media",  # "video" for a video (images leave it out); then duration_s ... segments, appearances, frames
+    "duration_s",
+    "fps",
+    "frames_sampled",
+    "segments",
     "faces",
     "people",
+    "appearances",
+    "frames",
     "annotated",
     "removed",
     "error",

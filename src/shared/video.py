@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Iterator
+from typing import Callable, Iterator
 
 import numpy as np
 
@@ -143,13 +143,19 @@ def appearances(frames: list[dict], sample_interval_s: float, duration_s: float)
     return result
 
 
-def recognise_frames(path: str, info: VideoInfo, indices: list[int], gallery, cfg) -> list[dict]:
-    """{"t", "faces": [{"box", "person", "distance"}]} for each sampled frame, matched against `gallery`."""
+def recognise_frames(
+    path: str, info: VideoInfo, indices: list[int], gallery, cfg, before_frame: Callable[[], None] | None = None
+) -> list[dict]:
+    """{"t", "faces": [{"box", "person", "distance"}]} for each sampled frame, matched against `gallery`.
+
+    `before_frame` is called before each frame is analysed (it may raise to stop, e.g. near a deadline)."""
     from shared.engine import find_faces
     from shared.matching import identify
 
     frames = []
     for index, image in read_frames(path, indices):
+        if before_frame is not None:
+            before_frame()
         faces = find_faces(image, cfg)
         matches = identify(np.array([f.embedding for f in faces]), gallery, cfg.threshold, cfg.top_k) if faces else []
         frames.append({

@@ -90,7 +90,8 @@ class JobsTable:
         condition = (
             f"attribute_not_exists({u.name('job_id')})"
             f" OR ({status} = {u.val(RUNNING)} AND {lease} < {u.val(round(now, 3))})"
-            f" OR ({status} = {u.val(FAILED)} AND {error}.{code} = {u.val(RETRIES_EXHAUSTED)})"
+            f" OR ({status} = {u.val(FAILED)} AND {error}.{code} = {u.val(RETRIES_EXHAUSTED)}"
+            f" AND attribute_not_exists({u.name('media')}))"  # a failed video job is final (video_state.py)
         )
         try:
             response = client("dynamodb").update_item(

@@ -2,8 +2,9 @@
 from __future__ import annotations
 
 import json
+from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Iterator
 
 from shared.aws.clients import client, error_code
 
@@ -31,6 +32,10 @@ class ObjectMissing(Exception):
     """The object (or the version asked for) does not exist (any more)."""
 
 
+class ObjectChanged(Exception):
+    """The object no longer has the ETag asked for (it was replaced)."""
+
+
 def _info(response: dict[str, Any]) -> ObjectInfo:
     version = response.get("VersionId")
     return ObjectInfo(
@@ -42,17 +47,28 @@ def _info(response: dict[str, Any]) -> ObjectInfo:
 
 def get_object(bucket: str, key: str) -> S3Object:
     """Download `key`; raises ObjectMissing if it is gone."""
+    with open_object(bucket, key) as (info, body):
+        return S3Object(body.read(), info)
+
+
+@contextmanager
+def open_object(bucket: str, key: str, if_match: str | None = None) -> Iterator[tuple[ObjectInfo, Any]]:
+    """`key`'s identity and a stream of its bytes, closed on exit (what is not read is not downloaded).
+
+    Raises ObjectMissing if it is gone, ObjectChanged if its ETag is no longer `if_match`."""
+    extra = {"IfMatch": f'"{if_match}"'} if if_match else {}
     try:
-        response = client("s3").get_object(Bucket=bucket, Key=key)
+        response = client("s3").get_object(Bucket=bucket, Key=key, **extra)
     except Exception as exc:
         code = error_code(exc)
+        if if_match and code in ("PreconditionFailed", "412"):
+            raise ObjectChanged(f"s3://{bucket}/{key} was replaced (its ETag is no longer {if_match})") from None
         # Without s3:ListBucket, S3 answers 403 rather than 404 for a missing key: ask stat().
         if code in MISSING_CODES or (code == "AccessDenied" and stat(bucket, key) is None):
             raise ObjectMissing(f"s3://{bucket}/{key} does not exist") from None
         raise
     with response["Body"] as body:
-        data = body.read()
-    return S3Object(data, _info(response))
+        yield _info(response), body
 
 
 def stat(bucket: str, key: str) -> ObjectInfo | None:

@@ -1,0 +1,25 @@
+"""Lambda entry point: video plan and segment messages (via SQS) fan recognition out and merge it."""
+from __future__ import annotations
+
+from typing import Any
+
+from aws_lambda_powertools import Logger
+from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
+from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from shared import video_jobs
+
+logger = Logger(service=video_jobs.SERVICE)
+processor = BatchProcessor(event_type=EventType.SQS, raise_on_entire_batch_failure=False)
+
+
+def record_handler(record: SQSRecord, lambda_context: LambdaContext | None = None) -> None:
+    """One SQS message: plan a video or recognise one segment; raising reports it in batchItemFailures."""
+    video_jobs.process_record(record, lambda_context)
+
+
+@logger.inject_lambda_context
+def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    """SQS batch in, `{"batchItemFailures": [...]}` out."""
+    return process_partial_response(event=event, record_handler=record_handler, processor=processor, context=context)

@@ -1,0 +1,131 @@
+"""A video job's state, on its record in the jobs table (the record its recognize job created).
+
+    hand_off      recognize saw a video: `media` = "video", the recognize lease released
+    plan          the video function probed it: `video`, `segments_total`, ... (once)
+    segment_done  ADD the segment's index to the string set `segments_done` (idempotent), ALL_NEW:
+                  the worker whose update completes the set merges
+    claim_final   a lease on finishing the job (merge, or failure), like a job attempt's lease
+    finish_video  `succeeded` | `failed`, by the lease holder only
+"""
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from shared.aws import dynamo
+from shared.aws.clients import client, error_code
+from shared.aws.jobs_table import FAILED, RUNNING, JobBusy, JobDone, JobsTable, LeaseLost, iso
+
+VIDEO = "video"
+
+
+def segment_id(index: int) -> str:
+    """A segment's index as stored in `segments_done` (sortable)."""
+    return f"{index:05d}"
+
+
+class VideoJobsTable(JobsTable):
+    """Video-specific updates of job records; every one is conditional on the job still running."""
+
+    def _update(self, job_id: str, u: dynamo.Update, condition: str, extra: str = "") -> dict[str, Any]:
+        kwargs = u.kwargs(condition)
+        if extra:
+            kwargs["UpdateExpression"] = f"{kwargs['UpdateExpression']} {extra}".strip()
+        response = client("dynamodb").update_item(
+            TableName=self.name, Key={"job_id": {"S": job_id}}, ReturnValues="ALL_NEW", **kwargs
+        )
+        return dynamo.from_item(response["Attributes"])
+
+    def _done_or_busy(self, job_id: str) -> Exception:
+        record = self.get(job_id) or {"job_id": job_id, "status": "missing"}
+        return JobBusy(record) if record.get("status") == RUNNING else JobDone(record)
+
+    def hand_off(self, job_id: str, attempt_id: str, fields: dict[str, Any]) -> dict[str, Any]:
+        """The recognize attempt `attempt_id` passes the job to the video function."""
+        u = dynamo.Update().set("media", VIDEO).set("lease_until", 0).set("updated_at", iso(time.time()))
+        for name, value in fields.items():
+            u.set(name, value)
+        condition = f"{u.name('attempt_id')} = {u.val(attempt_id)} AND {u.name('status')} = {u.val(RUNNING)}"
+        try:
+            return self._update(job_id, u, condition)
+        except Exception as exc:
+            if error_code(exc) == "ConditionalCheckFailedException":
+                raise LeaseLost(f"job {job_id}: attempt {attempt_id} no longer owns it") from None
+            raise
+
+    def plan(self, job_id: str, plan: dict[str, Any]) -> dict[str, Any]:
+        """Record the segment plan once; a later call gets the plan already recorded (or JobDone)."""
+        u = dynamo.Update().set("updated_at", iso(time.time()))
+        for name, value in plan.items():
+            u.set(name, value)
+        condition = (
+            f"{u.name('status')} = {u.val(RUNNING)} AND {u.name('media')} = {u.val(VIDEO)}"
+            f" AND attribute_not_exists({u.name('segments_total')})"
+        )
+        try:
+            return self._update(job_id, u, condition)
+        except Exception as exc:
+            if error_code(exc) != "ConditionalCheckFailedException":
+                raise
+        record = self.get(job_id) or {"job_id": job_id, "status": "missing"}
+        if record.get("status") == RUNNING and "segments_total" in record:
+            return record
+        raise JobDone(record)
+
+    def mark_sent(self, job_id: str) -> dict[str, Any]:
+        """Every segment message was sent."""
+        u = dynamo.Update().set("segments_sent", True).set("updated_at", iso(time.time()))
+        try:
+            return self._update(job_id, u, f"{u.name('status')} = {u.val(RUNNING)}")
+        except Exception as exc:
+            if error_code(exc) == "ConditionalCheckFailedException":
+                raise JobDone(self.get(job_id) or {"job_id": job_id}) from None
+            raise
+
+    def segment_done(self, job_id: str, index: int) -> dict[str, Any]:
+        """Count segment `index` as done (again: no change); the record after the update."""
+        u = dynamo.Update().set("updated_at", iso(time.time()))
+        done, one = u.name("segments_done"), u.val({segment_id(index)})
+        try:
+            return self._update(job_id, u, f"{u.name('status')} = {u.val(RUNNING)}", extra=f"ADD {done} {one}")
+        except Exception as exc:
+            if error_code(exc) == "ConditionalCheckFailedException":
+                raise JobDone(self.get(job_id) or {"job_id": job_id}) from None
+            raise
+
+    def claim_final(self, job_id: str, owner: str, lease_s: float) -> dict[str, Any]:
+        """Take the right to finish the job for `lease_s` seconds; JobBusy if another holds it, JobDone."""
+        now = time.time()
+        u = dynamo.Update().set("final_owner", owner).set("final_lease", round(now + lease_s, 3))
+        lease = u.name("final_lease")
+        condition = (
+            f"{u.name('status')} = {u.val(RUNNING)}"
+            f" AND (attribute_not_exists({lease}) OR {lease} < {u.val(round(now, 3))})"
+        )
+        try:
+            return self._update(job_id, u, condition)
+        except Exception as exc:
+            if error_code(exc) != "ConditionalCheckFailedException":
+                raise
+        raise self._done_or_busy(job_id)
+
+    def finish_video(
+        self, job_id: str, owner: str, status: str, result_key: str, started: float, error: dict[str, str] | None = None
+    ) -> dict[str, Any]:
+        """Record the outcome (`succeeded`, or `failed` with `error`); LeaseLost if `owner` lost the lease."""
+        now = time.time()
+        u = dynamo.Update()
+        changes = {
+            "status": status, "finished_at": iso(now), "updated_at": iso(now), "result_key": result_key,
+            "duration_ms": round((now - started) * 1000, 1), "error": error if status == FAILED else None,
+            "final_lease": None, "lease_until": None,
+        }
+        for name, value in changes.items():
+            u.set(name, value)
+        condition = f"{u.name('final_owner')} = {u.val(owner)} AND {u.name('status')} = {u.val(RUNNING)}"
+        try:
+            return self._update(job_id, u, condition)
+        except Exception as exc:
+            if error_code(exc) == "ConditionalCheckFailedException":
+                raise LeaseLost(f"job {job_id}: {owner} no longer holds the right to finish it") from None
+            raise

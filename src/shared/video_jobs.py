@@ -1,0 +1,328 @@
+"""Videos under queries/: recognition fanned out across segments, merged by the last one.
+
+    recognize (jobs.py)  sees a video by its first bytes: sends ONE plan message, hands the job off
+    plan                 the video function downloads and probes it, checks the limits, records the
+                         plan on the job and sends one segment message per segment (same queue)
+    segment              decodes only its own frames (seek), recognises the sampled ones, stores its
+                         partial result at work/segments/<job_id>/<index>.json, then ADDs its index
+                         to the job's `segments_done` set; the update that completes the set merges
+    merge                claims the job's final lease, writes results/<key>.json, marks it succeeded
+
+A permanent error (FaceError) fails the job at once; a segment or plan that keeps failing fails it
+on its last delivery (SEGMENT_FAILED / RETRIES_EXHAUSTED) before its message goes to the DLQ.
+Every step is idempotent: redelivered messages neither double count nor write twice.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+import time
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any, Callable
+
+from aws_lambda_powertools import Logger
+from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
+
+from shared import errors, results
+from shared.aws import s3, sqs
+from shared.aws.clients import error_code
+from shared.aws.gallery_table import GalleryTable
+from shared.aws.jobs_table import FAILED, RETRIES_EXHAUSTED, RUNNING, SUCCEEDED, JobBusy, JobDone, iso
+from shared.aws.video_state import VIDEO, VideoJobsTable, segment_id
+from shared.config import Config, load_config
+from shared.engine import timed
+from shared.errors import FaceError
+from shared.video import VideoInfo, appearances, plan_segments, probe_video, recognise_frames, sampled_frame_indices
+
+SERVICE = os.environ.get("POWERTOOLS_SERVICE_NAME") or "lambdaface"
+logger = Logger(service=SERVICE, child=True)
+
+PLAN, SEGMENT = "plan", "segment"
+WORK_PREFIX = "work/segments/"  # partial results; no notification, expired by a lifecycle rule
+OBJECT_NOT_FOUND = "OBJECT_NOT_FOUND"
+SNIFF_BYTES = 64  # what recognize reads to tell a video from an image
+DEFAULT_LEASE_S = 900.0
+LEASE_MARGIN_S = 5.0
+RESERVE_S = 5.0  # time kept after the last frame: store the partial, count it, maybe merge
+MERGE_THREADS = 8
+
+
+class OutOfTime(Exception):
+    """The function would time out before the next frame: stop, and let the message come back."""
+
+
+def partial_key(job_id: str, index: int) -> str:
+    """Where segment `index` of job `job_id` keeps its frames until the merge."""
+    return f"{WORK_PREFIX}{job_id}/{segment_id(index)}.json"
+
+
+def plan_message(job_id: str, bucket: str, key: str, etag: str, event_time: str) -> dict[str, Any]:
+    """The message recognize sends for a video: the video function plans its segments."""
+    return {"type": PLAN, "job_id": job_id, "bucket": bucket, "key": key, "etag": etag, "event_time": event_time}
+
+
+def hand_off(queue_url: str, job_id: str, bucket: str, key: str, etag: str, event_time: str) -> None:
+    """Send the plan message of a video (before the job record says so: a lost send is retried)."""
+    if not queue_url:
+        raise FaceError(errors.UNSUPPORTED_FORMAT, "videos are not enabled here (VIDEO_QUEUE_URL is not set)")
+    sqs.send(queue_url, plan_message(job_id, bucket, key, etag, event_time))
+
+
+# --- the video function's messages ----------------------------------------------------------------
+
+
+def process_record(record: SQSRecord, lambda_context: Any = None, config: Config | None = None) -> None:
+    """Run one plan or segment message; raising makes it come back (and go to the DLQ at the end)."""
+    try:
+        message = json.loads(record.body or "")
+        kind, job_id = message["type"], message["job_id"]
+        assert kind in (PLAN, SEGMENT)
+    except (ValueError, KeyError, TypeError, AssertionError):
+        logger.error("dropping a message that is not a video message", extra={"message_id": record.message_id})
+        return
+    config = config or load_config()
+    receive_count = int((record.raw_event.get("attributes") or {}).get("ApproximateReceiveCount") or 1)
+    step = Step(message, config, lambda_context, receive_count)
+    try:
+        (step.plan if kind == PLAN else step.segment)()
+    except JobDone as done:
+        logger.info("video job already finished; acknowledging", extra={**step.log, "status": done.record.get("status")})
+    except JobBusy:
+        if receive_count >= config.pipeline.max_receive_count:
+            logger.warning("another attempt is finishing the job; acknowledging", extra=step.log)
+            return
+        logger.warning("another attempt is finishing the job; retry later", extra=step.log)
+        raise
+    except FaceError as exc:
+        step.fail(step.error(exc.to_dict()))
+    except Exception as exc:
+        reason = {"code": error_code(exc) or type(exc).__name__, "message": str(exc)[:1000]}
+        if receive_count < config.pipeline.max_receive_count:
+            logger.warning("video step failed; it will be retried", extra={**step.log, "error": reason}, exc_info=True)
+            raise
+        logger.exception("video step failed on its last delivery", extra={**step.log, "error": reason})
+        exhausted = {"code": RETRIES_EXHAUSTED, "message": f"{receive_count} attempts failed; last: {reason['code']}: {reason['message']}"}
+        try:
+            step.fail(step.error(exhausted))
+        except Exception:
+            logger.exception("could not record the failure", extra=step.log)
+        raise
+
+
+class Step:
+    """One delivery of a plan or segment message."""
+
+    def __init__(self, message: dict[str, Any], config: Config, context: Any, receive_count: int) -> None:
+        self.message, self.config, self.context, self.receive_count = message, config, context, receive_count
+        self.job_id: str = message["job_id"]
+        self.bucket: str = message["bucket"]
+        self.key: str = message["key"]
+        self.etag: str = message.get("etag", "")
+        self.table = VideoJobsTable(config.pipeline.jobs_table, config.pipeline.job_ttl_days)
+        self.owner = f"{getattr(context, 'aws_request_id', 'local')}/{uuid.uuid4().hex[:8]}"
+        self.timings: dict[str, float] = {}
+        self.info: VideoInfo | None = None  # once probed (a failed result then tells the duration)
+        self.log = {"job_id": self.job_id, "key": self.key, "step": message["type"], "segment": message.get("index"),
+                    "receive_count": receive_count}
+
+    # --- plan ---------------------------------------------------------------------------------
+
+    def plan(self) -> None:
+        """Probe the video, check the limits, record the segments and send one message per segment."""
+        record = self._running_record()
+        if "segments_total" not in record:
+            video = self.config.video
+            path = local_copy(self.bucket, self.key, self.etag, self.timings, max_bytes=video.max_bytes)
+            with timed(self.timings, "probe"):
+                info = probe_video(path)
+            self.info = info
+            if info.duration_s > video.max_duration_s:
+                raise FaceError(errors.VIDEO_TOO_LONG,
+                                f"the video lasts {info.duration_s:.1f} s, more than the {video.max_duration_s:g} s allowed")
+            bounds = [[a, b] for a, b in plan_segments(info, video.segment_s)
+                      if sampled_frame_indices(info, a, b, video.sample_fps)]
+            record = self.table.plan(self.job_id, {
+                "video": {"fps": info.fps, "frames": info.frames, "width": info.width, "height": info.height},
+                "segment_s": video.segment_s, "sample_fps": video.sample_fps, "segment_bounds": bounds,
+                "segments_total": len(bounds), "plan_ms": results.timings(self.timings),
+            })
+        if not record.get("segments_sent"):
+            self._send_segments(record)
+
+    def _send_segments(self, record: dict[str, Any]) -> None:
+        done = set(record.get("segments_done") or [])
+        messages = [
+            {"type": SEGMENT, "job_id": self.job_id, "bucket": self.bucket, "key": self.key, "etag": self.etag,
+             "index": i, "count": record["segments_total"], "first": a, "end": b,
+             "video": record["video"], "sample_fps": record["sample_fps"]}
+            for i, (a, b) in enumerate(record["segment_bounds"]) if segment_id(i) not in done
+        ]
+        sqs.send_batch(self.config.pipeline.video_queue_url, messages)
+        self.table.mark_sent(self.job_id)
+        logger.info("video planned", extra={**self.log, "segments": record["segments_total"], "sent": len(messages),
+                                            "video": record["video"]})
+
+    # --- segment ------------------------------------------------------------------------------
+
+    def segment(self) -> None:
+        """Recognise the segment's sampled frames, store them, count the segment; the last one merges."""
+        record = self._running_record()
+        index = int(self.message["index"])
+        if segment_id(index) not in (record.get("segments_done") or []):
+            self._store_segment(index)
+            record = self.table.segment_done(self.job_id, index)
+        done, total = len(record.get("segments_done") or []), int(record["segments_total"])
+        logger.info("segment done", extra={**self.log, "done": done, "total": total})
+        if done >= total:
+            self.merge()
+
+    def _store_segment(self, index: int) -> None:
+        started, message = time.perf_counter(), self.message
+        info = VideoInfo(**{k: message["video"][k] for k in ("fps", "frames", "width", "height")})
+        first, end = int(message["first"]), int(message["end"])
+        indices = sampled_frame_indices(info, first, end, float(message["sample_fps"]))
+        path = local_copy(self.bucket, self.key, self.etag, self.timings)
+        with timed(self.timings, "load_gallery"):
+            gallery = GalleryTable(self.config.pipeline.gallery_table).load_gallery()
+        cfg = self.config.video.engine(self.config.engine)
+        with timed(self.timings, "detect_embed"):
+            frames = recognise_frames(path, info, indices, gallery, cfg, before_frame=Deadline(self.context, RESERVE_S))
+        if indices and not frames:
+            raise FaceError(errors.EMPTY_VIDEO, f"none of the {len(indices)} sampled frames could be decoded")
+        self.timings["total"] = (time.perf_counter() - started) * 1000
+        with timed(self.timings, "store"):
+            s3.put_json(self.bucket, partial_key(self.job_id, index), {
+                "index": index, "first": first, "end": end, "frames_expected": len(indices), "frames": frames,
+                "timings_ms": results.timings(self.timings),
+            })
+
+    # --- finishing ----------------------------------------------------------------------------
+
+    def merge(self) -> None:
+        """Merge every segment's frames into the result document and mark the job succeeded."""
+        record = self.table.claim_final(self.job_id, self.owner, self._lease_s())
+        started = time.perf_counter()
+        total = int(record["segments_total"])
+        with ThreadPoolExecutor(MERGE_THREADS) as pool:
+            partials = list(pool.map(lambda i: json.loads(s3.get_object(self.bucket, partial_key(self.job_id, i)).data),
+                                     range(total)))
+        frames = sorted((f for p in partials for f in p["frames"]), key=lambda f: f["t"])
+        info = VideoInfo(**{k: record["video"][k] for k in ("fps", "frames", "width", "height")})
+        interval = max(1.0, info.fps / float(record["sample_fps"])) / info.fps
+        found = appearances(frames, interval, info.duration_s)
+        segment_ms = [float(p["timings_ms"].get("total", 0.0)) for p in partials]
+        timings = {**(record.get("plan_ms") or {}), "segments": sum(segment_ms), "slowest_segment": max(segment_ms, default=0.0),
+                   "merge": (time.perf_counter() - started) * 1000}
+        fields = {"frames_sampled": len(frames), "segments": total, "people": [a["person"] for a in found],
+                  "appearances": found, "frames": frames}
+        self._finish(record, SUCCEEDED, fields, timings)
+
+    def fail(self, error: dict[str, str]) -> None:
+        """Fail the job with `error` (once: the holder of the final lease writes the failed result)."""
+        try:
+            record = self.table.claim_final(self.job_id, self.owner, self._lease_s())
+        except JobDone as done:
+            logger.info("video job already finished; not failing it again", extra={**self.log, "status": done.record.get("status")})
+            return
+        self._finish(record, FAILED, {}, {**(record.get("plan_ms") or {}), **self.timings}, error)
+
+    def _finish(self, record: dict[str, Any], status: str, fields: dict[str, Any], timings: dict[str, float],
+                error: dict[str, str] | None = None) -> None:
+        started = float(record.get("video_started") or time.time())
+        timings["total"] = (time.time() - started) * 1000
+        video = record.get("video") or (asdict(self.info) if self.info else None)
+        if video:
+            info = VideoInfo(**{k: video[k] for k in ("fps", "frames", "width", "height")})
+            fields = {"duration_s": round(info.duration_s, 3), "fps": round(float(info.fps), 3), **fields}
+        key = results.result_key(self.key)
+        document = results.document({
+            **fields, "job_id": self.job_id, "kind": "recognize", "media": VIDEO, "source": self.key,
+            "source_etag": self.etag or None, "event_time": record.get("event_time") or None, "status": status,
+            "error": error, "model": results.model(self.config.engine.threshold), "timings_ms": results.timings(timings),
+            "finished_at": iso(time.time()),
+        })
+        s3.put_json(self.bucket, key, document)
+        self.table.finish_video(self.job_id, self.owner, status, key, started, error)
+        logger.info(f"video job {status}", extra={**self.log, "error": error, "timings_ms": document["timings_ms"]})
+
+    # --- helpers ------------------------------------------------------------------------------
+
+    def error(self, cause: dict[str, str]) -> dict[str, str]:
+        """The job's error for a step's failure: a segment's is SEGMENT_FAILED, naming it."""
+        if self.message["type"] != SEGMENT:
+            return cause
+        m = self.message
+        fps = float(m["video"]["fps"])
+        where = f"segment {int(m['index']) + 1} of {m['count']} ({int(m['first']) / fps:.2f}-{int(m['end']) / fps:.2f} s)"
+        return {"code": errors.SEGMENT_FAILED, "message": f"{where}: {cause['code']}: {cause['message']}"}
+
+    def _running_record(self) -> dict[str, Any]:
+        record = self.table.get(self.job_id)
+        if record is None or record.get("status") != RUNNING or record.get("media") != VIDEO:
+            raise JobDone(record or {"job_id": self.job_id, "status": "missing"})
+        return record
+
+    def _lease_s(self) -> float:
+        remaining = getattr(self.context, "get_remaining_time_in_millis", None)
+        return (remaining() / 1000.0 if remaining else DEFAULT_LEASE_S) + LEASE_MARGIN_S
+
+
+class Deadline:
+    """Called before each frame: raises OutOfTime when the next frame might not finish in time."""
+
+    def __init__(self, context: Any, reserve_s: float) -> None:
+        self.remaining: Callable[[], int] | None = getattr(context, "get_remaining_time_in_millis", None)
+        self.reserve_s = reserve_s
+        self.last: float | None = None
+        self.slowest = 0.0
+        self.frames = 0
+
+    def __call__(self) -> None:
+        now = time.monotonic()
+        if self.last is not None:
+            self.slowest = max(self.slowest, now - self.last)
+        self.last = now
+        if self.remaining is not None and self.remaining() / 1000.0 < self.slowest + self.reserve_s:
+            raise OutOfTime(f"stopped after {self.frames} frames ({self.slowest:.1f} s each at most): the function's "
+                            "timeout is too short for this segment (lower SegmentSeconds or SampleFps)")
+        self.frames += 1
+
+
+# --- the local copy of the video ------------------------------------------------------------------
+
+_copy: dict[str, Any] = {}  # this process's one downloaded video: {"id": (bucket, key, etag), "path": str}
+
+
+def local_copy(bucket: str, key: str, etag: str, timings: dict[str, float], max_bytes: int | None = None) -> str:
+    """A file holding the video (the same ETag), downloaded once per process and video."""
+    ident = (bucket, key, etag)
+    if _copy.get("id") == ident and os.path.exists(_copy["path"]):
+        return _copy["path"]
+    if _copy.get("path"):
+        Path(_copy.pop("path")).unlink(missing_ok=True)
+        _copy.clear()
+    folder = Path(tempfile.gettempdir()) / "lambdaface-video"
+    folder.mkdir(exist_ok=True)
+    fd, path = tempfile.mkstemp(dir=folder, suffix=Path(key).suffix[:8])
+    with timed(timings, "download"):
+        try:
+            with os.fdopen(fd, "wb") as out, s3.open_object(bucket, key, if_match=etag or None) as (info, body):
+                if info.size == 0:
+                    raise FaceError(errors.EMPTY_VIDEO, "the video file is empty (0 bytes)")
+                if max_bytes is not None and info.size > max_bytes:
+                    raise FaceError(errors.VIDEO_TOO_LARGE, f"the video is {info.size} bytes, more than the {max_bytes} allowed")
+                shutil.copyfileobj(body, out, 1 << 20)
+        except BaseException as exc:
+            Path(path).unlink(missing_ok=True)
+            if isinstance(exc, s3.ObjectMissing):
+                raise FaceError(OBJECT_NOT_FOUND, str(exc)) from None
+            if isinstance(exc, s3.ObjectChanged):
+                raise FaceError(OBJECT_NOT_FOUND, f"{exc}; the new upload is a job of its own") from None
+            raise
+    _copy.update(id=ident, path=path)
+    return path

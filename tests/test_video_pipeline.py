@@ -1,0 +1,341 @@
+"""Videos through the handlers against moto's server (real HTTP): recognize hands a video off, the
+video function plans it, fans segments out on its queue, and the last segment merges.
+
+Short videos are generated from real photos (obama, then biden) and analysed with the HOG detector
+to stay fast; the 9 s clip with the CNN detector runs once, on the local stack (test_e2e_video.py).
+"""
+from __future__ import annotations
+
+import json
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Iterator
+
+import cv2
+import numpy as np
+import pytest
+from PIL import Image
+
+from handlers import recognize, video
+from lambdaface.local.workers import sqs_record
+from pipeline_support import (  # noqa: F401  (fixtures)
+    Context,
+    FaultProxy,
+    Stack,
+    batch,
+    moto_endpoint,
+    read,
+    s3_event_body,
+    stack_context,
+)
+from shared import video_jobs
+from shared.aws.events import parse_body
+from shared.aws.gallery_table import GalleryFace, GalleryTable
+from shared.jobs import job_id_for
+
+FPS = 10.0
+SCENES = (("people/obama/obama2.jpg", "obama"), ("people/biden/biden2.jpg", "biden"))
+SECONDS_PER_SCENE = 2
+ENV = {"LAMBDAFACE_VIDEO_DETECTOR": "hog", "LAMBDAFACE_SEGMENT_S": "1", "LAMBDAFACE_SAMPLE_FPS": "2"}
+
+
+def write_video(path: Path, faces_dir: Path, scenes=SCENES, seconds: float = SECONDS_PER_SCENE, fps: float = FPS) -> Path:
+    """An mp4 showing each scene's photo (letterboxed into 640x480) for `seconds`."""
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), fps, (640, 480))
+    assert writer.isOpened()
+    for photo, _ in scenes:
+        image = Image.open(faces_dir / photo).convert("RGB")
+        image.thumbnail((640, 480))
+        canvas = Image.new("RGB", (640, 480))
+        canvas.paste(image, ((640 - image.width) // 2, (480 - image.height) // 2))
+        frame = cv2.cvtColor(np.asarray(canvas), cv2.COLOR_RGB2BGR)
+        for _ in range(round(seconds * fps)):
+            writer.write(frame)
+    writer.release()
+    return path
+
+
+class VideoStack:
+    """A moto stack with the video queue, the gallery holding obama and biden, and Lambda-like delivery."""
+
+    def __init__(self, stack: Stack, queue_url: str, arn: str) -> None:
+        self.stack, self.queue_url, self.arn = stack, queue_url, arn
+        self.sqs = stack.boto("sqs")
+
+    def upload(self, key: str, data: bytes) -> dict[str, Any]:
+        """Upload a query and run the recognize handler on its S3 event, as its queue would."""
+        self.stack.upload(key, data)
+        event = self.stack.event(key)
+        assert recognize.handler(event, Context()) == {"batchItemFailures": []}
+        return event
+
+    def receive(self) -> list[dict[str, Any]]:
+        """Everything waiting on the video queue (it stays invisible until its visibility timeout)."""
+        messages = []
+        while got := self.sqs.receive_message(QueueUrl=self.queue_url, MaxNumberOfMessages=10, WaitTimeSeconds=0,
+                                              AttributeNames=["All"]).get("Messages", []):
+            messages.extend(got)
+        return messages
+
+    def deliver(self, message: dict[str, Any], receive_count: int | None = None, context: Context | None = None) -> bool:
+        """Run the video handler on one message, as a batch of one; delete it if it succeeded."""
+        record = sqs_record(message, self.arn, "us-east-1")
+        if receive_count is not None:
+            record["attributes"]["ApproximateReceiveCount"] = str(receive_count)
+        response = video.handler(batch(record), context or Context())
+        ok = response == {"batchItemFailures": []}
+        if ok:
+            self.sqs.delete_message(QueueUrl=self.queue_url, ReceiptHandle=message["ReceiptHandle"])
+        return ok
+
+    def run_all(self) -> int:
+        """Deliver until the queue is empty (a plan brings segments); how many messages ran."""
+        count = 0
+        while messages := self.receive():
+            for message in messages:
+                assert self.deliver(message), message["Body"]
+                count += 1
+        return count
+
+    def result(self, key: str) -> dict[str, Any]:
+        return self.stack.result(key)
+
+    def job(self, key: str) -> dict[str, Any]:
+        (job,) = [j for j in self.stack.jobs() if j["key"] == key]
+        return job
+
+
+@pytest.fixture(scope="module")
+def gallery_faces(photos: Any) -> list[GalleryFace]:
+    """obama and biden, enrolled from other photos than the ones the videos show."""
+    return [GalleryFace(person, f"models/{person}/{Path(photo).name}", photos.faces(photo)[0].embedding)
+            for photo, person in (("people/obama/obama.jpg", "obama"), ("people/biden/biden.jpg", "biden"))]
+
+
+@contextmanager
+def video_stack(endpoint: str, gallery_faces: list[GalleryFace], **env: str) -> Iterator[VideoStack]:
+    """A fresh stack with the video queue and the gallery, the handlers' environment set (ENV + `env`)."""
+    with stack_context(endpoint, **{**ENV, **env}) as stack:
+        sqs = stack.boto("sqs")
+        url = sqs.create_queue(QueueName=f"{stack.bucket}-video", Attributes={"VisibilityTimeout": "600"})["QueueUrl"]
+        arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+        with pytest.MonkeyPatch.context() as mp:
+            mp.setenv("VIDEO_QUEUE_URL", url)
+            table = GalleryTable(stack.gallery_table)
+            for face in gallery_faces:
+                table.put_face(face)
+            video_jobs._copy.clear()  # each test starts like a fresh worker
+            yield VideoStack(stack, url, arn)
+
+
+@pytest.fixture
+def vstack(moto_endpoint: str, gallery_faces: list[GalleryFace]) -> Iterator[VideoStack]:
+    with video_stack(moto_endpoint, gallery_faces) as fresh:
+        yield fresh
+
+
+@pytest.fixture(scope="module")
+def two_scenes(faces_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> bytes:
+    return write_video(tmp_path_factory.mktemp("video") / "scenes.mp4", faces_dir).read_bytes()
+
+
+def messages_of(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [json.loads(m["Body"]) for m in messages]
+
+
+# --- the whole way ----------------------------------------------------------------------------
+
+
+def test_a_video_fans_out_and_merges(vstack: VideoStack, two_scenes: bytes) -> None:
+    event = vstack.upload("queries/scenes.mp4", two_scenes)
+    job = vstack.job("queries/scenes.mp4")
+    assert job["status"] == "running" and job["media"] == "video" and job["kind"] == "recognize"
+    assert not vstack.stack.has("results/queries/scenes.mp4.json"), "no result before the segments ran"
+
+    (plan,) = vstack.receive()
+    assert messages_of([plan])[0]["type"] == "plan"
+    assert vstack.deliver(plan)
+    segments = vstack.receive()
+    bodies = messages_of(segments)
+    assert [b["type"] for b in bodies] == ["segment"] * 4  # 4 s in segments of 1 s
+    assert sorted((b["first"], b["end"]) for b in bodies) == [(0, 10), (10, 20), (20, 30), (30, 40)]
+    for message in segments:
+        assert vstack.deliver(message)
+    assert vstack.receive() == []
+
+    result = vstack.result("queries/scenes.mp4")
+    (parsed,) = parse_body(event["Records"][0]["body"])
+    assert result["status"] == "succeeded", result
+    assert result["job_id"] == job_id_for(parsed, "recognize") == job["job_id"]
+    assert (result["kind"], result["media"], result["source"]) == ("recognize", "video", "queries/scenes.mp4")
+    assert result["source_etag"] == parsed.etag and result["event_time"] == parsed.event_time
+    assert result["duration_s"] == 4.0 and result["fps"] == 10.0 and result["segments"] == 4
+    assert [f["t"] for f in result["frames"]] == [0.0, 0.5, 1.0, 1.5, 2.0, 2.5, 3.0, 3.5]
+    assert result["frames_sampled"] == 8
+    assert result["people"] == ["biden", "obama"]
+    for frame in result["frames"]:
+        (face,) = frame["faces"]
+        assert face["person"] == ("obama" if frame["t"] < 2 else "biden") and face["distance"] < 0.6
+        assert set(face["box"]) == {"left", "top", "width", "height"}
+    assert result["appearances"] == [
+        {"person": "biden", "intervals": [[2.0, 4.0]]},
+        {"person": "obama", "intervals": [[0.0, 2.0]]},
+    ]
+    assert {"download", "probe", "segments", "slowest_segment", "merge", "total"} <= set(result["timings_ms"])
+    assert "faces" not in result and "annotated" not in result
+    job = vstack.job("queries/scenes.mp4")
+    assert job["status"] == "succeeded" and job["result_key"] == "results/queries/scenes.mp4.json"
+    assert sorted(job["segments_done"]) == ["00000", "00001", "00002", "00003"] and job["segments_total"] == 4
+    assert job["duration_ms"] > 0 and "final_lease" not in job
+
+
+def test_a_video_is_recognised_by_its_content_not_its_name(vstack: VideoStack, faces_dir: Path, tmp_path: Path) -> None:
+    clip = write_video(tmp_path / "x.mp4", faces_dir, scenes=SCENES[:1], seconds=1).read_bytes()
+    vstack.upload("queries/holiday", clip)  # no extension; mp4 content
+    assert vstack.run_all() == 2  # the plan, one segment
+    result = vstack.result("queries/holiday")
+    assert (result["status"], result["media"], result["people"]) == ("succeeded", "video", ["obama"])
+
+
+def test_an_image_is_still_an_image(vstack: VideoStack, faces_dir: Path) -> None:
+    vstack.upload("queries/obama.jpg", read(faces_dir, "people/obama/obama2.jpg"))
+    assert vstack.receive() == []
+    result = vstack.result("queries/obama.jpg")
+    assert result["status"] == "succeeded" and result["people"] == ["obama"] and "media" not in result
+
+
+# --- redelivery ---------------------------------------------------------------------------------
+
+
+def test_redelivered_messages_do_not_double_count(vstack: VideoStack, two_scenes: bytes) -> None:
+    event = vstack.upload("queries/again.mp4", two_scenes)
+    assert recognize.handler(event, Context()) == {"batchItemFailures": []}  # the S3 event, delivered twice
+    (plan,) = vstack.receive()
+    assert vstack.deliver(plan)
+    assert vstack.deliver(plan, receive_count=2)  # planned and sent: nothing is sent again
+    segments = sorted(vstack.receive(), key=lambda m: json.loads(m["Body"])["index"])
+    assert len(segments) == 4
+    first, *rest = segments
+    assert vstack.deliver(first)
+    assert vstack.deliver(first, receive_count=2)  # counted once
+    assert sorted(vstack.job("queries/again.mp4")["segments_done"]) == ["00000"]
+    for message in rest:
+        assert vstack.deliver(message)
+    result = vstack.result("queries/again.mp4")
+    assert result["status"] == "succeeded" and result["frames_sampled"] == 8
+    assert len({f["t"] for f in result["frames"]}) == 8
+    written = vstack.stack.s3.head_object(Bucket=vstack.stack.bucket, Key="results/queries/again.mp4.json")["ETag"]
+    for message in (first, rest[-1], plan):  # after the merge: acknowledged, nothing rewritten
+        assert vstack.deliver(message, receive_count=3)
+    assert vstack.stack.s3.head_object(Bucket=vstack.stack.bucket, Key="results/queries/again.mp4.json")["ETag"] == written
+    job = vstack.job("queries/again.mp4")
+    assert job["status"] == "succeeded" and len(job["segments_done"]) == 4
+    assert vstack.receive() == []
+
+
+# --- failures -----------------------------------------------------------------------------------
+
+
+def test_a_segment_that_fails_for_good_fails_the_job(vstack: VideoStack, two_scenes: bytes, faces_dir: Path) -> None:
+    vstack.upload("queries/replaced.mp4", two_scenes)
+    (plan,) = vstack.receive()
+    assert vstack.deliver(plan)
+    segments = sorted(vstack.receive(), key=lambda m: json.loads(m["Body"])["index"])
+    assert vstack.deliver(segments[0])
+    # The video is replaced before segment 2 runs on a fresh worker: it cannot decode what was planned.
+    vstack.stack.upload("queries/replaced.mp4", read(faces_dir, "seed/john0.jpg"))
+    video_jobs._copy.clear()
+    assert vstack.deliver(segments[1])  # a permanent failure is acknowledged
+    result = vstack.result("queries/replaced.mp4")
+    assert result["status"] == "failed" and result["media"] == "video"
+    assert result["error"]["code"] == "SEGMENT_FAILED"
+    assert result["error"]["message"].startswith("segment 2 of 4 (1.00-2.00 s): OBJECT_NOT_FOUND: ")
+    assert "was replaced" in result["error"]["message"]
+    assert result["duration_s"] == 4.0 and "frames" not in result
+    written = vstack.stack.s3.head_object(Bucket=vstack.stack.bucket, Key="results/queries/replaced.mp4.json")["ETag"]
+    for message in segments[2:]:  # the rest are acknowledged without work; the failure is written once
+        assert vstack.deliver(message)
+    assert vstack.stack.s3.head_object(Bucket=vstack.stack.bucket, Key="results/queries/replaced.mp4.json")["ETag"] == written
+    job = vstack.job("queries/replaced.mp4")
+    assert job["status"] == "failed" and job["error"] == result["error"]
+    assert job["segments_done"] == ["00000"]
+
+
+def test_a_segment_that_keeps_failing_fails_the_job_on_its_last_delivery(
+    vstack: VideoStack, two_scenes: bytes, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    vstack.upload("queries/flaky.mp4", two_scenes)
+    (plan,) = vstack.receive()
+    assert vstack.deliver(plan)
+    segments = sorted(vstack.receive(), key=lambda m: json.loads(m["Body"])["index"])
+    proxy = FaultProxy(vstack.stack.endpoint)  # S3 answers 503 to every GET of the video
+    try:
+        monkeypatch.setenv("AWS_ENDPOINT_URL", proxy.url)
+        monkeypatch.setenv("AWS_MAX_ATTEMPTS", "1")
+        video_jobs._copy.clear()
+        proxy.fail(100, lambda method, path: method == "GET" and "flaky.mp4" in path)
+        assert not vstack.deliver(segments[3], receive_count=1)  # reported: it will come back
+        assert vstack.job("queries/flaky.mp4")["status"] == "running"
+        assert not vstack.deliver(segments[3], receive_count=3)  # the last delivery: to the DLQ, job failed
+    finally:
+        proxy.close()
+    assert proxy.injected
+    result = vstack.result("queries/flaky.mp4")
+    assert result["status"] == "failed" and result["error"]["code"] == "SEGMENT_FAILED"
+    message = result["error"]["message"]
+    assert message.startswith("segment 4 of 4 (3.00-4.00 s): RETRIES_EXHAUSTED: 3 attempts failed; last: SlowDown")
+    assert vstack.job("queries/flaky.mp4")["status"] == "failed"
+
+
+def test_a_segment_out_of_time_is_retried_then_fails_clearly(vstack: VideoStack, two_scenes: bytes) -> None:
+    vstack.upload("queries/slow.mp4", two_scenes)
+    (plan,) = vstack.receive()
+    assert vstack.deliver(plan)
+    segment = vstack.receive()[0]
+    short = Context(remaining_ms=2000)  # less than the time kept for storing and merging
+    assert not vstack.deliver(segment, receive_count=1, context=short)
+    assert not vstack.deliver(segment, receive_count=3, context=short)
+    error = vstack.result("queries/slow.mp4")["error"]
+    assert error["code"] == "SEGMENT_FAILED" and "OutOfTime" in error["message"]
+    assert "timeout is too short for this segment" in error["message"]
+
+
+def failed(vstack: VideoStack, key: str, data: bytes) -> dict[str, Any]:
+    vstack.upload(key, data)
+    assert vstack.run_all() == 1  # the plan only
+    result = vstack.result(key)
+    assert result["status"] == "failed" and result["media"] == "video" and result["kind"] == "recognize"
+    assert vstack.job(key)["status"] == "failed" and vstack.job(key)["error"] == result["error"]
+    return result
+
+
+def test_a_text_file_named_mp4_is_not_a_video(vstack: VideoStack) -> None:
+    result = failed(vstack, "queries/notes.mp4", b"this is not a video\n" * 100)
+    assert result["error"]["code"] == "NOT_A_VIDEO"
+
+
+def test_an_empty_mp4(vstack: VideoStack) -> None:
+    result = failed(vstack, "queries/empty.mp4", b"")
+    assert result["error"] == {"code": "EMPTY_VIDEO", "message": "the video file is empty (0 bytes)"}
+
+
+def test_a_video_over_the_duration_limit(moto_endpoint: str, gallery_faces: list[GalleryFace], two_scenes: bytes) -> None:
+    with video_stack(moto_endpoint, gallery_faces, LAMBDAFACE_VIDEO_MAX_DURATION_S="3") as vstack:
+        result = failed(vstack, "queries/long.mp4", two_scenes)
+    assert result["error"]["code"] == "VIDEO_TOO_LONG"
+    assert result["error"]["message"] == "the video lasts 4.0 s, more than the 3 s allowed"
+    assert result["duration_s"] == 4.0
+
+
+def test_a_video_over_the_size_limit(moto_endpoint: str, gallery_faces: list[GalleryFace], two_scenes: bytes) -> None:
+    with video_stack(moto_endpoint, gallery_faces, LAMBDAFACE_VIDEO_MAX_BYTES="1000") as vstack:
+        result = failed(vstack, "queries/big.mp4", two_scenes)
+    assert result["error"] == {
+        "code": "VIDEO_TOO_LARGE", "message": f"the video is {len(two_scenes)} bytes, more than the 1000 allowed",
+    }
+
+
+def test_messages_that_are_not_video_messages_are_dropped(vstack: VideoStack) -> None:
+    for body in ("not json", json.dumps({"type": "other", "job_id": "x"}), s3_event_body("b", "queries/x.mp4")):
+        record = sqs_record({"MessageId": "m", "ReceiptHandle": "r", "Body": body}, vstack.arn, "us-east-1")
+        assert video.handler(batch(record), Context()) == {"batchItemFailures": []}
