@@ -13,6 +13,7 @@ import pytest
 from local_support import ROOT, LocalStack, aws_env
 
 from lambdaface.local.spec import TemplateError, stack_spec
+from lambdaface.local.stack import function_env
 from lambdaface.template import load_template, parameter_defaults
 
 
@@ -47,7 +48,7 @@ def _queue_url(stack: LocalStack, logical_id: str) -> str:
 def test_queues_match_the_template(stack: LocalStack, template: dict[str, Any]) -> None:
     sqs = stack.client("sqs")
     queues = _of_type(template, "AWS::SQS::Queue")
-    assert len(queues) == 4
+    assert {"EnrollQueue", "EnrollDeadLetterQueue", "RecognizeQueue", "RecognizeDeadLetterQueue"} <= set(queues)
     for lid, resource in queues.items():
         props = resource["Properties"]
         attributes = sqs.get_queue_attributes(QueueUrl=_queue_url(stack, lid), AttributeNames=["All"])["Attributes"]
@@ -66,7 +67,7 @@ def test_queues_match_the_template(stack: LocalStack, template: dict[str, Any]) 
 def test_tables_match_the_template(stack: LocalStack, template: dict[str, Any]) -> None:
     dynamodb = stack.client("dynamodb")
     tables = _of_type(template, "AWS::DynamoDB::Table")
-    assert set(tables) == {"JobsTable", "GalleryTable"}
+    assert {"JobsTable", "GalleryTable"} <= set(tables)
     for lid, resource in tables.items():
         props = resource["Properties"]
         described = dynamodb.describe_table(TableName=f"lambdaface-{lid}")["Table"]
@@ -161,6 +162,16 @@ def test_spec_resolves_the_template(template: dict[str, Any]) -> None:
     assert enroll.environment["JOBS_TABLE"] == spec.tables["JobsTable"].name
     assert enroll.environment["GALLERY_TABLE"] == spec.tables["GalleryTable"].name
     assert enroll.environment["LAMBDAFACE_THRESHOLD"] == defaults["Threshold"]
+
+
+def test_functions_get_the_queue_urls_moto_gives(stack: LocalStack, template: dict[str, Any]) -> None:
+    with_url = json.loads(json.dumps(template))
+    with_url["Globals"]["Function"]["Environment"]["Variables"]["ENROLL_QUEUE_URL"] = {"Ref": "EnrollQueue"}
+    enroll = stack_spec(with_url, bucket=stack.bucket).functions["EnrollFunction"]
+    env = function_env(enroll, stack.endpoint, "us-east-1")
+    assert env["ENROLL_QUEUE_URL"] == _queue_url(stack, "EnrollQueue")
+    assert env["AWS_ENDPOINT_URL"] == stack.endpoint
+    assert env["JOBS_TABLE"] == "lambdaface-JobsTable"
 
 
 def test_spec_refuses_what_it_cannot_reproduce(template: dict[str, Any]) -> None:

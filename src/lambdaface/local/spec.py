@@ -14,6 +14,7 @@ from typing import Any, Mapping
 
 ACCOUNT_ID = "123456789012"  # moto's default account
 STACK_NAME = "lambdaface"
+ENDPOINT = "{endpoint}"  # stands for the local endpoint in queue URLs until it is known (`local_url`)
 
 
 class TemplateError(ValueError):
@@ -132,8 +133,8 @@ class _Resolver:
             return self.params[name]
         if name in self.resources:
             kind = self.resources[name].get("Type", "")
-            if kind == "AWS::SQS::Queue":
-                return f"http://sqs.{self.region}.localhost/{ACCOUNT_ID}/{self.physical_name(name)}"
+            if kind == "AWS::SQS::Queue":  # moto's queue URLs: the endpoint, account, name
+                return f"{ENDPOINT}/{ACCOUNT_ID}/{self.physical_name(name)}"
             return self.physical_name(name)
         raise TemplateError(f"!Ref {name}: no such parameter or resource")
 
@@ -211,6 +212,11 @@ class _Resolver:
         if "." in name:
             return self.get_att(*name.split(".", 1))
         return self.ref(name)
+
+
+def local_url(value: str, endpoint: str) -> str:
+    """A resolved value with the local endpoint filled in (queue URLs)."""
+    return value.replace(ENDPOINT, endpoint)
 
 
 def _of_type(resources: Mapping[str, Any], *types: str) -> list[str]:

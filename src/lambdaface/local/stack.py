@@ -24,7 +24,7 @@ from typing import Any, TextIO
 import boto3
 
 from lambdaface.local import state, workers
-from lambdaface.local.spec import FunctionSpec, StackSpec
+from lambdaface.local.spec import FunctionSpec, StackSpec, local_url
 
 CREDENTIALS = {"aws_access_key_id": "testing", "aws_secret_access_key": "testing"}
 
@@ -56,7 +56,7 @@ class _Slot:
 def function_env(function: FunctionSpec, endpoint: str, region: str) -> dict[str, str]:
     """A function's environment: the template's variables, then the endpoint and credentials.
     LAMBDAFACE_* variables set in our own environment override the template's."""
-    env = dict(function.environment)
+    env = {k: local_url(v, endpoint) for k, v in function.environment.items()}
     env.update({k: v for k, v in os.environ.items() if k.startswith("LAMBDAFACE_") and k in env})
     env.update(
         {
