@@ -81,6 +81,15 @@ def test_a_success_is_deleted_and_reported_once(stack: LocalStack) -> None:
     assert len([line for line in stack.lines if "models/x/ok.jpg" in line]) == 1
 
 
+def test_a_message_that_is_not_an_s3_event_gets_a_line(stack: LocalStack) -> None:
+    sqs = stack.client("sqs")
+    url = sqs.get_queue_url(QueueName="lambdaface-EnrollQueue")["QueueUrl"]
+    sent = sqs.send_message(QueueUrl=url, MessageBody='{"plan": "one of the pipeline\'s own messages"}')
+    stack.wait_for_line(rf"^EnrollFunction message {sent['MessageId']}: done \(\d+\.\d s\)$")
+    # only that one: the s3:TestEvent each queue got at start is nobody's job
+    assert len([line for line in stack.lines if " message " in line]) == 1
+
+
 # --- Lambda's rules for a handler's response, without a stack -----------------------------------
 
 RECORDS = [{"messageId": "a"}, {"messageId": "b"}]

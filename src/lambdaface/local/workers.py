@@ -126,6 +126,14 @@ def s3_objects(body: str) -> list[tuple[str, str, str]]:
         return []
 
 
+def is_test_event(body: str) -> bool:
+    """Whether a message is the `s3:TestEvent` S3 sends when notifications are configured."""
+    try:
+        return json.loads(body).get("Event") == "s3:TestEvent"
+    except (ValueError, AttributeError):
+        return False
+
+
 def job_outcome(s3: Any, bucket: str, key: str, event: str) -> str:
     """What the result document says about the job on `key` (for the one-line report)."""
     if event.startswith("ObjectRemoved"):
@@ -221,12 +229,14 @@ def run(config: WorkerConfig, slot: int, busy: Any, reports: Any, stop: Any) -> 
                 print(f"delete failed: {exc}", file=sys.stderr, flush=True)
         for r in records:
             ok = r["messageId"] not in failed
-            objects = s3_objects(r["body"])
+            jobs = [(key, job_outcome(s3, b, key, ev) if ok else "") for b, key, ev in s3_objects(r["body"])]
+            if not jobs and not is_test_event(r["body"]):  # a message of the pipeline's own
+                jobs = [(f"message {r['messageId']}", "done" if ok else "")]
             reports.send(
                 {
                     "slot": slot,
                     "function": fn.logical_id,
-                    "jobs": [(key, job_outcome(s3, b, key, ev) if ok else "") for b, key, ev in objects],
+                    "jobs": jobs,
                     "ok": ok,
                     "attempt": int(r["attributes"].get("ApproximateReceiveCount", 1)),
                     "seconds": seconds,
