@@ -21,7 +21,7 @@ import uuid
 from fnmatch import fnmatchcase
 from pathlib import Path
 from typing import Any, Iterator
-from urllib.parse import unquote_plus
+from urllib.parse import quote_plus, unquote_plus
 
 import boto3
 import botocore.exceptions
@@ -33,7 +33,8 @@ from lambdaface.template import TEMPLATE, load_template, parameter_defaults
 ROOT = Path(__file__).resolve().parents[1]
 SAM = ROOT / ".venv-sam" / "bin" / "sam"
 EVENTS = ROOT / "events"
-FUNCTIONS = ("EnrollFunction", "RecognizeFunction")
+FUNCTIONS = ("EnrollFunction", "RecognizeFunction", "VideoFunction")
+WITH_OPENCV = {"VideoFunction"}  # the others must stay without it (150 MB)
 LAMBDA_UNZIPPED_LIMIT = 250 * 1024 * 1024
 MODEL_FILES = {
     "shape_predictor_5_face_landmarks.dat",
@@ -119,7 +120,8 @@ def test_function_fits_lambda_and_holds_only_what_runs(build_dir: Path, function
     for needed in ("handlers", "shared", "numpy", "dlib", "PIL", "aws_lambda_powertools", "face_recognition_models"):
         assert needed in top, needed
     assert {p.name for p in (root / "face_recognition_models" / "models").iterdir()} == MODEL_FILES
-    for unwanted in ("cv2", "boto3", "botocore", "lambdaface", "tests", "bin", "s3transfer"):
+    assert ("cv2" in top) == (function in WITH_OPENCV)
+    for unwanted in ("boto3", "botocore", "lambdaface", "tests", "bin", "s3transfer"):
         assert unwanted not in top, f"{unwanted} must not be packaged"
     assert not list(root.rglob("shape_predictor_68_face_landmarks.dat"))
     assert not list((root / "shared").rglob("__pycache__"))
@@ -151,7 +153,7 @@ import boto3
 boto3.setup_default_session()
 aws_calls = []
 def record(params, model, event_name, **kwargs):
-    target = {k: params[k] for k in ("TableName", "Bucket", "Key", "Prefix") if k in params}
+    target = {k: params[k] for k in ("TableName", "Bucket", "Key", "Prefix", "QueueUrl") if k in params}
     aws_calls.append([event_name.split(".")[1], model.name, target])
 boto3.DEFAULT_SESSION.events.register("provide-client-params", record)
 
@@ -205,13 +207,19 @@ class Moto:
             p = resources[lid]["Properties"]
             self.dynamodb.create_table(TableName=name, KeySchema=p["KeySchema"],
                                        AttributeDefinitions=p["AttributeDefinitions"], BillingMode=p["BillingMode"])
+        self.sqs = self.client("sqs")  # the video queue: the functions send to it
+        self.video_queue = self.sqs.create_queue(QueueName=f"VideoQueue-{suffix}")["QueueUrl"]
+        video_queue_arn = self.sqs.get_queue_attributes(QueueUrl=self.video_queue, AttributeNames=["QueueArn"])
+        self.queue_arns = {self.video_queue: video_queue_arn["Attributes"]["QueueArn"]}
         self.names = {
             "AWS::Partition": "aws", "AWS::Region": REGION, "AWS::AccountId": "123456789012",
             "Bucket": self.bucket, "Bucket.Arn": f"arn:aws:s3:::{self.bucket}",
             **{lid: name for lid, name in self.tables.items()},
             **{f"{lid}.Arn": self.dynamodb.describe_table(TableName=n)["Table"]["TableArn"] for lid, n in self.tables.items()},
             **{f"{lid}.Arn": f"arn:aws:sqs:{REGION}:123456789012:{lid}" for lid in ("EnrollQueue", "RecognizeQueue")},
-            **{f"{lid}.Arn": f"arn:aws:logs:{REGION}:123456789012:log-group:{lid}:*" for lid in ("EnrollLogGroup", "RecognizeLogGroup")},
+            "VideoQueue": self.video_queue, "VideoQueue.Arn": self.queue_arns[self.video_queue],
+            **{f"{lid}.Arn": f"arn:aws:logs:{REGION}:123456789012:log-group:{lid}:*"
+               for lid in ("EnrollLogGroup", "RecognizeLogGroup", "VideoLogGroup")},
             **parameter_defaults(template),
         }
 
@@ -224,7 +232,8 @@ class Moto:
 
         moto checks S3 actions against object ARNs, but DynamoDB actions only against `*` and no
         `s3:prefix` condition: here table ARNs become `*` and the ListBucket condition goes
-        (test_template.py checks both as written).
+        (test_template.py checks both as written). AWS authorises SendMessageBatch as
+        sqs:SendMessage, moto as sqs:SendMessageBatch: here it is granted with SendMessage.
         """
         role_id = self.template["Resources"][function]["Properties"]["Role"]["Fn::GetAtt"][0]
         role = self.template["Resources"][role_id]["Properties"]
@@ -235,6 +244,8 @@ class Moto:
         for statement in statements:
             if str(statement["Action"]).count("dynamodb:"):
                 statement["Resource"] = "*"
+            if "sqs:SendMessage" in as_list(statement["Action"]):
+                statement["Action"] = [*as_list(statement["Action"]), "sqs:SendMessageBatch"]
             statement.pop("Condition", None)
         document = {"Version": "2012-10-17", "Statement": statements}
         iam.put_role_policy(RoleName=name, PolicyName="template", PolicyDocument=json.dumps(document))
@@ -255,9 +266,9 @@ class Moto:
         with urllib.request.urlopen(request) as response:
             return json.load(response)["PREVIOUS_INITIAL_NO_AUTH_ACTION_COUNT"]
 
-    def event(self, sample: str) -> dict[str, Any]:
-        """events/<sample> with this bucket, and the ETag and size of the object it names."""
-        event = json.loads((EVENTS / sample).read_text())
+    def event(self, sample: str | dict[str, Any]) -> dict[str, Any]:
+        """events/<sample> (or an event) with this bucket, and the ETag and size of the object it names."""
+        event = json.loads((EVENTS / sample).read_text()) if isinstance(sample, str) else sample
         for message in event["Records"]:
             body = json.loads(message["body"])
             if body.get("Event") == "s3:TestEvent":
@@ -273,7 +284,8 @@ class Moto:
 
     def environment(self, function: str) -> dict[str, str]:
         """The function's environment as deployed with default parameters, plus Lambda's own."""
-        variables = self.template["Globals"]["Function"]["Environment"]["Variables"]
+        own = self.template["Resources"][function]["Properties"].get("Environment", {}).get("Variables", {})
+        variables = {**self.template["Globals"]["Function"]["Environment"]["Variables"], **own}
         return {
             **{k: str(resolve(v, self.names)) for k, v in variables.items()},
             "AWS_ENDPOINT_URL": self.endpoint, "AWS_DEFAULT_REGION": REGION, "AWS_REGION": REGION,
@@ -323,6 +335,9 @@ def denied_calls(moto: Moto, function: str, aws_calls: list[list[Any]]) -> list[
                 context["s3:prefix"] = target.get("Prefix", "")
         elif service == "dynamodb":
             action, resource = f"dynamodb:{operation}", tables.get(target.get("TableName", ""), "unknown table")
+        elif service == "sqs":  # SendMessageBatch is authorised as SendMessage
+            action = "sqs:SendMessage" if operation == "SendMessageBatch" else f"sqs:{operation}"
+            resource = moto.queue_arns.get(target.get("QueueUrl", ""), "unknown queue")
         else:
             action, resource = f"{service}:{operation}", "*"
         if not any(
@@ -342,8 +357,10 @@ def as_list(value: Any) -> list[Any]:
     return value if isinstance(value, list) else [value]
 
 
-def invoke(build_dir: Path, boto3_dir: Path, moto: Moto, function: str, samples: list[str], tmp_path: Path) -> dict[str, Any]:
-    """Run the function's handler in the built package on the sample events, as Lambda would."""
+def invoke(build_dir: Path, boto3_dir: Path, moto: Moto, function: str, samples: list[str | dict[str, Any]],
+           tmp_path: Path, **settings: str) -> dict[str, Any]:
+    """Run the function's handler in the built package on the sample events (names in events/, or
+    events), as Lambda would; `settings` override environment variables."""
     module = load_template(TEMPLATE)["Resources"][function]["Properties"]["Handler"].split(".")[1]
     calls = tmp_path / f"{function}-{uuid.uuid4().hex[:6]}.json"
     calls.write_text(json.dumps({"function": function, "module": module, "events": [moto.event(s) for s in samples]}))
@@ -351,6 +368,7 @@ def invoke(build_dir: Path, boto3_dir: Path, moto: Moto, function: str, samples:
         "PATH": os.environ["PATH"], "HOME": str(tmp_path), "LANG": "C.UTF-8",
         "PYTHONPATH": f"{build_dir / function}{os.pathsep}{boto3_dir}",
         **moto.environment(function),
+        **settings,
     }
     previous = moto.enforce_iam("0")
     try:
@@ -364,7 +382,7 @@ def invoke(build_dir: Path, boto3_dir: Path, moto: Moto, function: str, samples:
     for name, origin in out["origins"].items():
         expected = boto3_dir if name == "boto3" else build_dir / function
         assert Path(origin).resolve().is_relative_to(expected.resolve()), (name, origin)
-    assert out["present"] == [], "opencv and the command line are not part of the package"
+    assert out["present"] == (["cv2"] if function in WITH_OPENCV else []), "opencv only for video; never the command line"
     assert out["aws_calls"], "the handler made no AWS call"
     assert denied_calls(moto, function, out["aws_calls"]) == [], "the template's policy must allow every call"
     return out
@@ -407,6 +425,84 @@ def test_built_package_runs_the_seed_example_with_the_template_permissions(
     jobs = moto.dynamodb.scan(TableName=moto.tables["JobsTable"])["Items"]
     assert {j["status"]["S"] for j in jobs} == {"succeeded"}
     assert len(jobs) >= 2
+
+
+def still_video(photo: Path, seconds: int = 2, fps: float = 5.0) -> bytes:
+    """An mp4 showing `photo`, letterboxed into 640x480, for `seconds`."""
+    import cv2
+    import numpy as np
+    from PIL import Image
+
+    image = Image.open(photo).convert("RGB")
+    image.thumbnail((640, 480))
+    canvas = Image.new("RGB", (640, 480))
+    canvas.paste(image, ((640 - image.width) // 2, (480 - image.height) // 2))
+    path = Path(os.environ.get("TMPDIR", "/tmp")) / f"still-{uuid.uuid4().hex[:8]}.mp4"
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), fps, canvas.size)
+    for _ in range(round(seconds * fps)):
+        writer.write(cv2.cvtColor(np.asarray(canvas), cv2.COLOR_RGB2BGR))
+    writer.release()
+    try:
+        return path.read_bytes()
+    finally:
+        path.unlink()
+
+
+def sample_for(name: str, key: str) -> dict[str, Any]:
+    """events/<name>, about `key` instead."""
+    event = json.loads((EVENTS / name).read_text())
+    body = json.loads(event["Records"][0]["body"])
+    body["Records"][0]["s3"]["object"]["key"] = quote_plus(key)
+    event["Records"][0]["body"] = json.dumps(body)
+    return event
+
+
+def video_messages(moto: Moto) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """What waits on the video queue, and the SQS event Lambda would make of it (one record each)."""
+    messages = []
+    while got := moto.sqs.receive_message(QueueUrl=moto.video_queue, MaxNumberOfMessages=10,
+                                          AttributeNames=["All"]).get("Messages", []):
+        messages.extend(got)
+    records = [{"messageId": m["MessageId"], "receiptHandle": m["ReceiptHandle"], "body": m["Body"],
+                "attributes": m["Attributes"], "messageAttributes": {}, "md5OfBody": m["MD5OfBody"],
+                "eventSource": "aws:sqs", "eventSourceARN": moto.queue_arns[moto.video_queue], "awsRegion": REGION}
+               for m in messages]
+    return messages, {"Records": records}
+
+
+def test_built_video_package_fans_a_video_out_with_the_template_permissions(
+    build_dir: Path, boto3_dir: Path, moto: Moto, faces_dir: Path, tmp_path: Path
+) -> None:
+    """recognize (no OpenCV) hands a video to the video queue; the video package plans it and
+    recognises its segments with OpenCV and the CNN detector, each call allowed by its role."""
+    model = "models/emmons/john0.jpg"
+    moto.s3.put_object(Bucket=moto.bucket, Key=model, Body=(faces_dir / "seed" / "john0.jpg").read_bytes())
+    enroll = invoke(build_dir, boto3_dir, moto, "EnrollFunction", [sample_for("enroll.json", model)], tmp_path)
+    assert enroll["responses"] == [{"batchItemFailures": []}], enroll["logs"]
+    key = "queries/john.mp4"
+    moto.s3.put_object(Bucket=moto.bucket, Key=key, Body=still_video(faces_dir / "seed" / "john1.jpg"))
+
+    recognize = invoke(build_dir, boto3_dir, moto, "RecognizeFunction", [sample_for("recognize.json", key)], tmp_path)
+    assert recognize["responses"] == [{"batchItemFailures": []}], recognize["logs"]
+    assert ["sqs", "SendMessage", {"QueueUrl": moto.video_queue}] in recognize["aws_calls"]
+    settings = {"LAMBDAFACE_SEGMENT_S": "1", "LAMBDAFACE_SAMPLE_FPS": "1"}  # 2 segments of 1 frame
+    plan, plan_event = video_messages(moto)
+    assert [json.loads(m["Body"])["type"] for m in plan] == ["plan"]
+    planned = invoke(build_dir, boto3_dir, moto, "VideoFunction", [plan_event], tmp_path, **settings)
+    assert planned["responses"] == [{"batchItemFailures": []}], planned["logs"]
+    assert ["sqs", "SendMessageBatch", {"QueueUrl": moto.video_queue}] in planned["aws_calls"]
+    segments, segments_event = video_messages(moto)
+    assert sorted(json.loads(m["Body"])["index"] for m in segments) == [0, 1]
+    events = [{"Records": [record]} for record in segments_event["Records"]]  # one invocation each
+    recognised = invoke(build_dir, boto3_dir, moto, "VideoFunction", events, tmp_path, **settings)
+    assert recognised["responses"] == [{"batchItemFailures": []}] * 2, recognised["logs"]
+    assert any(op == "PutObject" and t["Key"].startswith("work/segments/") for _, op, t in recognised["aws_calls"])
+
+    result = moto.json(f"results/{key}.json")
+    assert result["status"] == "succeeded", result
+    assert (result["media"], result["segments"], result["frames_sampled"]) == ("video", 2, 2)
+    assert result["people"] == ["emmons"] and result["appearances"] == [{"person": "emmons", "intervals": [[0.0, 2.0]]}]
+    assert [face["person"] for frame in result["frames"] for face in frame["faces"]] == ["emmons", "emmons"]
 
 
 def test_the_roles_are_enforced(moto: Moto, faces_dir: Path) -> None:

@@ -17,12 +17,13 @@ from urllib.parse import unquote_plus
 import pytest
 
 from lambdaface.template import TEMPLATE, load_template, parameter_defaults
-from shared.config import EngineConfig, PipelineConfig
+from shared.config import EngineConfig, PipelineConfig, VideoConfig
 
 ROOT = Path(__file__).resolve().parents[1]
 SAM_VENV = ROOT / ".venv-sam"
 EVENTS = ROOT / "events"
-FUNCTIONS = {"EnrollFunction": "EnrollQueue", "RecognizeFunction": "RecognizeQueue"}
+FUNCTIONS = {"EnrollFunction": "EnrollQueue", "RecognizeFunction": "RecognizeQueue", "VideoFunction": "VideoQueue"}
+NOTIFIED = {"EnrollQueue", "RecognizeQueue"}  # S3 sends to these; the functions send to VideoQueue
 
 
 @pytest.fixture(scope="module")
@@ -133,11 +134,11 @@ def test_sam_translation_adds_no_roles_or_managed_policies() -> None:
     assert run.returncode == 0, run.stderr
     translated = json.loads(run.stdout)["Resources"]
     roles = {lid: r for lid, r in translated.items() if r["Type"] == "AWS::IAM::Role"}
-    assert set(roles) == {"EnrollFunctionRole", "RecognizeFunctionRole"}
+    assert set(roles) == {"EnrollFunctionRole", "RecognizeFunctionRole", "VideoFunctionRole"}
     for lid, role in roles.items():
         assert "ManagedPolicyArns" not in role["Properties"], lid
     mappings = [r["Properties"] for r in translated.values() if r["Type"] == "AWS::Lambda::EventSourceMapping"]
-    assert len(mappings) == 2
+    assert len(mappings) == 3
     for mapping in mappings:
         assert mapping["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
 
@@ -176,8 +177,14 @@ def test_s3_reads_models_or_queries_and_writes_only_results(resources: dict[str,
         "s3:ListBucket": {bucket},
         "s3:PutObject": {objects("results/queries/*")},
     }
+    # Video: the video, and each segment's frames until the merge (work/ expires, notifies nothing).
+    assert grants(resources, "VideoFunction", "s3") == {
+        "s3:GetObject": {objects("queries/*"), objects("work/segments/*")},
+        "s3:ListBucket": {bucket},
+        "s3:PutObject": {objects("results/queries/*"), objects("work/segments/*")},
+    }
     # Listing is limited to the prefix the function reads.
-    for function, prefix in {"EnrollFunction": "models/*", "RecognizeFunction": "queries/*"}.items():
+    for function, prefix in {"EnrollFunction": "models/*", "RecognizeFunction": "queries/*", "VideoFunction": "queries/*"}.items():
         (listing,) = [s for s in role_statements(resources, function) if s["Action"] == "s3:ListBucket"]
         assert listing["Condition"] == {"StringLike": {"s3:prefix": prefix}}
     for function in FUNCTIONS:
@@ -193,6 +200,7 @@ def test_dynamodb_actions_only_on_the_project_tables(resources: dict[str, Any]) 
     for function, gallery_actions in {
         "EnrollFunction": {"dynamodb:PutItem", "dynamodb:DeleteItem", "dynamodb:UpdateItem"},
         "RecognizeFunction": {"dynamodb:GetItem", "dynamodb:Scan"},
+        "VideoFunction": {"dynamodb:GetItem", "dynamodb:Scan"},
     }.items():
         granted = grants(resources, function, "dynamodb")
         assert {a for a, r in granted.items() if jobs in r} == job_actions, function
@@ -201,11 +209,14 @@ def test_dynamodb_actions_only_on_the_project_tables(resources: dict[str, Any]) 
 
 
 def test_each_role_consumes_only_its_queue_and_logs_only_to_its_group(resources: dict[str, Any]) -> None:
+    # Recognize sends a video's plan to the video queue, the video function its segments.
+    sends = {"RecognizeFunction": "VideoQueue", "VideoFunction": "VideoQueue"}
     for function, queue in FUNCTIONS.items():
         log_group = ref_target(props(resources, function)["LoggingConfig"]["LogGroup"])
         arn = lambda lid: json.dumps({"Fn::GetAtt": [lid, "Arn"]}, sort_keys=True)  # noqa: E731
         assert grants(resources, function, "sqs") == {
-            a: {arn(queue)} for a in ("sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:GetQueueAttributes")
+            **{a: {arn(queue)} for a in ("sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:GetQueueAttributes")},
+            **({"sqs:SendMessage": {arn(sends[function])}} if function in sends else {}),
         }
         assert grants(resources, function, "logs") == {
             a: {arn(log_group)} for a in ("logs:CreateLogStream", "logs:PutLogEvents")
@@ -239,7 +250,7 @@ def test_each_queue_has_a_dead_letter_queue_after_three_receives(template: dict[
         dlq = getatt_target(redrive["deadLetterTargetArn"])
         assert resources[dlq]["Type"] == "AWS::SQS::Queue" and dlq not in FUNCTIONS.values()
         dlqs.add(dlq)
-    assert len(dlqs) == 2
+    assert len(dlqs) == len(FUNCTIONS)
 
 
 def test_sqs_event_sources_report_partial_failures(template: dict[str, Any], resources: dict[str, Any]) -> None:
@@ -250,10 +261,13 @@ def test_sqs_event_sources_report_partial_failures(template: dict[str, Any], res
         source = event["Properties"]
         assert getatt_target(source["Queue"]) == queue
         assert source["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
-        batch = params[ref_target(source["BatchSize"])]
         concurrency = params[ref_target(source["ScalingConfig"]["MaximumConcurrency"])]
-        assert 1 <= batch["MinValue"] <= batch["Default"] <= batch["MaxValue"] <= 10
         assert 2 <= concurrency["MinValue"] <= concurrency["Default"] <= concurrency["MaxValue"] <= 1000
+        if function == "VideoFunction":  # one segment per invocation: segments spread over instances
+            assert source["BatchSize"] == 1
+            continue
+        batch = params[ref_target(source["BatchSize"])]
+        assert 1 <= batch["MinValue"] <= batch["Default"] <= batch["MaxValue"] <= 10
 
 
 def notification_rules(resources: dict[str, Any]) -> set[tuple[str, str, str]]:
@@ -294,7 +308,7 @@ def test_queue_policies_admit_only_this_bucket(resources: dict[str, Any]) -> Non
         (queue,) = policy["Queues"]
         covered[ref_target(queue)] = lid
         assert getatt_target(statement["Resource"]) == ref_target(queue)
-    assert set(covered) == set(FUNCTIONS.values())
+    assert set(covered) == NOTIFIED
     # S3 checks it may send to the queues when the notification configuration is set.
     assert set(resources["Bucket"]["DependsOn"]) == set(covered.values())
 
@@ -313,7 +327,7 @@ def test_bucket_is_private_encrypted_tls_only_with_expiring_queries_and_results(
         for rule in bucket["LifecycleConfiguration"]["Rules"]
         if "ExpirationInDays" in rule
     }
-    assert expiring == {"queries/": {"Ref": "RetentionDays"}, "results/": {"Ref": "RetentionDays"}}
+    assert expiring == {"queries/": {"Ref": "RetentionDays"}, "results/": {"Ref": "RetentionDays"}, "work/": 1}
 
     policy = props(resources, "BucketPolicy")
     assert policy["Bucket"] == {"Ref": "Bucket"}
@@ -348,7 +362,8 @@ def test_functions_run_the_handlers_from_src(template: dict[str, Any], resources
     assert common["Runtime"] == "python3.12"
     assert common["Architectures"] == ["x86_64"]
     assert common["CodeUri"] == "src/"
-    handlers = {"EnrollFunction": "handlers.enroll.handler", "RecognizeFunction": "handlers.recognize.handler"}
+    handlers = {"EnrollFunction": "handlers.enroll.handler", "RecognizeFunction": "handlers.recognize.handler",
+                "VideoFunction": "handlers.video.handler"}
     params = template["Parameters"]
     for function, handler in handlers.items():
         assert resources[function]["Metadata"] == {"BuildMethod": "makefile"}
@@ -382,10 +397,34 @@ def test_environment_is_wired_to_parameters_with_the_engine_defaults(template: d
     assert value["POWERTOOLS_SERVICE_NAME"] == "lambdaface"
 
 
+def test_video_settings_are_parameters_with_the_engine_defaults(template: dict[str, Any], resources: dict[str, Any]) -> None:
+    """Segments, sampling and the limits are template parameters; deployed defaults = VideoConfig's."""
+    queue_url = {"Ref": "VideoQueue"}
+    assert props(resources, "RecognizeFunction")["Environment"]["Variables"] == {"VIDEO_QUEUE_URL": queue_url}
+    assert "Environment" not in props(resources, "EnrollFunction")
+    env = props(resources, "VideoFunction")["Environment"]["Variables"]
+    assert env.pop("VIDEO_QUEUE_URL") == queue_url
+    params = {name: ref_target(ref) for name, ref in env.items()}
+    assert params == {
+        "LAMBDAFACE_SEGMENT_S": "SegmentSeconds", "LAMBDAFACE_SAMPLE_FPS": "SampleFps",
+        "LAMBDAFACE_VIDEO_DETECTOR": "VideoDetector", "LAMBDAFACE_VIDEO_MAX_BYTES": "VideoMaxBytes",
+        "LAMBDAFACE_VIDEO_MAX_DURATION_S": "VideoMaxDurationSeconds",
+    }
+    defaults, video = parameter_defaults(template), VideoConfig()
+    assert float(defaults["SegmentSeconds"]) == video.segment_s and float(defaults["SampleFps"]) == video.sample_fps
+    assert defaults["VideoDetector"] == video.detector
+    assert int(defaults["VideoMaxBytes"]) == video.max_bytes
+    assert float(defaults["VideoMaxDurationSeconds"]) == video.max_duration_s
+    # /tmp holds the one video a worker has: the default limit fits in the default storage.
+    storage = props(resources, "VideoFunction")["EphemeralStorage"]["Size"]
+    assert int(defaults[ref_target(storage)]) * 10**6 > video.max_bytes
+
+
 def test_outputs_name_the_bucket_queues_and_tables(template: dict[str, Any]) -> None:
     outputs = {name: out["Value"] for name, out in template["Outputs"].items()}
     for name, lid in {
         "BucketName": "Bucket", "EnrollQueueUrl": "EnrollQueue", "RecognizeQueueUrl": "RecognizeQueue",
+        "VideoQueueUrl": "VideoQueue", "VideoFunctionName": "VideoFunction",
         "JobsTableName": "JobsTable", "GalleryTableName": "GalleryTable",
     }.items():
         assert outputs[name] == {"Ref": lid}
