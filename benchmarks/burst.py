@@ -8,8 +8,7 @@ Times come from the result documents (`finished_at`, `timings_ms`), set by the w
 machine's clock, against the client's clock when each upload returned. Lost and duplicated work
 is counted three ways: result documents, job records (attempts) and the stack's job lines.
 
-`--workers N` of `lambdaface local` starts N processes alternating between the template's F
-functions (at least one each), so N recognize workers here means `lambdaface local --workers F*N`.
+`lambdaface local --workers N` runs N worker processes per function, so N recognize workers.
 
 Usage: python benchmarks/burst.py [--faces DIR] [--workers 1 2] [--images 200] [--runs 1]
 """
@@ -93,7 +92,7 @@ class LocalStack:
 
     def start(self, timeout: float = 120) -> None:
         command = [str(Path(sys.executable).parent / "lambdaface"), "local", "--port", "0", "--autosave", "0",
-                   "--workers", str(function_count() * self.recognize_workers), "--state-dir", str(self.state_dir)]
+                   "--workers", str(self.recognize_workers), "--state-dir", str(self.state_dir)]
         self.proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                                      start_new_session=True)  # Ctrl-C on `make bench` must not reach it first
         ready = threading.Event()
@@ -141,14 +140,6 @@ class LocalStack:
         except subprocess.TimeoutExpired:
             self.proc.kill()
             self.proc.wait()
-
-
-def function_count() -> int:
-    """How many functions `lambdaface local` alternates its workers between (enroll, recognize, video)."""
-    from lambdaface.local.spec import stack_spec
-    from lambdaface.template import load_template
-
-    return len(stack_spec(load_template(), region="us-east-1", bucket="faces").functions)
 
 
 def spec_names() -> dict[str, str]:

@@ -120,8 +120,7 @@ SQS like Lambda's event source) with a fresh state directory; the {r['local'][0]
 {int(stages['images'])} query uploads cycling the {r['photos']} photos under distinct keys, sent by one
 client as fast as it can ({_n(stages['upload_s'], 1)} s for all). {'One burst per worker count (median of 1)' if runs == 1 else f'Medians of {runs} bursts'}.
 Upload-to-result = the result's `finished_at` minus the moment its PUT returned.
-*N recognize workers* is `lambdaface local --workers F*N`: workers alternate between the
-template's F functions (enroll, recognize, video), so each gets N.
+*N recognize workers* is `lambdaface local --workers N`: N worker processes per function.
 
 {_table(["recognize workers", "images/s", "p50 s", "p95 s", "engine ms/image", "handler ms/image", "worker ms/image", "overhead ms/image", "lost / duplicated", "left in queue / DLQ"], rows)}
 

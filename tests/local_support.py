@@ -49,7 +49,7 @@ def lambdaface(*args: str, endpoint: str = "", timeout: float = 300, **kwargs: A
 class LocalStack:
     """`lambdaface local --port 0 ...` in a subprocess; stdout lines are collected as they come."""
 
-    def __init__(self, state_dir: Path, *args: str, workers: int = 2):
+    def __init__(self, state_dir: Path, *args: str, workers: int = 1):
         self.state_dir = state_dir
         self.stderr_path = state_dir.parent / f"{state_dir.name}.stderr"
         self.lines: list[str] = []

@@ -21,7 +21,7 @@ from lambdaface import watch
 
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack]:
-    with LocalStack(tmp_path_factory.mktemp("e2e") / "state", workers=2) as s:
+    with LocalStack(tmp_path_factory.mktemp("e2e") / "state", workers=1) as s:
         yield s
     assert s.stop() == 0
 
@@ -144,7 +144,7 @@ def test_the_stack_printed_a_line_per_job(stack: LocalStack) -> None:
 
 def test_a_clean_restart_keeps_the_gallery(stack: LocalStack, faces_dir: Path) -> None:
     assert stack.stop(signal.SIGTERM) == 0
-    with LocalStack(stack.state_dir, workers=2) as again:
+    with LocalStack(stack.state_dir, workers=1) as again:
         people = lambdaface("people", endpoint=again.endpoint)
         assert re.search(r"^john\s+1\s+1\s+0\s+0$", people.stdout, re.M), people.stdout
         assert re.search(r"^obama\s+1\s+1\s+0\s+0$", people.stdout, re.M), people.stdout

@@ -25,7 +25,7 @@ def _wait_for_log(log: Path, text: str, offset: int) -> None:
 def test_a_worker_killed_mid_job_still_gets_the_result(tmp_path: Path, faces_dir: Path) -> None:
     # The job's lease (function timeout + 5 s) must end before the redelivery (visibility timeout).
     with LocalStack(
-        tmp_path / "state", "--function-timeout", "6", "--visibility-timeout", "12", workers=2
+        tmp_path / "state", "--function-timeout", "6", "--visibility-timeout", "12", workers=1
     ) as stack:
         (pid,) = stack.worker_pids("RecognizeFunction")
         log = stack.state_dir / "logs" / "RecognizeFunction.log"
@@ -49,7 +49,7 @@ def test_a_worker_killed_mid_job_still_gets_the_result(tmp_path: Path, faces_dir
 
 
 def test_sigterm_finishes_the_job_in_flight_then_saves(tmp_path: Path, faces_dir: Path) -> None:
-    with LocalStack(tmp_path / "state", workers=2) as stack:
+    with LocalStack(tmp_path / "state", workers=1) as stack:
         log = stack.state_dir / "logs" / "RecognizeFunction.log"
         _wait_for_log(log, "REPORT RequestId:", 0)  # the s3:TestEvent every start sends is done
         offset = log.stat().st_size

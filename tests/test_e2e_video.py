@@ -17,8 +17,8 @@ DURATION_S = 275 / 29.97  # 9.18 s
 
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack]:
-    # 6 workers alternate between the 3 functions: 2 of them serve the video queue.
-    with LocalStack(tmp_path_factory.mktemp("e2e-video") / "state", workers=6) as s:
+    # 2 workers per function: 2 of them serve the video queue.
+    with LocalStack(tmp_path_factory.mktemp("e2e-video") / "state", workers=2) as s:
         yield s
     assert s.stop() == 0
 

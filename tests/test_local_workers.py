@@ -27,7 +27,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack]:
     path = root / "template.json"  # JSON is YAML: load_template reads it
     path.write_text(json.dumps(template))
     with LocalStack(root / "state", "--template", str(path), "--visibility-timeout", "1",
-                    "--function-timeout", "2", workers=2) as s:
+                    "--function-timeout", "2", workers=1) as s:
         yield s
     assert s.stop() == 0
 

@@ -20,8 +20,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default: %(default)s)")
     p.add_argument("--port", type=int, default=4566, help="port, 0 for any free one (default: %(default)s)")
     p.add_argument("--workers", type=int, default=os.cpu_count() or 1,
-                   help="worker processes, at least one per function, 0 for none: messages wait "
-                   "in the queues for `lambdaface invoke` (default: the number of cores)")
+                   help="worker processes per function (each function's concurrency), 0 for none: "
+                   "messages wait in the queues for `lambdaface invoke` (default: the number of cores)")
     p.add_argument("--bucket", default=os.environ.get("LAMBDAFACE_BUCKET") or DEFAULT_BUCKET,
                    help="bucket name (default: $LAMBDAFACE_BUCKET or %(default)s)")
     p.add_argument("--state-dir", type=Path, default=Path(".lambdaface"),

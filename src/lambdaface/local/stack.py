@@ -182,8 +182,9 @@ class LocalStack:
         functions = list(self.spec.functions.values())
         if self.options.function_timeout is not None:
             functions = [replace(f, timeout_s=self.options.function_timeout) for f in functions]
-        # at least one worker per function; 0 means none (messages wait; see `lambdaface invoke`)
-        count = max(self.options.workers, len(functions)) if self.options.workers > 0 else 0
+        # N workers per function, as Lambda's event source runs up to MaximumConcurrency per
+        # function; 0 means none (messages wait; see `lambdaface invoke`)
+        count = self.options.workers * len(functions)
         logs = self.options.state_dir / "logs"
         logs.mkdir(exist_ok=True)
         for i in range(count):
