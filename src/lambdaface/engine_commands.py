@@ -5,13 +5,17 @@ import argparse
 import json
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from shared.config import EngineConfig, load_config
-from shared.engine import Face, detect_faces, enrollment_face, face_distance, find_faces
+if TYPE_CHECKING:
+    from shared.engine import Face
+
 from shared import errors
+from shared.config import EngineConfig, load_config
 from shared.errors import FaceError
-from shared.imaging import decode_image
+
+# dlib, numpy and Pillow load inside the commands, so `lambdaface --help` and the client
+# commands start fast.
 
 
 def engine_options() -> argparse.ArgumentParser:
@@ -57,6 +61,8 @@ def _emit(record: dict[str, Any]) -> None:
 
 
 def _load(path: str, cfg: EngineConfig):
+    from shared.imaging import decode_image
+
     try:
         data = Path(path).read_bytes()
     except OSError as exc:
@@ -66,6 +72,8 @@ def _load(path: str, cfg: EngineConfig):
 
 def run_detect(args: argparse.Namespace) -> int:
     """Detect faces in each image; exit 1 if any image failed."""
+    from shared.engine import detect_faces
+
     cfg = engine_config(args)
     failed = 0
     for path in args.images:
@@ -81,12 +89,16 @@ def run_detect(args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
-def _known_face(path: str, cfg: EngineConfig) -> Face:
+def _known_face(path: str, cfg: EngineConfig) -> "Face":
+    from shared.engine import enrollment_face, find_faces
+
     return enrollment_face(find_faces(_load(path, cfg), cfg), cfg)
 
 
 def run_compare(args: argparse.Namespace) -> int:
     """Compare KNOWN's single face with every face of each UNKNOWN image."""
+    from shared.engine import face_distance, find_faces
+
     cfg = engine_config(args)
     try:
         known = _known_face(args.known, cfg)
