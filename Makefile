@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 FACES ?= $(abspath ../shared/faces)
 export LAMBDAFACE_FACES := $(FACES)
 
-.PHONY: install test demo bench bench-engine clean sam-install sam-validate sam-build
+.PHONY: install test demo bench bench-engine bench-video clean sam-install sam-validate sam-build
 SAM_VENV := .venv-sam
 SAM := SAM_CLI_TELEMETRY=0 $(SAM_VENV)/bin/sam
 
@@ -46,6 +46,10 @@ demo: install
 
 bench-engine: install
 	$(PY) benchmarks/bench_engine.py --faces $(FACES)
+
+# The 9 s clip on the local stack with 1 and 2 video workers: wall s per video s, speedup (~5 min).
+bench-video: install
+	$(PY) benchmarks/bench_video.py --faces $(FACES) --json benchmarks/video_results.json
 
 # The face_recognition library to compare with (its dlib from dlib-bin), and matplotlib for the plot.
 BENCH_VENV := .venv-bench
