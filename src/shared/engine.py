@@ -144,7 +144,8 @@ def enrollment_face(faces: list[Face], cfg: EngineConfig | None = None) -> Face:
     if min(face.box.width, face.box.height) < cfg.min_face:
         raise errors.FaceError(
             errors.FACE_TOO_SMALL,
-            f"the face is {face.box.width}x{face.box.height} pixels; at least {cfg.min_face} are needed",
+            f"the face is {face.box.width}x{face.box.height} pixels; at least {cfg.min_face} are needed "
+            "(use a closer or larger photo)",
         )
     return face
 

@@ -17,18 +17,42 @@ SUPPORTED_FORMATS = {"JPEG", "MPO", "PNG", "WEBP", "GIF", "TIFF", "BMP"}
 Image.MAX_IMAGE_PIXELS = None
 
 
+def _looks_like(data: bytes) -> str:
+    """What a file that is not an image seems to be, for the error message ("" when unsure)."""
+    head = data[:1024].lstrip().lower()
+    if head.startswith(b"%pdf"):
+        return " (it is a PDF document)"
+    if head.startswith((b"<!doctype html", b"<html")):
+        return " (it is an HTML page)"
+    if b"<svg" in head:
+        return " (it is an SVG drawing)"
+    sample = data[:1024]
+    try:
+        text = sample.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        if exc.start < len(sample) - 3:  # binary, not text cut in the middle of a character
+            return ""
+        text = sample[: exc.start].decode("utf-8")
+    return " (it is text)" if text and all(c.isprintable() or c.isspace() for c in text) else ""
+
+
+def check_size(size: int, cfg: EngineConfig) -> None:
+    """Refuse an empty file or one over `cfg.max_bytes` (callers can check before downloading)."""
+    if not size:
+        raise errors.FaceError(errors.EMPTY_FILE, "the file is empty")
+    if size > cfg.max_bytes:
+        raise errors.FaceError(errors.FILE_TOO_LARGE, f"the file has {size:,} bytes; the limit is {cfg.max_bytes:,}")
+
+
 def open_image(data: bytes, cfg: EngineConfig) -> Image.Image:
     """Open `data` lazily and check size, format and dimensions from the header alone."""
-    if not data:
-        raise errors.FaceError(errors.EMPTY_FILE, "the file is empty")
-    if len(data) > cfg.max_bytes:
-        raise errors.FaceError(
-            errors.FILE_TOO_LARGE, f"the file has {len(data):,} bytes; the limit is {cfg.max_bytes:,}"
-        )
+    check_size(len(data), cfg)
     try:
         image = Image.open(io.BytesIO(data))
     except UnidentifiedImageError:
-        raise errors.FaceError(errors.NOT_AN_IMAGE, "the file is not an image in a known format") from None
+        raise errors.FaceError(
+            errors.NOT_AN_IMAGE, f"the file is not an image{_looks_like(data)}; upload a JPEG, PNG, WebP, GIF, TIFF or BMP photo"
+        ) from None
     except (OSError, SyntaxError, ValueError) as exc:
         raise errors.FaceError(errors.TRUNCATED_IMAGE, f"the image header is damaged: {exc}") from None
     if image.format not in SUPPORTED_FORMATS:

@@ -35,7 +35,7 @@ from shared.aws.jobs_table import FAILED, RETRIES_EXHAUSTED, SUCCEEDED, JobBusy,
 from shared.aws.video_state import VIDEO, VideoJobsTable
 from shared.config import Config, load_config
 from shared.engine import enrollment_face, find_faces, timed
-from shared.imaging import decode_image
+from shared.imaging import check_size, decode_image
 from shared.matching import identify
 from shared.video import looks_like_video
 
@@ -87,24 +87,33 @@ def parse_model_key(key: str) -> tuple[str, str]:
     """(person, file name) of a `models/<person>/<file>` key, or FaceError INVALID_KEY / INVALID_PERSON."""
     parts = key.split("/")
     if len(parts) != 3 or parts[0] + "/" != MODELS_PREFIX or not parts[2]:
-        raise errors.FaceError(errors.INVALID_KEY, f"expected models/<person>/<file>, got {key!r}")
+        why = " (a person's name cannot contain '/')" if len(parts) > 3 and parts[0] + "/" == MODELS_PREFIX else ""
+        raise errors.FaceError(errors.INVALID_KEY, f"expected models/<person>/<file>, got {_shorten(key)!r}{why}")
     person = parts[1]
     if not PERSON_PATTERN.fullmatch(person) or ".." in person:
+        why = f" (it has {len(person)} characters)" if len(person) > 64 else ""
         raise errors.FaceError(
             errors.INVALID_PERSON,
-            f"person {person!r} must be 1-64 letters, digits, '_', '-' or '.', without '..'",
+            f"person {_shorten(person)!r} must be 1-64 letters, digits, '_', '-' or '.', without '..'{why}",
         )
     return person, parts[2]
 
 
+def _shorten(text: str, most: int = 80) -> str:
+    """`text` cut to `most` characters for a message (keys can be 1024 bytes long)."""
+    return text if len(text) <= most else text[: most - 1] + "…"
+
+
 def _download(job: Job) -> s3.S3Object:
+    """The source image; one over the byte limit is refused before its bytes are read."""
     with timed(job.timings, "download"):
         try:
-            source = s3.get_object(job.bucket, job.key)
+            with s3.open_object(job.bucket, job.key) as (info, body):
+                job.fields["source_etag"] = info.etag
+                check_size(info.size, job.config.engine)
+                return s3.S3Object(body.read(), info)
         except s3.ObjectMissing as exc:
             raise errors.FaceError(OBJECT_NOT_FOUND, str(exc)) from None
-    job.fields["source_etag"] = source.info.etag
-    return source
 
 
 def _download_unless_video(job: Job) -> bytes | None:
@@ -114,7 +123,10 @@ def _download_unless_video(job: Job) -> bytes | None:
             with s3.open_object(job.bucket, job.key) as (info, body):
                 job.fields["source_etag"] = info.etag
                 head = body.read(video_jobs.SNIFF_BYTES)
-                return None if looks_like_video(job.key, head) else head + body.read()
+                if looks_like_video(job.key, head):
+                    return None
+                check_size(info.size, job.config.engine)  # before reading the rest
+                return head + body.read()
         except s3.ObjectMissing as exc:
             raise errors.FaceError(OBJECT_NOT_FOUND, str(exc)) from None
 
