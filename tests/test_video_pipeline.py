@@ -209,10 +209,16 @@ def test_an_image_is_still_an_image(vstack: VideoStack, faces_dir: Path) -> None
 
 def test_redelivered_messages_do_not_double_count(vstack: VideoStack, two_scenes: bytes) -> None:
     event = vstack.upload("queries/again.mp4", two_scenes)
-    assert recognize.handler(event, Context()) == {"batchItemFailures": []}  # the S3 event, delivered twice
-    (plan,) = vstack.receive()
-    assert vstack.deliver(plan)
-    assert vstack.deliver(plan, receive_count=2)  # planned and sent: nothing is sent again
+    # The S3 event, delivered again before the plan ran: the plan goes again (the first may be lost).
+    assert recognize.handler(event, Context()) == {"batchItemFailures": []}
+    plans = vstack.receive()
+    assert [json.loads(m["Body"])["type"] for m in plans] == ["plan", "plan"]
+    assert vstack.job("queries/again.mp4")["attempts"] == 2
+    plan = plans[0]
+    for message in plans:
+        assert vstack.deliver(message)  # the second finds the plan recorded and its segments sent
+    assert vstack.deliver(plan, receive_count=2)  # nothing is sent again
+    assert recognize.handler(event, Context()) == {"batchItemFailures": []}  # planned: no plan sent
     segments = sorted(vstack.receive(), key=lambda m: json.loads(m["Body"])["index"])
     assert len(segments) == 4
     first, *rest = segments
@@ -231,6 +237,29 @@ def test_redelivered_messages_do_not_double_count(vstack: VideoStack, two_scenes
     job = vstack.job("queries/again.mp4")
     assert job["status"] == "succeeded" and len(job["segments_done"]) == 4
     assert vstack.receive() == []
+
+
+def test_a_lost_plan_is_sent_again_with_the_recognize_retry(vstack: VideoStack, two_scenes: bytes,
+                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    proxy = FaultProxy(vstack.stack.endpoint)  # between the handlers and SQS only
+    try:
+        monkeypatch.setenv("AWS_ENDPOINT_URL_SQS", proxy.url)
+        monkeypatch.setenv("AWS_MAX_ATTEMPTS", "1")
+        proxy.fail(1, lambda method, path: method == "POST")
+        vstack.stack.upload("queries/lost.mp4", two_scenes)
+        event = vstack.stack.event("queries/lost.mp4")
+        assert recognize.handler(event, Context()) != {"batchItemFailures": []}  # SendMessage failed: retry
+        assert len(proxy.injected) == 1
+        job = vstack.job("queries/lost.mp4")
+        # The hand-off is recorded before the plan is sent, so a plan never finds a job without it.
+        assert (job["status"], job["media"], job["lease_until"]) == ("running", "video", 0)
+        assert vstack.receive() == []
+        event["Records"][0]["attributes"]["ApproximateReceiveCount"] = "2"
+        assert recognize.handler(event, Context()) == {"batchItemFailures": []}
+    finally:
+        proxy.close()
+    assert vstack.run_all() == 5  # the plan, 4 segments
+    assert vstack.result("queries/lost.mp4")["people"] == ["biden", "obama"]
 
 
 # --- failures -----------------------------------------------------------------------------------
@@ -336,6 +365,8 @@ def test_a_video_over_the_size_limit(moto_endpoint: str, gallery_faces: list[Gal
 
 
 def test_messages_that_are_not_video_messages_are_dropped(vstack: VideoStack) -> None:
-    for body in ("not json", json.dumps({"type": "other", "job_id": "x"}), s3_event_body("b", "queries/x.mp4")):
+    bodies = ("not json", json.dumps({"type": "other", "job_id": "x", "bucket": "b", "key": "k"}),
+              json.dumps({"type": "segment", "job_id": "x"}), s3_event_body("b", "queries/x.mp4"))
+    for body in bodies:
         record = sqs_record({"MessageId": "m", "ReceiptHandle": "r", "Body": body}, vstack.arn, "us-east-1")
         assert video.handler(batch(record), Context()) == {"batchItemFailures": []}

@@ -182,9 +182,9 @@ def recognize(job: Job) -> None:
     if not job.key.startswith(QUERIES_PREFIX) or job.key.endswith("/"):
         raise errors.FaceError(errors.INVALID_KEY, f"expected queries/<path>, got {job.key!r}")
     data = _download_unless_video(job)
-    if data is None:  # a video: its first bytes go no further than the plan message
-        video_jobs.hand_off(job.config.pipeline.video_queue_url, job.job_id, job.bucket, job.key,
-                            job.fields["source_etag"], job.event.event_time)
+    if data is None:  # a video: the video function plans and recognises it (run_job hands it off)
+        if not job.config.pipeline.video_queue_url:
+            raise errors.FaceError(errors.UNSUPPORTED_FORMAT, "videos are not enabled here (VIDEO_QUEUE_URL is not set)")
         raise HandedOff(job.key)
     image = _decode(job, data)
     cfg = job.config.engine
@@ -272,18 +272,18 @@ def run_job(
         logger.warning("job is running in another attempt; retry later", extra=log)
         raise JobInProgress(str(busy)) from None
     started = time.time()
-    if record.get("media") == VIDEO:  # delivered again after the hand-off: release what claim took
-        VideoJobsTable(jobs.name).hand_off(job.job_id, attempt_id, {})
-        logger.info("the video function has the job; acknowledging", extra=log)
-        return None
     logger.info("job started", extra={**log, "attempt": record.get("attempts")})
     try:
+        if record.get("media") == VIDEO:  # delivered again after the hand-off
+            _hand_off(job, jobs, attempt_id, {})
+            logger.info("the video function has the job; acknowledging", extra=log)
+            return None
         error = None
         try:
             with timed(job.timings, "total"):
                 USE_CASES[kind](job)
         except HandedOff:
-            VideoJobsTable(jobs.name).hand_off(job.job_id, attempt_id, {
+            _hand_off(job, jobs, attempt_id, {
                 "video_started": round(started, 3), "event_time": event.event_time or None,
                 "source_etag": job.fields.get("source_etag"),
             })
@@ -299,6 +299,14 @@ def run_job(
         raise
     logger.info(f"job {document['status']}", extra={**log, "error": error, "timings_ms": document["timings_ms"]})
     return document
+
+
+def _hand_off(job: Job, jobs: JobsTable, attempt_id: str, fields: dict[str, Any]) -> None:
+    """The video function takes the job: first the record says so (the plan needs it), then the
+    plan message goes, again if no plan was recorded yet (after a lost send; planning is idempotent)."""
+    record = VideoJobsTable(jobs.name).hand_off(job.job_id, attempt_id, fields)
+    if "segments_total" not in record:
+        video_jobs.send_plan(job.config.pipeline.video_queue_url, record)
 
 
 def _retry_or_give_up(

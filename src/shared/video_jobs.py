@@ -1,6 +1,6 @@
 """Videos under queries/: recognition fanned out across segments, merged by the last one.
 
-    recognize (jobs.py)  sees a video by its first bytes: sends ONE plan message, hands the job off
+    recognize (jobs.py)  sees a video by its first bytes: records the hand-off, then sends ONE plan message
     plan                 the video function downloads and probes it, checks the limits, records the
                          plan on the job and sends one segment message per segment (same queue)
     segment              decodes only its own frames (seek), recognises the sampled ones, stores its
@@ -66,30 +66,38 @@ def plan_message(job_id: str, bucket: str, key: str, etag: str, event_time: str)
     return {"type": PLAN, "job_id": job_id, "bucket": bucket, "key": key, "etag": etag, "event_time": event_time}
 
 
-def hand_off(queue_url: str, job_id: str, bucket: str, key: str, etag: str, event_time: str) -> None:
-    """Send the plan message of a video (before the job record says so: a lost send is retried)."""
-    if not queue_url:
-        raise FaceError(errors.UNSUPPORTED_FORMAT, "videos are not enabled here (VIDEO_QUEUE_URL is not set)")
-    sqs.send(queue_url, plan_message(job_id, bucket, key, etag, event_time))
+def send_plan(queue_url: str, record: dict[str, Any]) -> None:
+    """Send the plan message of the video job `record` (once the record says `media: video`)."""
+    sqs.send(queue_url, plan_message(record["job_id"], record["bucket"], record["key"],
+                                     record.get("source_etag") or "", record.get("event_time") or ""))
 
 
 # --- the video function's messages ----------------------------------------------------------------
 
 
+def parse_message(body: str | None) -> dict[str, Any] | None:
+    """A plan or segment message, or None when `body` is not one (retrying would not help)."""
+    try:
+        message = json.loads(body or "")
+        fields = (message["type"], message["job_id"], message["bucket"], message["key"])
+    except (ValueError, KeyError, TypeError):
+        return None
+    if fields[0] not in (PLAN, SEGMENT) or not all(isinstance(f, str) and f for f in fields):
+        return None
+    return message
+
+
 def process_record(record: SQSRecord, lambda_context: Any = None, config: Config | None = None) -> None:
     """Run one plan or segment message; raising makes it come back (and go to the DLQ at the end)."""
-    try:
-        message = json.loads(record.body or "")
-        kind, job_id = message["type"], message["job_id"]
-        assert kind in (PLAN, SEGMENT)
-    except (ValueError, KeyError, TypeError, AssertionError):
+    message = parse_message(record.body)
+    if message is None:
         logger.error("dropping a message that is not a video message", extra={"message_id": record.message_id})
         return
     config = config or load_config()
     receive_count = int((record.raw_event.get("attributes") or {}).get("ApproximateReceiveCount") or 1)
     step = Step(message, config, lambda_context, receive_count)
     try:
-        (step.plan if kind == PLAN else step.segment)()
+        (step.plan if message["type"] == PLAN else step.segment)()
     except JobDone as done:
         logger.info("video job already finished; acknowledging", extra={**step.log, "status": done.record.get("status")})
     except JobBusy:
