@@ -36,7 +36,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="also save the state this often, 0 for never (default: %(default)s)")
     p.add_argument("--log-stderr", action="store_true",
                    help="handler logs on stderr instead of STATE_DIR/logs/<function>.log")
+    p.add_argument("--handler-env", action="append", default=[], type=_name_value, metavar="NAME=VALUE",
+                   help="set in every function's environment, after everything else (tests: e.g. "
+                   "AWS_ENDPOINT_URL of a fault-injecting proxy; the workers still poll the server directly)")
     p.set_defaults(func=main)
+
+
+def _name_value(text: str) -> tuple[str, str]:
+    name, sep, value = text.partition("=")
+    if not sep or not name:
+        raise argparse.ArgumentTypeError(f"expected NAME=VALUE, got {text!r}")
+    return name, value
 
 
 def main(args: argparse.Namespace) -> int:
@@ -59,6 +69,7 @@ def main(args: argparse.Namespace) -> int:
         function_timeout=args.function_timeout,
         autosave_s=args.autosave,
         log_to_stderr=args.log_stderr,
+        handler_env=dict(args.handler_env),
     )
     stack = LocalStack(spec, options)
     try:

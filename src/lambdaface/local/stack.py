@@ -39,6 +39,7 @@ class Options:
     function_timeout: int | None = None  # overrides every function's Timeout (tests)
     autosave_s: float = 60.0  # 0: save on clean stop only
     log_to_stderr: bool = False  # handler logs on stderr instead of <state_dir>/logs/
+    handler_env: dict[str, str] = field(default_factory=dict)  # tests: set last in every function's environment
 
 
 @dataclass
@@ -176,7 +177,9 @@ class LocalStack:
         )
 
     def worker_env(self, function: FunctionSpec) -> dict[str, str]:
-        return function_env(function, self.endpoint, self.spec.region)
+        # handler_env comes last: e.g. AWS_ENDPOINT_URL of a fault-injecting proxy (the workers
+        # themselves still poll the stack's server directly)
+        return {**function_env(function, self.endpoint, self.spec.region), **self.options.handler_env}
 
     def _start_workers(self, urls: dict[str, str]) -> None:
         functions = list(self.spec.functions.values())
