@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 FACES ?= $(abspath ../shared/faces)
 export LAMBDAFACE_FACES := $(FACES)
 
-.PHONY: install test demo bench bench-engine bench-video clean sam-install sam-validate sam-build
+.PHONY: install test demo bench bench-engine bench-video clean sam-install sam-validate sam-build checkov-install checkov
 SAM_VENV := .venv-sam
 SAM := SAM_CLI_TELEMETRY=0 $(SAM_VENV)/bin/sam
 
@@ -28,6 +28,20 @@ $(SAM_VENV)/.installed:
 	$(SAM_VENV)/bin/pip install -q 'aws-sam-cli>=1.120'
 	touch $@
 
+# checkov (security checks of template.yaml, run by tests/test_hardening_security.py) pins its
+# own boto3 too: its own venv.
+CHECKOV_VENV := .venv-checkov
+checkov-install: $(CHECKOV_VENV)/.installed
+
+$(CHECKOV_VENV)/.installed:
+	$(PY312) -m venv $(CHECKOV_VENV)
+	$(CHECKOV_VENV)/bin/pip install -q --upgrade pip
+	$(CHECKOV_VENV)/bin/pip install -q 'checkov>=3.2,<4'
+	touch $@
+
+checkov: checkov-install
+	$(CHECKOV_VENV)/bin/checkov -f template.yaml --framework cloudformation --skip-download --compact --quiet
+
 sam-validate: sam-install
 	$(SAM) validate --lint
 
@@ -37,7 +51,7 @@ sam-build: sam-install install
 	PATH="$(dir $(PY312)):$$PATH" LAMBDAFACE_MODELS_DIR="$$($(PY) -c 'import importlib.util as u; print(next(iter(u.find_spec("face_recognition_models").submodule_search_locations)))')/models" \
 		$(SAM) build
 
-test: install sam-install
+test: install sam-install checkov-install
 	$(PY) -m pytest
 
 # The seed example on the local stack: enroll john0, recognize john1, john2, jim-carrey.
