@@ -307,7 +307,7 @@ def test_writing_under_results_enqueues_nothing(
     while time.monotonic() < deadline:
         assert queue_depths(stack) == {name: 0 for name in QUEUES}
         time.sleep(0.25)
-    assert stack.lines[lines_before:] == []
+    assert not [line for line in stack.lines[lines_before:] if " results/" in line]  # no job ran on them
     keys = {o["Key"] for o in s3.list_objects_v2(Bucket=stack.bucket, Prefix="results/results/").get("Contents", [])}
     assert keys == set()
 
