@@ -158,3 +158,11 @@ def test_images_smaller_than_80_pixels(size):
 def test_unsupported_format_is_named(john):
     image, _ = john
     assert error_code(encode(image, "PPM")) == errors.UNSUPPORTED_FORMAT
+
+
+@pytest.mark.parametrize("brand", [b"heic", b"mif1", b"avif"])
+def test_heic_and_avif_photos_are_refused_by_name(brand):
+    head = b"\x00\x00\x00\x1cftyp" + brand + b"\x00\x00\x00\x00mif1heic" + bytes(500)
+    with pytest.raises(FaceError) as caught:
+        decode_image(head, EngineConfig())
+    assert caught.value.code == errors.UNSUPPORTED_FORMAT and "JPEG" in caught.value.message

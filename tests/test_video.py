@@ -53,6 +53,14 @@ def test_photos_are_not_videos(faces_dir):
     assert looks_like_video("queries/broken.MOV", b"garbage")
 
 
+@pytest.mark.parametrize("brand", [b"heic", b"avif"])
+def test_heic_and_avif_photos_are_not_videos(brand):
+    head = b"\x00\x00\x00\x1cftyp" + brand + b"\x00\x00\x00\x00mif1heic" + bytes(40)
+    assert sniff_container(head) is None
+    assert not looks_like_video("queries/IMG_0001.HEIC", head)
+    assert sniff_container(b"\x00\x00\x00\x20ftypisom" + bytes(40)) == "mp4"
+
+
 def test_a_text_file_named_mp4_is_not_a_video(tmp_path):
     path = tmp_path / "fake.mp4"
     path.write_text("this is not a video\n" * 100)

@@ -13,6 +13,15 @@ from shared.config import EngineConfig
 # Formats we decode. Anything else Pillow recognises (PSD, ICO, EPS, ...) is refused clearly.
 SUPPORTED_FORMATS = {"JPEG", "MPO", "PNG", "WEBP", "GIF", "TIFF", "BMP"}
 
+# ISO-BMFF brands of still images (iPhone HEIC, AVIF): they share the `ftyp` box with MP4 video.
+HEIF_BRANDS = {b"heic", b"heix", b"heim", b"heis", b"hevc", b"hevx", b"mif1", b"msf1", b"avif", b"avis"}
+
+
+def is_heif(data: bytes) -> bool:
+    """True for a HEIC/HEIF/AVIF photo (by its `ftyp` box), which Pillow cannot decode here."""
+    return len(data) >= 12 and data[4:8] == b"ftyp" and data[8:12] in HEIF_BRANDS
+
+
 # Our own limit is checked from the header; Pillow's bomb check would only duplicate it.
 Image.MAX_IMAGE_PIXELS = None
 
@@ -47,6 +56,12 @@ def check_size(size: int, cfg: EngineConfig) -> None:
 def open_image(data: bytes, cfg: EngineConfig) -> Image.Image:
     """Open `data` lazily and check size, format and dimensions from the header alone."""
     check_size(len(data), cfg)
+    if is_heif(data):
+        raise errors.FaceError(
+            errors.UNSUPPORTED_FORMAT,
+            "HEIC/HEIF/AVIF photos are not supported; export the photo as JPEG "
+            "(iPhone: Settings > Camera > Formats > Most Compatible)",
+        )
     try:
         image = Image.open(io.BytesIO(data))
     except UnidentifiedImageError:

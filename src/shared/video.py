@@ -13,12 +13,15 @@ import numpy as np
 
 from shared import errors
 from shared.errors import FaceError
+from shared.imaging import is_heif
 
 VIDEO_EXTENSIONS = (".mp4", ".m4v", ".mov", ".mkv", ".webm", ".avi")
 
 
 def sniff_container(head: bytes) -> str | None:
     """The video container named by a file's first bytes (at least 12), or None."""
+    if is_heif(head):  # an iPhone or AVIF photo, not a video
+        return None
     if len(head) >= 12 and head[4:8] == b"ftyp":
         brand = head[8:12]
         return "mov" if brand == b"qt  " else "mp4"
