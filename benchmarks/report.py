@@ -183,6 +183,31 @@ cent a day for both queues at 5 pollers each). A cold start's init phase ({_n(r[
 """
 
 
+def video_section(r: dict) -> str:
+    if "video" not in r:
+        return ""
+    v = r["video"]
+    rows = []
+    for m in v["measured"]:
+        run = m["runs"][-1]
+        rows.append([str(m["video_workers"]), _n(run["wall_s"], 1), _n(run["wall_per_video_s"], 2),
+                     str(run["segments"]), str(run["frames_sampled"]), _n(run["s_per_frame"], 2),
+                     ", ".join(run["people"])])
+    speedups = ", ".join(f"{w} workers: {s:.2f}x" for w, s in v["speedup"].items())
+    return f"""## Video, fanned out across segments
+
+The 9.2 s clip (`video/short_hamilton_clip.mp4`, 640x360) on the local stack after enrolling
+lin1.png and alex3.png, with `--workers N` video workers, {v['segment_s']} s segments, the CNN detector
+on {v['sample_fps']} sampled frames per second. Wall seconds from upload to the merged result.
+
+{_table(["video workers", "wall s", "wall s per video s", "segments", "frames", "s per frame", "people"], rows)}
+
+Speedup over 1 worker: {speedups}. The CNN detector takes most of the time (single-threaded);
+segments are uneven (the last is short), which caps the speedup of a short clip, and on 2 cores
+the moto server and the other functions' workers share the CPU with the video workers.
+"""
+
+
 def render(r: dict) -> str:
     m = r["machine"]
     return f"""# Benchmarks
@@ -196,6 +221,7 @@ No test asserts a time; these figures are measurements, not guarantees.
 {cold_section(r)}
 {fr_section(r)}
 {local_section(r)}
+{video_section(r)}
 {cost_section(r)}"""
 
 

@@ -2,7 +2,7 @@
 
 Steps: the engine per stage (bench_engine), cold start and peak memory (cold_start), the same
 photos through face_recognition's command line (compare_fr), the local stack end to end
-(burst), and the cost model (cost). Raw figures go to benchmarks/results.json.
+(burst), the video clip fanned out over 1 and 2 workers (bench_video), and the cost model (cost). Raw figures go to benchmarks/results.json.
 
 Usage: python benchmarks/run_all.py [--faces DIR] [--bench-venv .venv-bench] [--repeats 3]
        [--images 200] [--burst-runs 2] [--workers 1 2]
@@ -20,12 +20,13 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 import bench_engine
+import bench_video
 import burst
 import cold_start
 import compare_fr
 import cost
 import report
-from shared.config import EngineConfig
+from shared.config import EngineConfig, load_config
 
 HERE = Path(__file__).resolve().parent
 
@@ -80,6 +81,10 @@ def main() -> None:
     results["local"] = [step(f"local stack, {w} worker(s)",
                              lambda w=w: burst.measure_workers(args.faces, w, args.images, args.burst_runs))
                         for w in args.workers]
+    video_cfg = load_config().video
+    video = [step(f"video, {w} worker(s)", lambda w=w: bench_video.measure(args.faces, w, 1)) for w in args.workers]
+    results["video"] = {"measured": video, "segment_s": video_cfg.segment_s, "sample_fps": video_cfg.sample_fps,
+                        **bench_video.summary(video)}
 
     one_worker = results["local"][0]["median"]
     memory_mb = cost.recognize_memory_mb()
