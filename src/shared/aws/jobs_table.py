@@ -93,36 +93,42 @@ class JobsTable:
             f" OR ({status} = {u.val(FAILED)} AND {error}.{code} = {u.val(RETRIES_EXHAUSTED)}"
             f" AND attribute_not_exists({u.name('media')}))"  # a failed video job is final (video_state.py)
         )
+        record = self._update(spec.job_id, u, condition)
+        if record is None:
+            raise self._done_or_busy(spec.job_id)
+        return record
+
+    def _update(self, job_id: str, u: dynamo.Update, condition: str, extra: str = "") -> dict[str, Any] | None:
+        """Apply `u` (plus an `extra` clause such as ADD) if `condition` holds: the record after it,
+        or None when the condition failed."""
+        kwargs = u.kwargs(condition)
+        if extra:
+            kwargs["UpdateExpression"] = f"{kwargs['UpdateExpression']} {extra}".strip()
         try:
             response = client("dynamodb").update_item(
-                TableName=self.name,
-                Key={"job_id": {"S": spec.job_id}},
-                ReturnValues="ALL_NEW",
-                **u.kwargs(condition),
+                TableName=self.name, Key={"job_id": {"S": job_id}}, ReturnValues="ALL_NEW", **kwargs
             )
         except Exception as exc:
-            if error_code(exc) != "ConditionalCheckFailedException":
-                raise
-            record = self.get(spec.job_id) or {"job_id": spec.job_id}
-            if record.get("status") == RUNNING:
-                raise JobBusy(record) from None
-            raise JobDone(record) from None
+            if error_code(exc) == "ConditionalCheckFailedException":
+                return None
+            raise
         return dynamo.from_item(response["Attributes"])
 
+    def _done_or_busy(self, job_id: str) -> Exception:
+        """JobBusy if the job is running, else JobDone: why a conditional update did not apply."""
+        record = self.get(job_id) or {"job_id": job_id, "status": "missing"}
+        return JobBusy(record) if record.get("status") == RUNNING else JobDone(record)
+
     def _end(self, job_id: str, attempt_id: str, changes: dict[str, Any]) -> dict[str, Any]:
+        """Apply `changes` while attempt `attempt_id` still owns the running job; LeaseLost if not."""
         u = dynamo.Update()
         for attribute, v in changes.items():
             u.set(attribute, v)
         condition = f"{u.name('attempt_id')} = {u.val(attempt_id)} AND {u.name('status')} = {u.val(RUNNING)}"
-        try:
-            response = client("dynamodb").update_item(
-                TableName=self.name, Key={"job_id": {"S": job_id}}, ReturnValues="ALL_NEW", **u.kwargs(condition)
-            )
-        except Exception as exc:
-            if error_code(exc) == "ConditionalCheckFailedException":
-                raise LeaseLost(f"job {job_id}: attempt {attempt_id} no longer owns it") from None
-            raise
-        return dynamo.from_item(response["Attributes"])
+        record = self._update(job_id, u, condition)
+        if record is None:
+            raise LeaseLost(f"job {job_id}: attempt {attempt_id} no longer owns it")
+        return record
 
     def finish(
         self,

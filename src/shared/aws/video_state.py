@@ -13,8 +13,7 @@ import time
 from typing import Any
 
 from shared.aws import dynamo
-from shared.aws.clients import client, error_code
-from shared.aws.jobs_table import FAILED, RUNNING, JobBusy, JobDone, JobsTable, LeaseLost, iso
+from shared.aws.jobs_table import FAILED, RUNNING, JobDone, JobsTable, LeaseLost, iso
 
 VIDEO = "video"
 
@@ -27,31 +26,10 @@ def segment_id(index: int) -> str:
 class VideoJobsTable(JobsTable):
     """Video-specific updates of job records; every one is conditional on the job still running."""
 
-    def _update(self, job_id: str, u: dynamo.Update, condition: str, extra: str = "") -> dict[str, Any]:
-        kwargs = u.kwargs(condition)
-        if extra:
-            kwargs["UpdateExpression"] = f"{kwargs['UpdateExpression']} {extra}".strip()
-        response = client("dynamodb").update_item(
-            TableName=self.name, Key={"job_id": {"S": job_id}}, ReturnValues="ALL_NEW", **kwargs
-        )
-        return dynamo.from_item(response["Attributes"])
-
-    def _done_or_busy(self, job_id: str) -> Exception:
-        record = self.get(job_id) or {"job_id": job_id, "status": "missing"}
-        return JobBusy(record) if record.get("status") == RUNNING else JobDone(record)
-
     def hand_off(self, job_id: str, attempt_id: str, fields: dict[str, Any]) -> dict[str, Any]:
         """The recognize attempt `attempt_id` passes the job to the video function."""
-        u = dynamo.Update().set("media", VIDEO).set("lease_until", 0).set("updated_at", iso(time.time()))
-        for name, value in fields.items():
-            u.set(name, value)
-        condition = f"{u.name('attempt_id')} = {u.val(attempt_id)} AND {u.name('status')} = {u.val(RUNNING)}"
-        try:
-            return self._update(job_id, u, condition)
-        except Exception as exc:
-            if error_code(exc) == "ConditionalCheckFailedException":
-                raise LeaseLost(f"job {job_id}: attempt {attempt_id} no longer owns it") from None
-            raise
+        changes = {"media": VIDEO, "lease_until": 0, "updated_at": iso(time.time()), **fields}
+        return self._end(job_id, attempt_id, changes)
 
     def plan(self, job_id: str, plan: dict[str, Any]) -> dict[str, Any]:
         """Record the segment plan once; a later call gets the plan already recorded (or JobDone)."""
@@ -62,11 +40,9 @@ class VideoJobsTable(JobsTable):
             f"{u.name('status')} = {u.val(RUNNING)} AND {u.name('media')} = {u.val(VIDEO)}"
             f" AND attribute_not_exists({u.name('segments_total')})"
         )
-        try:
-            return self._update(job_id, u, condition)
-        except Exception as exc:
-            if error_code(exc) != "ConditionalCheckFailedException":
-                raise
+        record = self._update(job_id, u, condition)
+        if record is not None:
+            return record
         record = self.get(job_id) or {"job_id": job_id, "status": "missing"}
         if record.get("status") == RUNNING and "segments_total" in record:
             return record
@@ -75,23 +51,19 @@ class VideoJobsTable(JobsTable):
     def mark_sent(self, job_id: str) -> dict[str, Any]:
         """Every segment message was sent."""
         u = dynamo.Update().set("segments_sent", True).set("updated_at", iso(time.time()))
-        try:
-            return self._update(job_id, u, f"{u.name('status')} = {u.val(RUNNING)}")
-        except Exception as exc:
-            if error_code(exc) == "ConditionalCheckFailedException":
-                raise JobDone(self.get(job_id) or {"job_id": job_id}) from None
-            raise
+        record = self._update(job_id, u, f"{u.name('status')} = {u.val(RUNNING)}")
+        if record is None:
+            raise JobDone(self.get(job_id) or {"job_id": job_id})
+        return record
 
     def segment_done(self, job_id: str, index: int) -> dict[str, Any]:
         """Count segment `index` as done (again: no change); the record after the update."""
         u = dynamo.Update().set("updated_at", iso(time.time()))
         done, one = u.name("segments_done"), u.val({segment_id(index)})
-        try:
-            return self._update(job_id, u, f"{u.name('status')} = {u.val(RUNNING)}", extra=f"ADD {done} {one}")
-        except Exception as exc:
-            if error_code(exc) == "ConditionalCheckFailedException":
-                raise JobDone(self.get(job_id) or {"job_id": job_id}) from None
-            raise
+        record = self._update(job_id, u, f"{u.name('status')} = {u.val(RUNNING)}", extra=f"ADD {done} {one}")
+        if record is None:
+            raise JobDone(self.get(job_id) or {"job_id": job_id})
+        return record
 
     def claim_final(self, job_id: str, owner: str, lease_s: float) -> dict[str, Any]:
         """Take the right to finish the job for `lease_s` seconds; JobBusy if another holds it, JobDone."""
@@ -102,12 +74,10 @@ class VideoJobsTable(JobsTable):
             f"{u.name('status')} = {u.val(RUNNING)}"
             f" AND (attribute_not_exists({lease}) OR {lease} < {u.val(round(now, 3))})"
         )
-        try:
-            return self._update(job_id, u, condition)
-        except Exception as exc:
-            if error_code(exc) != "ConditionalCheckFailedException":
-                raise
-        raise self._done_or_busy(job_id)
+        record = self._update(job_id, u, condition)
+        if record is None:
+            raise self._done_or_busy(job_id)
+        return record
 
     def finish_video(
         self, job_id: str, owner: str, status: str, result_key: str, started: float, error: dict[str, str] | None = None
@@ -123,9 +93,7 @@ class VideoJobsTable(JobsTable):
         for name, value in changes.items():
             u.set(name, value)
         condition = f"{u.name('final_owner')} = {u.val(owner)} AND {u.name('status')} = {u.val(RUNNING)}"
-        try:
-            return self._update(job_id, u, condition)
-        except Exception as exc:
-            if error_code(exc) == "ConditionalCheckFailedException":
-                raise LeaseLost(f"job {job_id}: {owner} no longer holds the right to finish it") from None
-            raise
+        record = self._update(job_id, u, condition)
+        if record is None:
+            raise LeaseLost(f"job {job_id}: {owner} no longer holds the right to finish it")
+        return record
