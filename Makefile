@@ -5,6 +5,8 @@ VENV := .venv
 PY := $(VENV)/bin/python
 FACES ?= $(abspath ../shared/faces)
 export LAMBDAFACE_FACES := $(FACES)
+# $(call new_venv,DIR): a python3.12 venv with a current pip (each tool that pins boto3 gets its own).
+new_venv = $(PY312) -m venv $(1) && $(1)/bin/pip install -q --upgrade pip
 
 .PHONY: install test demo bench bench-engine bench-video clean sam-install sam-validate sam-build checkov-install checkov
 SAM_VENV := .venv-sam
@@ -14,8 +16,7 @@ install: $(VENV)/.installed
 
 $(VENV)/.installed: pyproject.toml
 	@test -n "$(PY312)" || { echo "python3.12 not found (try: pyenv install 3.12.1)"; exit 1; }
-	$(PY312) -m venv $(VENV)
-	$(PY) -m pip install -q --upgrade pip
+	$(call new_venv,$(VENV))
 	$(PY) -m pip install -q -e '.[dev]'
 	touch $@
 
@@ -23,8 +24,7 @@ $(VENV)/.installed: pyproject.toml
 sam-install: $(SAM_VENV)/.installed
 
 $(SAM_VENV)/.installed:
-	$(PY312) -m venv $(SAM_VENV)
-	$(SAM_VENV)/bin/pip install -q --upgrade pip
+	$(call new_venv,$(SAM_VENV))
 	$(SAM_VENV)/bin/pip install -q 'aws-sam-cli>=1.120'
 	touch $@
 
@@ -34,8 +34,7 @@ CHECKOV_VENV := .venv-checkov
 checkov-install: $(CHECKOV_VENV)/.installed
 
 $(CHECKOV_VENV)/.installed:
-	$(PY312) -m venv $(CHECKOV_VENV)
-	$(CHECKOV_VENV)/bin/pip install -q --upgrade pip
+	$(call new_venv,$(CHECKOV_VENV))
 	$(CHECKOV_VENV)/bin/pip install -q 'checkov>=3.2,<4'
 	touch $@
 
@@ -68,8 +67,7 @@ bench-video: install
 # The face_recognition library to compare with (its dlib from dlib-bin), and matplotlib for the plot.
 BENCH_VENV := .venv-bench
 $(BENCH_VENV)/.installed:
-	$(PY312) -m venv $(BENCH_VENV)
-	$(BENCH_VENV)/bin/pip install -q --upgrade pip
+	$(call new_venv,$(BENCH_VENV))
 	$(BENCH_VENV)/bin/pip install -q dlib-bin face_recognition_models numpy pillow click 'setuptools<81' matplotlib
 	$(BENCH_VENV)/bin/pip install -q --no-deps face_recognition
 	touch $@
