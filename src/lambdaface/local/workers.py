@@ -18,11 +18,11 @@ import traceback
 import uuid
 from dataclasses import dataclass, field
 from typing import Any, Callable
-from urllib.parse import unquote_plus
 
 import boto3
 
 from lambdaface.local.spec import ACCOUNT_ID, FunctionSpec
+from shared.aws.events import BadEvent, parse_body
 
 POLL_WAIT_S = 1  # long-poll length; also how often a worker checks that its parent lives
 
@@ -114,24 +114,13 @@ def failed_ids(response: Any, records: list[dict[str, Any]], report_failures: bo
     return ids
 
 
-def s3_objects(body: str) -> list[tuple[str, str, str]]:
-    """(bucket, key, event name) of each S3 record in a message; [] when it is not an S3 event."""
+def s3_objects(body: str) -> list[tuple[str, str, str]] | None:
+    """(bucket, key, event name) of each S3 record in a message, parsed as the handlers parse it;
+    [] for `s3:TestEvent`, None when the message is not an S3 event (the pipeline's own)."""
     try:
-        message = json.loads(body)
-        return [
-            (r["s3"]["bucket"]["name"], unquote_plus(r["s3"]["object"]["key"]), r.get("eventName", ""))
-            for r in message.get("Records", [])
-        ]
-    except (ValueError, KeyError, TypeError, AttributeError):
-        return []
-
-
-def is_test_event(body: str) -> bool:
-    """Whether a message is the `s3:TestEvent` S3 sends when notifications are configured."""
-    try:
-        return json.loads(body).get("Event") == "s3:TestEvent"
-    except (ValueError, AttributeError):
-        return False
+        return [(e.bucket, e.key, e.event_name) for e in parse_body(body)]
+    except BadEvent:
+        return None
 
 
 def job_outcome(s3: Any, bucket: str, key: str, event: str) -> str:
@@ -229,9 +218,11 @@ def run(config: WorkerConfig, slot: int, busy: Any, reports: Any, stop: Any) -> 
                 print(f"delete failed: {exc}", file=sys.stderr, flush=True)
         for r in records:
             ok = r["messageId"] not in failed
-            jobs = [(key, job_outcome(s3, b, key, ev) if ok else "") for b, key, ev in s3_objects(r["body"])]
-            if not jobs and not is_test_event(r["body"]):  # a message of the pipeline's own
+            objects = s3_objects(r["body"])
+            if objects is None:  # a message of the pipeline's own
                 jobs = [(f"message {r['messageId']}", "done" if ok else "")]
+            else:
+                jobs = [(key, job_outcome(s3, b, key, ev) if ok else "") for b, key, ev in objects]
             reports.send(
                 {
                     "slot": slot,
