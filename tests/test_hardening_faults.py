@@ -156,8 +156,10 @@ def dynamodb(method: str, path: str) -> bool:
 @pytest.fixture(scope="module")
 def faulty(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[LocalStack, Faults]]:
     """A stack whose handlers reach moto through a FaultProxy, with short timeouts."""
+    # The proxy binds its port first, so the stack's port (chosen next) cannot be the same one.
+    proxy = FaultProxy("http://127.0.0.1:0")
     port = free_port()
-    proxy = FaultProxy(f"http://127.0.0.1:{port}")
+    proxy.target_port = str(port)
     handler_env = ("--handler-env", f"AWS_ENDPOINT_URL={proxy.url}", "--handler-env", "AWS_MAX_ATTEMPTS=1")
     try:
         with LocalStack(tmp_path_factory.mktemp("faults") / "state", "--port", str(port), *SHORT, *handler_env, workers=1) as s:

@@ -14,7 +14,6 @@ import json
 import os
 import re
 import shutil
-import socket
 import subprocess
 import urllib.request
 import uuid
@@ -29,6 +28,7 @@ import pytest
 from moto.server import ThreadedMotoServer
 
 from lambdaface.template import TEMPLATE, load_template, parameter_defaults
+from pipeline_support import free_port
 
 ROOT = Path(__file__).resolve().parents[1]
 SAM = ROOT / ".venv-sam" / "bin" / "sam"
@@ -166,12 +166,6 @@ origins["face_recognition_models"] = list(importlib.util.find_spec("face_recogni
 missing = [name for name in ("cv2", "lambdaface") if importlib.util.find_spec(name) is not None]
 print("\n" + json.dumps({"responses": responses, "origins": origins, "present": missing, "aws_calls": aws_calls}))
 """
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def resolve(value: Any, names: dict[str, str]) -> Any:
