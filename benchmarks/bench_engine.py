@@ -16,9 +16,9 @@ from pathlib import Path
 import numpy as np
 
 from shared.config import EngineConfig
-from shared.engine import find_faces
-from shared.imaging import decode_image
-from shared.matching import Gallery, identify
+from shared.engine.faces import find_faces
+from shared.engine.decode import decode_image
+from shared.engine.matching import Gallery, identify
 
 ROOT = Path(__file__).resolve().parent.parent
 STAGES = ("decode", "detect", "landmarks", "embed")

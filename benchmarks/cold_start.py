@@ -34,10 +34,10 @@ def child(faces_dir: Path, started: float) -> None:
     t0 = time.perf_counter()
     import handlers.recognize  # noqa: F401  the handler's imports, as Lambda's init phase runs them
     from bench_engine import photo_paths
-    from shared import models
+    from shared.engine import models
     from shared.config import load_config
-    from shared.engine import find_faces
-    from shared.imaging import decode_image
+    from shared.engine.faces import find_faces
+    from shared.engine.decode import decode_image
 
     t1 = time.perf_counter()
     cfg = load_config().engine

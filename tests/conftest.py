@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 
 from shared.config import EngineConfig
-from shared.engine import Face, find_faces
-from shared.imaging import decode_image
+from shared.engine.faces import Face, find_faces
+from shared.engine.decode import decode_image
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -7,11 +7,11 @@ import numpy as np
 import pytest
 
 from shared import errors
-from shared.annotate import annotate
+from shared.engine.annotate import annotate
 from shared.config import EngineConfig
-from shared.engine import Box, detect_faces, enrollment_face, face_distance, find_faces
+from shared.engine.faces import Box, detect_faces, enrollment_face, face_distance, find_faces
 from shared.errors import FaceError
-from shared.matching import Gallery, identify
+from shared.engine.matching import Gallery, identify
 
 THRESHOLD = EngineConfig().threshold
 

@@ -12,9 +12,9 @@ from PIL import Image
 
 from shared import errors
 from shared.config import EngineConfig
-from shared.engine import face_distance, find_faces
+from shared.engine.faces import face_distance, find_faces
 from shared.errors import FaceError
-from shared.imaging import decode_image
+from shared.engine.decode import decode_image
 
 JOHN = "seed/john1.jpg"
 

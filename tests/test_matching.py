@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from shared.matching import Gallery, identify
+from shared.engine.matching import Gallery, identify
 
 
 def unit(i: int, scale: float = 1.0) -> np.ndarray:

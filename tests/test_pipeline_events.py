@@ -8,11 +8,13 @@ import numpy as np
 import pytest
 
 from pipeline_support import s3_event_body
-from shared import errors, jobs, results
+from shared import errors
+from shared.pipeline import keys, results
+from shared.pipeline.runner import job_id_for
 from shared.aws.events import BadEvent, ObjectEvent, parse_body
 from shared.aws.gallery_table import decode, encode
-from shared.engine import Box
-from shared.matching import Candidate, Match
+from shared.engine.faces import Box
+from shared.engine.matching import Candidate, Match
 
 
 def test_keys_are_url_decoded() -> None:
@@ -49,21 +51,21 @@ def test_removed_events_have_no_etag() -> None:
 
 def test_job_ids_name_the_event_not_just_the_object() -> None:
     one = ObjectEvent("b", "queries/a.jpg", "ObjectCreated:Put", etag="e1", sequencer="01")
-    assert jobs.job_id_for(one, "recognize") == jobs.job_id_for(ObjectEvent(**vars(one)), "recognize")
+    assert job_id_for(one, "recognize") == job_id_for(ObjectEvent(**vars(one)), "recognize")
     others = [
         ObjectEvent("b", "queries/a.jpg", "ObjectCreated:Put", etag="e2", sequencer="01"),
         ObjectEvent("b", "queries/a.jpg", "ObjectCreated:Put", etag="e1", sequencer="02"),  # same bytes, new upload
         ObjectEvent("b2", "queries/a.jpg", "ObjectCreated:Put", etag="e1", sequencer="01"),
         ObjectEvent("b", "queries/b.jpg", "ObjectCreated:Put", etag="e1", sequencer="01"),
     ]
-    ids = {jobs.job_id_for(e, "recognize") for e in [one, *others]}
+    ids = {job_id_for(e, "recognize") for e in [one, *others]}
     assert len(ids) == 5
     assert all(len(i) == 32 and int(i, 16) >= 0 for i in ids)
 
 
 @pytest.mark.parametrize("person", ["john", "Ana-Maria_2", "a.b", "x" * 64, "J.R._Smith-3"])
 def test_valid_person_names(person: str) -> None:
-    assert jobs.parse_model_key(f"models/{person}/photo.jpg") == (person, "photo.jpg")
+    assert keys.parse_model_key(f"models/{person}/photo.jpg") == (person, "photo.jpg")
 
 
 @pytest.mark.parametrize(
@@ -83,7 +85,7 @@ def test_valid_person_names(person: str) -> None:
 )
 def test_invalid_model_keys(key: str, code: str) -> None:
     with pytest.raises(errors.FaceError) as raised:
-        jobs.parse_model_key(key)
+        keys.parse_model_key(key)
     assert raised.value.code == code
 
 
@@ -121,5 +123,5 @@ def test_result_document_fields_and_order() -> None:
     assert document["faces"][1]["person"] is None and document["faces"][1]["candidates"] == []
     assert document["model"] == {"name": "dlib_face_recognition_resnet_model_v1", "threshold": 0.6}
     assert document["timings_ms"] == {"decode": 1.2}
-    assert results.result_key("queries/party.jpg") == "results/queries/party.jpg.json"
-    assert results.annotated_key("queries/party.jpg") == "results/queries/party.jpg.jpg"
+    assert keys.result_key("queries/party.jpg") == "results/queries/party.jpg.json"
+    assert keys.annotated_key("queries/party.jpg") == "results/queries/party.jpg.jpg"

@@ -25,7 +25,7 @@ from pipeline_support import (  # noqa: F401  (fixtures)
 from shared.aws.events import parse_body
 from shared.aws.gallery_table import GalleryTable
 from shared.aws.jobs_table import JobSpec, JobsTable
-from shared.jobs import job_id_for
+from shared.pipeline.runner import job_id_for
 
 QUERY_WHEN_SAME = 0.52  # same person: distances about 0.08-0.52 (see ../shared/faces/README.md)
 QUERY_WHEN_OTHER = 0.68  # different people: above 0.68

@@ -8,9 +8,9 @@ import pytest
 from shared import errors
 from shared.config import EngineConfig, VideoConfig
 from shared.errors import FaceError
-from shared.matching import Gallery
-from shared.video import (VideoInfo, appearances, looks_like_video, plan_segments, probe_video, read_frames,
-                          recognise_frames, sampled_frame_indices, sniff_container)
+from shared.engine.matching import Gallery
+from shared.engine.video import (VideoInfo, appearances, looks_like_video, plan_segments, probe_video, read_frames,
+                          recognize_frames, sampled_frame_indices, sniff_container)
 
 CLIP = "video/short_hamilton_clip.mp4"
 
@@ -123,6 +123,6 @@ def test_both_people_are_recognised_in_the_clip(clip, photos):
     ])
     info = probe_video(clip)
     cfg = VideoConfig().engine(EngineConfig())
-    frames = recognise_frames(clip, info, [30, 150], gallery, cfg)
+    frames = recognize_frames(clip, info, [30, 150], gallery, cfg)
     assert [f["t"] for f in frames] == [pytest.approx(1.001, abs=1e-3), pytest.approx(5.005, abs=1e-3)]
     assert [[face["person"] for face in f["faces"]] for f in frames] == [["alex_lacamoire"], ["lin_manuel_miranda"]]

@@ -28,10 +28,11 @@ from pipeline_support import (  # noqa: F401  (fixtures)
     s3_event_body,
     stack_context,
 )
-from shared import video_jobs
+from shared.pipeline import video as video_jobs
+from shared.pipeline.video_copy import drop_local_copy
 from shared.aws.events import parse_body
 from shared.aws.gallery_table import GalleryFace, GalleryTable
-from shared.jobs import job_id_for
+from shared.pipeline.runner import job_id_for
 
 FPS = 10.0
 SCENES = (("people/obama/obama2.jpg", "obama"), ("people/biden/biden2.jpg", "biden"))
@@ -124,7 +125,7 @@ def video_stack(endpoint: str, gallery_faces: list[GalleryFace], **env: str) -> 
             table = GalleryTable(stack.gallery_table)
             for face in gallery_faces:
                 table.put_face(face)
-            video_jobs._copy.clear()  # each test starts like a fresh worker
+            drop_local_copy()  # each test starts like a fresh worker
             yield VideoStack(stack, url, arn)
 
 
@@ -273,7 +274,7 @@ def test_a_segment_that_fails_for_good_fails_the_job(vstack: VideoStack, two_sce
     assert vstack.deliver(segments[0])
     # The video is replaced before segment 2 runs on a fresh worker: it cannot decode what was planned.
     vstack.stack.upload("queries/replaced.mp4", read(faces_dir, "seed/john0.jpg"))
-    video_jobs._copy.clear()
+    drop_local_copy()
     assert vstack.deliver(segments[1])  # a permanent failure is acknowledged
     result = vstack.result("queries/replaced.mp4")
     assert result["status"] == "failed" and result["media"] == "video"
@@ -301,7 +302,7 @@ def test_a_segment_that_keeps_failing_fails_the_job_on_its_last_delivery(
     try:
         monkeypatch.setenv("AWS_ENDPOINT_URL", proxy.url)
         monkeypatch.setenv("AWS_MAX_ATTEMPTS", "1")
-        video_jobs._copy.clear()
+        drop_local_copy()
         proxy.fail(100, lambda method, path: method == "GET" and "flaky.mp4" in path)
         assert not vstack.deliver(segments[3], receive_count=1)  # reported: it will come back
         assert vstack.job("queries/flaky.mp4")["status"] == "running"

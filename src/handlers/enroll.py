@@ -8,15 +8,16 @@ from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, pro
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from shared import jobs
+from shared.pipeline import runner
+from shared.pipeline.delivery import SERVICE
 
-logger = Logger(service=jobs.SERVICE)
+logger = Logger(service=SERVICE)
 processor = BatchProcessor(event_type=EventType.SQS, raise_on_entire_batch_failure=False)
 
 
 def record_handler(record: SQSRecord, lambda_context: LambdaContext | None = None) -> list[dict[str, Any]]:
     """One SQS message: run its jobs; raising reports it in batchItemFailures."""
-    return jobs.process_record(record, jobs.ENROLL, lambda_context)
+    return runner.process_record(record, runner.ENROLL, lambda_context)
 
 
 @logger.inject_lambda_context

@@ -8,15 +8,16 @@ from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, pro
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from shared import video_jobs
+from shared.pipeline import video
+from shared.pipeline.delivery import SERVICE
 
-logger = Logger(service=video_jobs.SERVICE)
+logger = Logger(service=SERVICE)
 processor = BatchProcessor(event_type=EventType.SQS, raise_on_entire_batch_failure=False)
 
 
 def record_handler(record: SQSRecord, lambda_context: LambdaContext | None = None) -> None:
     """One SQS message: plan a video or recognise one segment; raising reports it in batchItemFailures."""
-    video_jobs.process_record(record, lambda_context)
+    video.process_record(record, lambda_context)
 
 
 @logger.inject_lambda_context

@@ -16,8 +16,7 @@ from typing import Any
 
 from lambdaface import watch
 from lambdaface.watch import Expectation
-
-MODELS, QUERIES = "models/", "queries/"
+from shared.pipeline.keys import MODELS_PREFIX, QUERIES_PREFIX, person_prefix, result_key
 
 
 def _server_time(response: dict[str, Any]) -> float | None:
@@ -27,35 +26,33 @@ def _server_time(response: dict[str, Any]) -> float | None:
 
 
 def _previous_job(s3: Any, bucket: str, source: str) -> str | None:
-    doc = watch.read_json(s3, bucket, watch.result_key(source))
+    doc = watch.read_json(s3, bucket, result_key(source))
     return doc.get("job_id") if doc else None
 
 
-def upload(s3: Any, bucket: str, path: Path, key: str, kind: str) -> tuple[Expectation, float]:
-    """Upload `path` to `key`; returns what its result must look like, and when it was sent."""
+def upload(s3: Any, bucket: str, path: Path, key: str, kind: str) -> Expectation:
+    """Upload `path` to `key`; returns what its result must look like."""
     previous = _previous_job(s3, bucket, key)
     content_type = mimetypes.guess_type(path.name)[0] or "application/octet-stream"
     sent = time.time()
     response = s3.put_object(Bucket=bucket, Key=key, Body=path.read_bytes(), ContentType=content_type)
-    expectation = Expectation(
-        key, not_job_id=previous, not_before=_server_time(response), etag=response["ETag"].strip('"'), kind=kind
-    )
-    return expectation, sent
+    return Expectation(key, not_job_id=previous, not_before=_server_time(response),
+                       etag=response["ETag"].strip('"'), kind=kind, sent_at=sent)
 
 
-def delete(s3: Any, bucket: str, key: str) -> tuple[Expectation, float]:
+def delete(s3: Any, bucket: str, key: str) -> Expectation:
     """Delete `key` (a model image); returns what its `forget` result must look like."""
     previous = _previous_job(s3, bucket, key)
     sent = time.time()
     response = s3.delete_object(Bucket=bucket, Key=key)
-    return Expectation(key, not_job_id=previous, not_before=_server_time(response), kind="forget"), sent
+    return Expectation(key, not_job_id=previous, not_before=_server_time(response), kind="forget", sent_at=sent)
 
 
 def model_keys(s3: Any, bucket: str, person: str) -> list[str]:
     """Every object under `models/<person>/`."""
     return [
         o["Key"]
-        for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=f"{MODELS}{person}/")
+        for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=person_prefix(person))
         for o in page.get("Contents", [])
     ]
 
@@ -72,34 +69,13 @@ def _images(paths: list[str]) -> list[Path]:
     return files
 
 
-def _wait(args: argparse.Namespace, s3: Any, sent: list[tuple[Expectation, float]]) -> tuple[int, dict[str, Any]]:
-    """Wait for the jobs (unless --no-wait) and print a line per result."""
+def _wait(args: argparse.Namespace, s3: Any, sent: list[Expectation]) -> tuple[int, dict[str, Any]]:
+    """Wait for the jobs (unless --no-wait) and print a line (or with --json, the document) per result."""
     if args.no_wait:
-        for e, _ in sent:
+        for e in sent:
             print(f"{e.source}  uploaded" if e.kind != "forget" else f"{e.source}  deleted")
         return 0, {}
-    expectations = [e for e, _ in sent]
-    uploaded = {e.source: t for e, t in sent}
-    found = watch.wait_for(
-        s3,
-        args.bucket,
-        expectations,
-        args.timeout,
-        args.interval,
-        None if args.json else lambda e, doc: print(watch.line(doc, watch.seconds_to_result(doc, uploaded[e.source])), flush=True),
-        watch.Progress(len(expectations)),
-    )
-    code = 0
-    for source, doc in found.items():
-        if doc is None:
-            print(f"{source}  timed out after {args.timeout:g} s", file=sys.stderr)
-            code = watch.EXIT_TIMEOUT
-        else:
-            if args.json:
-                print(json.dumps(doc), flush=True)
-            if doc.get("status") != watch.SUCCEEDED and code == 0:
-                code = watch.EXIT_FAILED
-    return code, found
+    return watch.wait_and_report(s3, args.bucket, sent, args.timeout, args.interval, as_json=args.json)
 
 
 # --- commands --------------------------------------------------------------------------------
@@ -111,7 +87,7 @@ def enroll(args: argparse.Namespace) -> int:
         raise SystemExit(f"lambdaface: {args.person!r} is not a valid person name")
     s3 = watch.s3_client(args)
     files = _images(args.images)
-    sent = [upload(s3, args.bucket, f, f"{MODELS}{args.person}/{f.name}", "enroll") for f in files]
+    sent = [upload(s3, args.bucket, f, f"{person_prefix(args.person)}{f.name}", "enroll") for f in files]
     return _wait(args, s3, sent)[0]
 
 
@@ -119,9 +95,9 @@ def recognize(args: argparse.Namespace) -> int:
     """Upload IMAGE... to queries/ and wait for the recognitions."""
     s3 = watch.s3_client(args)
     files = _images(args.images)
-    sent = [upload(s3, args.bucket, f, f"{QUERIES}{f.name}", "recognize") for f in files]
+    sent = [upload(s3, args.bucket, f, f"{QUERIES_PREFIX}{f.name}", "recognize") for f in files]
     code, found = _wait(args, s3, sent)
-    for f, (e, _) in zip(files, sent):
+    for f, e in zip(files, sent):
         doc = found.get(e.source)
         if doc is None:
             continue
@@ -141,7 +117,7 @@ def forget(args: argparse.Namespace) -> int:
     s3 = watch.s3_client(args)
     keys = model_keys(s3, args.bucket, args.person)
     if not keys:
-        print(f"lambdaface: no images under {MODELS}{args.person}/", file=sys.stderr)
+        print(f"lambdaface: no images under {person_prefix(args.person)}", file=sys.stderr)
         return watch.EXIT_FAILED
     code, found = _wait(args, s3, [delete(s3, args.bucket, k) for k in keys])
     if not args.no_wait and code == 0:
@@ -154,8 +130,8 @@ def people(args: argparse.Namespace) -> int:
     """Everyone with images under models/, and how many of them are enrolled."""
     s3 = watch.s3_client(args)
     names = [
-        p["Prefix"][len(MODELS) : -1]
-        for page in s3.get_paginator("list_objects_v2").paginate(Bucket=args.bucket, Prefix=MODELS, Delimiter="/")
+        p["Prefix"][len(MODELS_PREFIX) : -1]
+        for page in s3.get_paginator("list_objects_v2").paginate(Bucket=args.bucket, Prefix=MODELS_PREFIX, Delimiter="/")
         for p in page.get("CommonPrefixes", [])
     ]
     rows = []
@@ -163,7 +139,7 @@ def people(args: argparse.Namespace) -> int:
         counts = {"enrolled": 0, "failed": 0, "pending": 0}
         keys = model_keys(s3, args.bucket, name)
         for key in keys:
-            doc = watch.read_json(s3, args.bucket, watch.result_key(key))
+            doc = watch.read_json(s3, args.bucket, result_key(key))
             if doc is None or doc.get("kind") != "enroll":
                 counts["pending"] += 1
             else:

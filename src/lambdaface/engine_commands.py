@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from shared.engine import Face
+    from shared.engine.faces import Face
 
 from shared import errors
 from shared.config import EngineConfig, load_config
@@ -61,7 +61,7 @@ def _emit(record: dict[str, Any]) -> None:
 
 
 def _load(path: str, cfg: EngineConfig):
-    from shared.imaging import decode_image
+    from shared.engine.decode import decode_image
 
     try:
         data = Path(path).read_bytes()
@@ -72,7 +72,7 @@ def _load(path: str, cfg: EngineConfig):
 
 def run_detect(args: argparse.Namespace) -> int:
     """Detect faces in each image; exit 1 if any image failed."""
-    from shared.engine import detect_faces
+    from shared.engine.faces import detect_faces
 
     cfg = engine_config(args)
     failed = 0
@@ -90,14 +90,14 @@ def run_detect(args: argparse.Namespace) -> int:
 
 
 def _known_face(path: str, cfg: EngineConfig) -> "Face":
-    from shared.engine import enrollment_face, find_faces
+    from shared.engine.faces import enrollment_face, find_faces
 
     return enrollment_face(find_faces(_load(path, cfg), cfg), cfg)
 
 
 def run_compare(args: argparse.Namespace) -> int:
     """Compare KNOWN's single face with every face of each UNKNOWN image."""
-    from shared.engine import face_distance, find_faces
+    from shared.engine.faces import face_distance, find_faces
 
     cfg = engine_config(args)
     try:

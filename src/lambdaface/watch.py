@@ -19,24 +19,11 @@ from typing import Any, Callable, Iterable, TextIO
 import boto3
 import botocore.exceptions
 
-RESULTS = "results/"
+from shared.config import BUCKET_ENV
+from shared.pipeline.keys import RESULTS_PREFIX, result_key, source_of
+
 SUCCEEDED = "succeeded"
 EXIT_FAILED, EXIT_TIMEOUT = 1, 3
-
-
-def result_key(source: str) -> str:
-    """`results/<source>.json`."""
-    return f"{RESULTS}{source}.json"
-
-
-def source_of(name: str, bucket: str | None = None) -> str:
-    """A job name as given on the command line (key, s3:// URL or result key) -> its source key."""
-    if name.startswith("s3://"):
-        _, _, rest = name[5:].partition("/")
-        name = rest
-    if name.startswith(RESULTS) and name.endswith(".json"):
-        name = name[len(RESULTS) : -len(".json")]
-    return name
 
 
 def parse_time(text: str | None) -> float | None:
@@ -84,6 +71,12 @@ class Expectation:
     not_before: float | None = None  # epoch seconds; the result must not have finished earlier
     etag: str | None = None  # the uploaded object's ETag, checked against `source_etag` if present
     kind: str | None = None  # "enroll", "forget", "recognize"
+    sent_at: float | None = None  # when this client uploaded or deleted the source (its own clock)
+
+    @property
+    def started(self) -> float | None:
+        """When the job began, as best known: the client's send time, else the server's."""
+        return self.sent_at if self.sent_at is not None else self.not_before
 
     def accepts(self, doc: dict[str, Any]) -> bool:
         if self.not_job_id and doc.get("job_id") == self.not_job_id:
@@ -200,7 +193,7 @@ def wait_for(
 def list_results(s3: Any, bucket: str) -> dict[str, tuple[str, float]]:
     """{result key: (ETag, LastModified epoch)} of every `results/*.json`."""
     out = {}
-    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=RESULTS):
+    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=RESULTS_PREFIX):
         for o in page.get("Contents", []):
             if o["Key"].endswith(".json"):
                 out[o["Key"]] = (o["ETag"], o["LastModified"].timestamp())
@@ -238,7 +231,7 @@ def add_connection_args(p: argparse.ArgumentParser) -> None:
     """--endpoint-url and --bucket, shared by the client commands."""
     p.add_argument("--endpoint-url", default=None,
                    help="S3 endpoint, e.g. http://127.0.0.1:4566 (default: $AWS_ENDPOINT_URL, else AWS)")
-    p.add_argument("--bucket", default=os.environ.get("LAMBDAFACE_BUCKET"),
+    p.add_argument("--bucket", default=os.environ.get(BUCKET_ENV),
                    help="the stack's bucket (default: $LAMBDAFACE_BUCKET)")
     p.add_argument("--region", default=None, help="AWS region (default: the usual AWS configuration)")
 
@@ -278,32 +271,23 @@ def main(args: argparse.Namespace) -> int:
             return 0
     expectations = [current_expectation(s3, args.bucket, source_of(j)) for j in args.job]
     return wait_and_report(s3, args.bucket, expectations, 300.0 if args.timeout is None else args.timeout,
-                           args.interval, sys.stdout)
+                           args.interval)[0]
 
 
 def wait_and_report(
-    s3: Any,
-    bucket: str,
-    expectations: list[Expectation],
-    timeout: float,
-    interval: float,
-    out: TextIO,
-    uploaded: dict[str, float] | None = None,
-) -> int:
-    """Wait for the jobs, print a line as each finishes; 0, EXIT_FAILED or EXIT_TIMEOUT."""
+    s3: Any, bucket: str, expectations: list[Expectation], timeout: float, interval: float, as_json: bool = False
+) -> tuple[int, dict[str, dict[str, Any] | None]]:
+    """Wait for the jobs, printing a line (or, `as_json`, the document) as each finishes.
 
-    def started(e: Expectation) -> float | None:
-        if uploaded and e.source in uploaded:
-            return uploaded[e.source]
-        return e.not_before
+    Returns (0, EXIT_FAILED or EXIT_TIMEOUT; {source: result or None})."""
 
     def report(e: Expectation, doc: dict[str, Any]) -> None:
-        print(line(doc, seconds_to_result(doc, started(e))), file=out, flush=True)
+        print(json.dumps(doc) if as_json else line(doc, seconds_to_result(doc, e.started)), flush=True)
 
     found = wait_for(s3, bucket, expectations, timeout, interval, report, Progress(len(expectations)))
     missing = [source for source, doc in found.items() if doc is None]
     for source in missing:
-        print(f"{source}  timed out after {timeout:g} s", file=out, flush=True)
+        print(f"{source}  timed out after {timeout:g} s", file=sys.stderr, flush=True)
     if missing:
-        return EXIT_TIMEOUT
-    return 0 if all(doc and doc.get("status") == SUCCEEDED for doc in found.values()) else EXIT_FAILED
+        return EXIT_TIMEOUT, found
+    return (0 if all(doc and doc.get("status") == SUCCEEDED for doc in found.values()) else EXIT_FAILED), found

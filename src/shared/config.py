@@ -1,7 +1,13 @@
-"""The one place for configuration: every setting, its environment variable and its default."""
+"""The one place for configuration: every setting, its environment variable and its default.
+
+`current_config()` is what the pipeline uses: read once per process and kept while the
+environment it was read from is unchanged (a Lambda environment never changes; a test that sets
+other table names between jobs gets them). Environment variable names appear only here.
+"""
 from __future__ import annotations
 
 import os
+import threading
 from dataclasses import dataclass, field, fields, replace
 from typing import Any, Mapping
 
@@ -73,7 +79,7 @@ class VideoConfig:
 
 @dataclass(frozen=True)
 class Config:
-    """Everything, read once per process."""
+    """Everything the pipeline and the engine are told."""
 
     engine: EngineConfig = field(default_factory=EngineConfig)
     pipeline: PipelineConfig = field(default_factory=PipelineConfig)
@@ -114,6 +120,27 @@ _VIDEO_ENV = {
 def _from_env(cls: type, names: dict[str, str], env: Mapping[str, str]) -> Any:
     defaults = cls()
     return cls(**{f.name: _env(env, names[f.name], getattr(defaults, f.name)) for f in fields(cls)})
+
+
+MODELS_DIR_ENV = "LAMBDAFACE_MODELS_DIR"  # where the model files are (default: the face_recognition_models package)
+BUCKET_ENV = "LAMBDAFACE_BUCKET"  # the client's default bucket
+FACES_ENV = "LAMBDAFACE_FACES"  # the sample photos for tests, benchmarks and the demo
+ALL_ENV = (*_ENGINE_ENV.values(), *_PIPELINE_ENV.values(), *_VIDEO_ENV.values())
+
+_current: dict[tuple[str, ...], Config] = {}
+_lock = threading.Lock()
+
+
+def current_config() -> Config:
+    """The configuration of this process, read from os.environ once (again only if it changed)."""
+    key = tuple(os.environ.get(name, "") for name in ALL_ENV)
+    found = _current.get(key)
+    if found is None:
+        found = load_config()
+        with _lock:
+            _current.clear()
+            _current[key] = found
+    return found
 
 
 def load_config(env: Mapping[str, str] | None = None) -> Config:

@@ -1,4 +1,4 @@
-"""Errors with stable codes that end up in a job's result and state."""
+"""Every error code a job's result and state can carry, and the permanent error that carries one."""
 from __future__ import annotations
 
 
@@ -15,10 +15,7 @@ class FaceError(Exception):
         return {"code": self.code, "message": self.message}
 
 
-class TransientError(Exception):
-    """A failure worth retrying (a throttled or failed AWS call)."""
-
-
+# The input: what was uploaded cannot be used.
 EMPTY_FILE = "EMPTY_FILE"
 FILE_TOO_LARGE = "FILE_TOO_LARGE"
 NOT_AN_IMAGE = "NOT_AN_IMAGE"
@@ -26,14 +23,20 @@ UNSUPPORTED_FORMAT = "UNSUPPORTED_FORMAT"
 TRUNCATED_IMAGE = "TRUNCATED_IMAGE"
 TOO_MANY_PIXELS = "TOO_MANY_PIXELS"
 IMAGE_TOO_SMALL = "IMAGE_TOO_SMALL"
+UNREADABLE_FILE = "UNREADABLE_FILE"
+# The faces in it.
 NO_FACE = "NO_FACE"
 MULTIPLE_FACES = "MULTIPLE_FACES"
 FACE_TOO_SMALL = "FACE_TOO_SMALL"
+# The key it was uploaded at.
 INVALID_PERSON = "INVALID_PERSON"
 INVALID_KEY = "INVALID_KEY"
-UNREADABLE_FILE = "UNREADABLE_FILE"
+OBJECT_NOT_FOUND = "OBJECT_NOT_FOUND"  # the source was deleted (or replaced) before or while it was processed
+# Videos.
 NOT_A_VIDEO = "NOT_A_VIDEO"
 EMPTY_VIDEO = "EMPTY_VIDEO"
 VIDEO_TOO_LONG = "VIDEO_TOO_LONG"
 VIDEO_TOO_LARGE = "VIDEO_TOO_LARGE"
 SEGMENT_FAILED = "SEGMENT_FAILED"
+# Delivery: every attempt failed with errors worth retrying (the message then goes to the DLQ).
+RETRIES_EXHAUSTED = "RETRIES_EXHAUSTED"

@@ -20,7 +20,7 @@ import numpy as np
 
 from shared.aws import dynamo
 from shared.aws.clients import client, error_code
-from shared.matching import Gallery
+from shared.engine.matching import Gallery
 
 log = logging.getLogger(__name__)
 

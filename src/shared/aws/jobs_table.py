@@ -10,19 +10,14 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from datetime import datetime, timezone
 from typing import Any
 
 from shared.aws import dynamo
+from shared.clock import iso
+from shared.errors import RETRIES_EXHAUSTED
 from shared.aws.clients import client, error_code
 
 RUNNING, SUCCEEDED, FAILED = "running", "succeeded", "failed"
-RETRIES_EXHAUSTED = "RETRIES_EXHAUSTED"
-
-
-def iso(epoch: float) -> str:
-    """UTC ISO 8601 with milliseconds, e.g. 2024-05-01T12:00:00.123Z."""
-    return datetime.fromtimestamp(epoch, timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 @dataclass(frozen=True)

@@ -13,9 +13,10 @@ import numpy as np
 
 from shared import errors
 from shared.errors import FaceError
-from shared.imaging import is_heif
+from shared.engine.decode import is_heif
 
 VIDEO_EXTENSIONS = (".mp4", ".m4v", ".mov", ".mkv", ".webm", ".avi")
+SNIFF_BYTES = 64  # what recognize reads to tell a video from an image
 
 
 def sniff_container(head: bytes) -> str | None:
@@ -146,14 +147,14 @@ def appearances(frames: list[dict], sample_interval_s: float, duration_s: float)
     return result
 
 
-def recognise_frames(
+def recognize_frames(
     path: str, info: VideoInfo, indices: list[int], gallery, cfg, before_frame: Callable[[], None] | None = None
 ) -> list[dict]:
     """{"t", "faces": [{"box", "person", "distance"}]} for each sampled frame, matched against `gallery`.
 
     `before_frame` is called before each frame is analysed (it may raise to stop, e.g. near a deadline)."""
-    from shared.engine import find_faces
-    from shared.matching import identify
+    from shared.engine.faces import find_faces
+    from shared.engine.matching import identify
 
     frames = []
     for index, image in read_frames(path, indices):

@@ -1,4 +1,4 @@
-"""Result documents: `results/<source key>.json`, read by outside tools, so the field names are fixed.
+"""Result documents (`results/<source key>.json`, see keys.py), read by outside tools, so the field names are fixed.
 
     job_id, kind, source, source_etag, event_time, status, person, image {width, height},
     faces [{box {left, top, width, height}, person, distance, candidates [{person, distance}]}],
@@ -6,7 +6,7 @@
 
 A video under queries/ (media "video") has, instead of image/faces/annotated: duration_s, fps,
 frames_sampled, segments, appearances [{person, intervals [[start_s, end_s]]}] and
-frames [{t, faces [{box, person, distance}]}] (see shared/video_jobs.py).
+frames [{t, faces [{box, person, distance}]}] (see shared/pipeline/video.py).
 
 `kind` is "enroll", "recognize" or "forget" (an image under models/ was deleted: `person`,
 `removed`). `source_etag` is the ETag of the bytes processed; `event_time` the S3 event's time.
@@ -15,13 +15,16 @@ success). Embeddings never appear in results.
 """
 from __future__ import annotations
 
-from typing import Any
+import time
+from typing import TYPE_CHECKING, Any
 
-from shared.engine import Box
-from shared.matching import Match
+from shared.clock import iso
+
+if TYPE_CHECKING:  # type hints only: documents are built without loading the engine
+    from shared.engine.faces import Box
+    from shared.engine.matching import Match
 
 MODEL_NAME = "dlib_face_recognition_resnet_model_v1"
-RESULTS_PREFIX = "results/"
 FIELDS = (
     "job_id",
     "kind",
@@ -49,16 +52,6 @@ FIELDS = (
 )
 
 
-def result_key(source_key: str) -> str:
-    """`results/<source key>.json`."""
-    return f"{RESULTS_PREFIX}{source_key}.json"
-
-
-def annotated_key(source_key: str) -> str:
-    """`results/<source key>.jpg`, the annotated copy written next to the result."""
-    return f"{RESULTS_PREFIX}{source_key}.jpg"
-
-
 def face_entry(box: Box, match: Match | None = None, person: str | None = None) -> dict[str, Any]:
     """One `faces` element: where the face is, who it is (None if unknown) and the nearest people."""
     if match is None:
@@ -84,3 +77,15 @@ def model(threshold: float) -> dict[str, Any]:
 def timings(stages: dict[str, float]) -> dict[str, float]:
     """`timings_ms`, rounded to 0.1 ms."""
     return {stage: round(ms, 1) for stage, ms in stages.items()}
+
+
+def job_document(
+    fields: dict[str, Any], *, job_id: str, kind: str, source: str, event_time: str | None, status: str,
+    error: dict[str, str] | None, threshold: float, timings_ms: dict[str, float],
+) -> dict[str, Any]:
+    """A finished job's result document: its use case's `fields` plus what every job reports."""
+    return document({
+        **fields, "job_id": job_id, "kind": kind, "source": source, "event_time": event_time or None,
+        "status": status, "error": error, "model": model(threshold), "timings_ms": timings(timings_ms),
+        "finished_at": iso(time.time()),
+    })

@@ -1,6 +1,6 @@
 """Videos under queries/: recognition fanned out across segments, merged by the last one.
 
-    recognize (jobs.py)  sees a video by its first bytes: records the hand-off, then sends ONE plan message
+    recognize (runner.py) sees a video by its first bytes: records the hand-off, then sends ONE plan message
     plan                 the video function downloads and probes it, checks the limits, records the
                          plan on the job and sends one segment message per segment (same queue)
     segment              decodes only its own frames (seek), recognises the sampled ones, stores its
@@ -15,50 +15,34 @@ Every step is idempotent: redelivered messages neither double count nor write tw
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import tempfile
 import time
-import uuid
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict
-from pathlib import Path
 from typing import Any, Callable
 
-from aws_lambda_powertools import Logger
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 
-from shared import errors, results
+from shared import errors
 from shared.aws import s3, sqs
-from shared.aws.clients import error_code
 from shared.aws.gallery_table import GalleryTable
-from shared.aws.jobs_table import FAILED, RETRIES_EXHAUSTED, RUNNING, SUCCEEDED, JobBusy, JobDone, iso
-from shared.aws.video_state import VIDEO, VideoJobsTable, segment_id
-from shared.config import Config, load_config
-from shared.engine import timed
+from shared.aws.jobs_table import FAILED, RUNNING, SUCCEEDED, JobBusy, JobDone
+from shared.aws.video_jobs_table import VIDEO, VideoJobsTable
+from shared.clock import timed
+from shared.config import Config, current_config
+from shared.engine.video import (VideoInfo, appearances, plan_segments, probe_video, recognize_frames,
+                                 sampled_frame_indices)
 from shared.errors import FaceError
-from shared.video import VideoInfo, appearances, plan_segments, probe_video, recognise_frames, sampled_frame_indices
-
-SERVICE = os.environ.get("POWERTOOLS_SERVICE_NAME") or "lambdaface"
-logger = Logger(service=SERVICE, child=True)
+from shared.pipeline import delivery, keys, results
+from shared.pipeline.delivery import logger
+from shared.pipeline.video_copy import local_copy
 
 PLAN, SEGMENT = "plan", "segment"
-WORK_PREFIX = "work/segments/"  # partial results; no notification, expired by a lifecycle rule
-OBJECT_NOT_FOUND = "OBJECT_NOT_FOUND"
-SNIFF_BYTES = 64  # what recognize reads to tell a video from an image
-DEFAULT_LEASE_S = 900.0
-LEASE_MARGIN_S = 5.0
 RESERVE_S = 5.0  # time kept after the last frame: store the partial, count it, maybe merge
 MERGE_THREADS = 8
 
 
 class OutOfTime(Exception):
     """The function would time out before the next frame: stop, and let the message come back."""
-
-
-def partial_key(job_id: str, index: int) -> str:
-    """Where segment `index` of job `job_id` keeps its frames until the merge."""
-    return f"{WORK_PREFIX}{job_id}/{segment_id(index)}.json"
 
 
 def plan_message(job_id: str, bucket: str, key: str, etag: str, event_time: str) -> dict[str, Any]:
@@ -93,32 +77,27 @@ def process_record(record: SQSRecord, lambda_context: Any = None, config: Config
     if message is None:
         logger.error("dropping a message that is not a video message", extra={"message_id": record.message_id})
         return
-    config = config or load_config()
-    receive_count = int((record.raw_event.get("attributes") or {}).get("ApproximateReceiveCount") or 1)
-    step = Step(message, config, lambda_context, receive_count)
+    config = config or current_config()
+    count = delivery.receive_count(record)
+    last = delivery.is_last_delivery(count, config.pipeline.max_receive_count)
+    step = Step(message, config, lambda_context, count)
     try:
         (step.plan if message["type"] == PLAN else step.segment)()
     except JobDone as done:
         logger.info("video job already finished; acknowledging", extra={**step.log, "status": done.record.get("status")})
     except JobBusy:
-        if receive_count >= config.pipeline.max_receive_count:
-            logger.warning("another attempt is finishing the job; acknowledging", extra=step.log)
-            return
-        logger.warning("another attempt is finishing the job; retry later", extra=step.log)
-        raise
+        logger.warning(f"another attempt is finishing the job; {'acknowledging' if last else 'retry later'}", extra=step.log)
+        if not last:
+            raise
     except FaceError as exc:
         step.fail(step.error(exc.to_dict()))
     except Exception as exc:
-        reason = {"code": error_code(exc) or type(exc).__name__, "message": str(exc)[:1000]}
-        if receive_count < config.pipeline.max_receive_count:
+        reason = delivery.failure_reason(exc)
+        if not last:
             logger.warning("video step failed; it will be retried", extra={**step.log, "error": reason}, exc_info=True)
             raise
         logger.exception("video step failed on its last delivery", extra={**step.log, "error": reason})
-        exhausted = {"code": RETRIES_EXHAUSTED, "message": f"{receive_count} attempts failed; last: {reason['code']}: {reason['message']}"}
-        try:
-            step.fail(step.error(exhausted))
-        except Exception:
-            logger.exception("could not record the failure", extra=step.log)
+        delivery.best_effort(lambda: step.fail(step.error(delivery.retries_exhausted(count, reason))), step.log)
         raise
 
 
@@ -132,7 +111,7 @@ class Step:
         self.key: str = message["key"]
         self.etag: str = message.get("etag", "")
         self.table = VideoJobsTable(config.pipeline.jobs_table, config.pipeline.job_ttl_days)
-        self.owner = f"{getattr(context, 'aws_request_id', 'local')}/{uuid.uuid4().hex[:8]}"
+        self.owner = delivery.attempt_id(context)
         self.timings: dict[str, float] = {}
         self.info: VideoInfo | None = None  # once probed (a failed result then tells the duration)
         self.log = {"job_id": self.job_id, "key": self.key, "step": message["type"], "segment": message.get("index"),
@@ -168,7 +147,7 @@ class Step:
             {"type": SEGMENT, "job_id": self.job_id, "bucket": self.bucket, "key": self.key, "etag": self.etag,
              "index": i, "count": record["segments_total"], "first": a, "end": b,
              "video": record["video"], "sample_fps": record["sample_fps"]}
-            for i, (a, b) in enumerate(record["segment_bounds"]) if segment_id(i) not in done
+            for i, (a, b) in enumerate(record["segment_bounds"]) if keys.segment_id(i) not in done
         ]
         sqs.send_batch(self.config.pipeline.video_queue_url, messages)
         self.table.mark_sent(self.job_id)
@@ -181,7 +160,7 @@ class Step:
         """Recognise the segment's sampled frames, store them, count the segment; the last one merges."""
         record = self._running_record()
         index = int(self.message["index"])
-        if segment_id(index) not in (record.get("segments_done") or []):
+        if keys.segment_id(index) not in (record.get("segments_done") or []):
             self._store_segment(index)
             record = self.table.segment_done(self.job_id, index)
         done, total = len(record.get("segments_done") or []), int(record["segments_total"])
@@ -199,12 +178,12 @@ class Step:
             gallery = GalleryTable(self.config.pipeline.gallery_table).load_gallery()
         cfg = self.config.video.engine(self.config.engine)
         with timed(self.timings, "detect_embed"):
-            frames = recognise_frames(path, info, indices, gallery, cfg, before_frame=Deadline(self.context, RESERVE_S))
+            frames = recognize_frames(path, info, indices, gallery, cfg, before_frame=Deadline(self.context, RESERVE_S))
         if indices and not frames:
             raise FaceError(errors.EMPTY_VIDEO, f"none of the {len(indices)} sampled frames could be decoded")
         self.timings["total"] = (time.perf_counter() - started) * 1000
         with timed(self.timings, "store"):
-            s3.put_json(self.bucket, partial_key(self.job_id, index), {
+            s3.put_json(self.bucket, keys.partial_key(self.job_id, index), {
                 "index": index, "first": first, "end": end, "frames_expected": len(indices), "frames": frames,
                 "timings_ms": results.timings(self.timings),
             })
@@ -213,11 +192,11 @@ class Step:
 
     def merge(self) -> None:
         """Merge every segment's frames into the result document and mark the job succeeded."""
-        record = self.table.claim_final(self.job_id, self.owner, self._lease_s())
+        record = self.table.claim_final(self.job_id, self.owner, delivery.lease_s(self.context))
         started = time.perf_counter()
         total = int(record["segments_total"])
         with ThreadPoolExecutor(MERGE_THREADS) as pool:
-            partials = list(pool.map(lambda i: json.loads(s3.get_object(self.bucket, partial_key(self.job_id, i)).data),
+            partials = list(pool.map(lambda i: json.loads(s3.get_object(self.bucket, keys.partial_key(self.job_id, i)).data),
                                      range(total)))
         frames = sorted((f for p in partials for f in p["frames"]), key=lambda f: f["t"])
         info = VideoInfo(**{k: record["video"][k] for k in ("fps", "frames", "width", "height")})
@@ -233,7 +212,7 @@ class Step:
     def fail(self, error: dict[str, str]) -> None:
         """Fail the job with `error` (once: the holder of the final lease writes the failed result)."""
         try:
-            record = self.table.claim_final(self.job_id, self.owner, self._lease_s())
+            record = self.table.claim_final(self.job_id, self.owner, delivery.lease_s(self.context))
         except JobDone as done:
             logger.info("video job already finished; not failing it again", extra={**self.log, "status": done.record.get("status")})
             return
@@ -247,13 +226,11 @@ class Step:
         if video:
             info = VideoInfo(**{k: video[k] for k in ("fps", "frames", "width", "height")})
             fields = {"duration_s": round(info.duration_s, 3), "fps": round(float(info.fps), 3), **fields}
-        key = results.result_key(self.key)
-        document = results.document({
-            **fields, "job_id": self.job_id, "kind": "recognize", "media": VIDEO, "source": self.key,
-            "source_etag": self.etag or None, "event_time": record.get("event_time") or None, "status": status,
-            "error": error, "model": results.model(self.config.engine.threshold), "timings_ms": results.timings(timings),
-            "finished_at": iso(time.time()),
-        })
+        key = keys.result_key(self.key)
+        document = results.job_document(
+            {**fields, "media": VIDEO, "source_etag": self.etag or None}, job_id=self.job_id, kind="recognize",
+            source=self.key, event_time=record.get("event_time"), status=status, error=error,
+            threshold=self.config.engine.threshold, timings_ms=timings)
         s3.put_json(self.bucket, key, document)
         self.table.finish_video(self.job_id, self.owner, status, key, started, error)
         logger.info(f"video job {status}", extra={**self.log, "error": error, "timings_ms": document["timings_ms"]})
@@ -275,10 +252,6 @@ class Step:
             raise JobDone(record or {"job_id": self.job_id, "status": "missing"})
         return record
 
-    def _lease_s(self) -> float:
-        remaining = getattr(self.context, "get_remaining_time_in_millis", None)
-        return (remaining() / 1000.0 if remaining else DEFAULT_LEASE_S) + LEASE_MARGIN_S
-
 
 class Deadline:
     """Called before each frame: raises OutOfTime when the next frame might not finish in time."""
@@ -299,38 +272,3 @@ class Deadline:
             raise OutOfTime(f"stopped after {self.frames} frames ({self.slowest:.1f} s each at most): the function's "
                             "timeout is too short for this segment (lower SegmentSeconds or SampleFps)")
         self.frames += 1
-
-
-# --- the local copy of the video ------------------------------------------------------------------
-
-_copy: dict[str, Any] = {}  # this process's one downloaded video: {"id": (bucket, key, etag), "path": str}
-
-
-def local_copy(bucket: str, key: str, etag: str, timings: dict[str, float], max_bytes: int | None = None) -> str:
-    """A file holding the video (the same ETag), downloaded once per process and video."""
-    ident = (bucket, key, etag)
-    if _copy.get("id") == ident and os.path.exists(_copy["path"]):
-        return _copy["path"]
-    if _copy.get("path"):
-        Path(_copy.pop("path")).unlink(missing_ok=True)
-        _copy.clear()
-    folder = Path(tempfile.gettempdir()) / "lambdaface-video"
-    folder.mkdir(exist_ok=True)
-    fd, path = tempfile.mkstemp(dir=folder, suffix=Path(key).suffix[:8])
-    with timed(timings, "download"):
-        try:
-            with os.fdopen(fd, "wb") as out, s3.open_object(bucket, key, if_match=etag or None) as (info, body):
-                if info.size == 0:
-                    raise FaceError(errors.EMPTY_VIDEO, "the video file is empty (0 bytes)")
-                if max_bytes is not None and info.size > max_bytes:
-                    raise FaceError(errors.VIDEO_TOO_LARGE, f"the video is {info.size} bytes, more than the {max_bytes} allowed")
-                shutil.copyfileobj(body, out, 1 << 20)
-        except BaseException as exc:
-            Path(path).unlink(missing_ok=True)
-            if isinstance(exc, s3.ObjectMissing):
-                raise FaceError(OBJECT_NOT_FOUND, str(exc)) from None
-            if isinstance(exc, s3.ObjectChanged):
-                raise FaceError(OBJECT_NOT_FOUND, f"{exc}; the new upload is a job of its own") from None
-            raise
-    _copy.update(id=ident, path=path)
-    return path

@@ -13,14 +13,11 @@ import time
 from typing import Any
 
 from shared.aws import dynamo
-from shared.aws.jobs_table import FAILED, RUNNING, JobDone, JobsTable, LeaseLost, iso
+from shared.aws.jobs_table import FAILED, RUNNING, JobDone, JobsTable, LeaseLost
+from shared.clock import iso
+from shared.pipeline.keys import segment_id
 
 VIDEO = "video"
-
-
-def segment_id(index: int) -> str:
-    """A segment's index as stored in `segments_done` (sortable)."""
-    return f"{index:05d}"
 
 
 class VideoJobsTable(JobsTable):

@@ -8,6 +8,8 @@ from pathlib import Path
 
 import dlib
 
+from shared.config import MODELS_DIR_ENV
+
 SHAPE_PREDICTOR = "shape_predictor_5_face_landmarks.dat"
 RECOGNITION_MODEL = "dlib_face_recognition_resnet_model_v1.dat"
 CNN_DETECTOR = "mmod_human_face_detector.dat"
@@ -19,7 +21,7 @@ def models_dir() -> Path:
 
     The package is located without importing it: its __init__ needs pkg_resources.
     """
-    override = os.environ.get("LAMBDAFACE_MODELS_DIR")
+    override = os.environ.get(MODELS_DIR_ENV)
     if override:
         return Path(override)
     spec = importlib.util.find_spec("face_recognition_models")

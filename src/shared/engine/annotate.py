@@ -6,7 +6,7 @@ import io
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
-from shared.engine import Box
+from shared.engine.faces import Box
 
 KNOWN_COLOUR = (46, 204, 64)
 UNKNOWN_COLOUR = (255, 65, 54)

@@ -6,17 +6,16 @@ landmarks and embeddings are computed on the full-resolution image.
 """
 from __future__ import annotations
 
-import time
-from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Iterator
 
 import dlib
 import numpy as np
 from PIL import Image
 
-from shared import errors, models
+from shared import errors
+from shared.clock import timed
 from shared.config import EngineConfig
+from shared.engine import models
 
 
 @dataclass(frozen=True)
@@ -38,17 +37,6 @@ class Face:
 
     box: Box
     embedding: np.ndarray
-
-
-@contextmanager
-def timed(timings: dict[str, float] | None, stage: str) -> Iterator[None]:
-    """Add the milliseconds spent in the block to `timings[stage]` (when `timings` is given)."""
-    start = time.perf_counter()
-    try:
-        yield
-    finally:
-        if timings is not None:
-            timings[stage] = timings.get(stage, 0.0) + (time.perf_counter() - start) * 1000
 
 
 def detection_plan(height: int, width: int, cfg: EngineConfig) -> tuple[float, int]:
