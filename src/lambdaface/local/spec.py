@@ -1,9 +1,9 @@
 """What the local stack must create, read from template.yaml (the one source of truth).
 
 `stack_spec(template)` resolves the intrinsic functions the template uses (`Ref`, `Fn::GetAtt`,
-`Fn::Sub`, `Fn::Join`, `Fn::If`, `Fn::Select`) against parameter defaults and deterministic local
+`Fn::Sub`, `Fn::If`, `Fn::Equals`, `Fn::Not`) against parameter defaults and deterministic local
 physical names, and returns the bucket, its notification rules, the queues, the tables and the
-SQS-triggered functions.
+SQS-triggered functions. Any other intrinsic function is refused with a TemplateError.
 """
 from __future__ import annotations
 
@@ -29,10 +29,6 @@ class QueueSpec:
     dlq: str | None = None  # logical id of the dead-letter queue
     max_receive_count: int | None = None
 
-    @property
-    def visibility_timeout(self) -> int:
-        return int(self.attributes.get("VisibilityTimeout", 30))
-
 
 @dataclass(frozen=True)
 class TableSpec:
@@ -40,11 +36,6 @@ class TableSpec:
     name: str
     properties: dict[str, Any]  # CreateTable arguments (KeySchema, AttributeDefinitions, ...)
     ttl_attribute: str | None = None
-
-    @property
-    def keys(self) -> dict[str, str]:
-        """{attribute name: HASH | RANGE}."""
-        return {k["AttributeName"]: k["KeyType"] for k in self.properties["KeySchema"]}
 
 
 @dataclass(frozen=True)
@@ -71,7 +62,6 @@ class FunctionSpec:
 
 @dataclass(frozen=True)
 class StackSpec:
-    bucket_logical_id: str
     bucket: str
     notifications: tuple[NotificationSpec, ...]
     queues: dict[str, QueueSpec]
@@ -115,7 +105,6 @@ class _Resolver:
             "AWS::S3::Bucket": "BucketName",
             "AWS::SQS::Queue": "QueueName",
             "AWS::DynamoDB::Table": "TableName",
-            "AWS::Serverless::SimpleTable": "TableName",
             "AWS::Serverless::Function": "FunctionName",
             "AWS::Lambda::Function": "FunctionName",
         }.get(resource.get("Type", ""))
@@ -147,7 +136,7 @@ class _Resolver:
         if attribute == "Arn":
             if kind == "AWS::SQS::Queue":
                 return f"arn:aws:sqs:{self.region}:{ACCOUNT_ID}:{name}"
-            if kind in ("AWS::DynamoDB::Table", "AWS::Serverless::SimpleTable"):
+            if kind == "AWS::DynamoDB::Table":
                 return f"arn:aws:dynamodb:{self.region}:{ACCOUNT_ID}:table/{name}"
             if kind == "AWS::S3::Bucket":
                 return f"arn:aws:s3:::{name}"
@@ -179,15 +168,6 @@ class _Resolver:
             if fn == "Fn::Sub":
                 text, extra = (arg, {}) if isinstance(arg, str) else (arg[0], self.value(arg[1]))
                 return _SUB.sub(lambda m: str(self._sub_var(m.group(1), extra)), text)
-            if fn == "Fn::Join":
-                sep, items = arg
-                return sep.join(str(v) for v in self.value(items) if v is not None)
-            if fn == "Fn::Select":
-                index, items = self.value(arg)
-                return items[int(index)]
-            if fn == "Fn::Split":
-                sep, text = self.value(arg)
-                return text.split(sep)
             if fn == "Fn::If":
                 cond, yes, no = arg
                 return self.value(yes if self.condition(cond) else no)
@@ -196,13 +176,7 @@ class _Resolver:
                 return str(a) == str(b)
             if fn == "Fn::Not":
                 return not self.value(arg[0]) if isinstance(arg, list) else not self.value(arg)
-            if fn == "Fn::And":
-                return all(self.value(v) for v in arg)
-            if fn == "Fn::Or":
-                return any(self.value(v) for v in arg)
-            if fn == "Condition":
-                return self.condition(arg)
-            if fn.startswith("Fn::"):
+            if fn.startswith("Fn::") or fn == "Condition":
                 raise TemplateError(f"{fn} is not supported by the local stack")
         return {k: v for k, v in ((k, self.value(v)) for k, v in node.items()) if v is not None}
 
@@ -261,81 +235,83 @@ def stack_spec(
     if len(buckets) != 1:
         raise TemplateError(f"expected one AWS::S3::Bucket, found {len(buckets)}")
     r = _Resolver(template, region, {buckets[0]: bucket} if bucket else {})
+    queues = _queues(r)
+    arn_to_queue = {r.get_att(lid, "Arn"): lid for lid in queues}
+    return StackSpec(
+        bucket=r.physical_name(buckets[0]),
+        notifications=_notifications(r, buckets[0], arn_to_queue),
+        queues=queues,
+        tables=_tables(r),
+        functions=_functions(r, template, arn_to_queue),
+        region=region,
+    )
 
-    queues: dict[str, QueueSpec] = {}
-    arn_to_queue: dict[str, str] = {}
-    for lid in _of_type(resources, "AWS::SQS::Queue"):
-        props = r.value(resources[lid].get("Properties") or {})
+
+def _queue_of(arn_to_queue: Mapping[str, str], arn: Any, where: str) -> str:
+    if arn not in arn_to_queue:
+        raise TemplateError(f"{where}: {arn} is not a queue of the template")
+    return arn_to_queue[arn]
+
+
+def _queues(r: _Resolver) -> dict[str, QueueSpec]:
+    """Every AWS::SQS::Queue, with its dead-letter queue's logical id."""
+    found: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {}
+    for lid in _of_type(r.resources, "AWS::SQS::Queue"):
+        props = r.value(r.resources[lid].get("Properties") or {})
         redrive = props.get("RedrivePolicy") or {}
-        if isinstance(redrive, str):
-            redrive = json.loads(redrive)
-        arn_to_queue[r.get_att(lid, "Arn")] = lid
+        found[lid] = (props, json.loads(redrive) if isinstance(redrive, str) else redrive)
+    arn_to_queue = {r.get_att(lid, "Arn"): lid for lid in found}
+    queues = {}
+    for lid, (props, redrive) in found.items():
+        dlq = redrive.get("deadLetterTargetArn")
+        if dlq is not None and dlq not in arn_to_queue:
+            raise TemplateError(f"{lid}: dead-letter queue {dlq} is not in the template")
         queues[lid] = QueueSpec(
             logical_id=lid,
             name=r.physical_name(lid),
             attributes=_queue_attributes(props),
-            dlq=redrive.get("deadLetterTargetArn"),  # an ARN for now, mapped below
+            dlq=arn_to_queue[dlq] if dlq is not None else None,
             max_receive_count=int(redrive["maxReceiveCount"]) if "maxReceiveCount" in redrive else None,
         )
-    for lid, q in list(queues.items()):
-        if q.dlq is not None:
-            if q.dlq not in arn_to_queue:
-                raise TemplateError(f"{lid}: dead-letter queue {q.dlq} is not in the template")
-            queues[lid] = QueueSpec(q.logical_id, q.name, q.attributes, arn_to_queue[q.dlq], q.max_receive_count)
+    return queues
 
-    def queue_of(arn: Any, where: str) -> str:
-        if arn not in arn_to_queue:
-            raise TemplateError(f"{where}: {arn} is not a queue of the template")
-        return arn_to_queue[arn]
 
-    bucket_props = r.value(resources[buckets[0]].get("Properties") or {})
-    notifications = []
-    for rule in (bucket_props.get("NotificationConfiguration") or {}).get("QueueConfigurations") or []:
+def _notifications(r: _Resolver, bucket_id: str, arn_to_queue: Mapping[str, str]) -> tuple[NotificationSpec, ...]:
+    """The bucket's S3 -> SQS notification rules."""
+    props = r.value(r.resources[bucket_id].get("Properties") or {})
+    rules = []
+    for rule in (props.get("NotificationConfiguration") or {}).get("QueueConfigurations") or []:
         filters = {f["Name"].lower(): f["Value"] for f in ((rule.get("Filter") or {}).get("S3Key") or {}).get("Rules") or []}
-        notifications.append(
-            NotificationSpec(
-                queue=queue_of(rule["Queue"], f"{buckets[0]} notification"),
-                events=(rule["Event"],) if isinstance(rule["Event"], str) else tuple(rule["Event"]),
-                prefix=filters.get("prefix"),
-                suffix=filters.get("suffix"),
-            )
-        )
+        rules.append(NotificationSpec(
+            queue=_queue_of(arn_to_queue, rule["Queue"], f"{bucket_id} notification"),
+            events=(rule["Event"],) if isinstance(rule["Event"], str) else tuple(rule["Event"]),
+            prefix=filters.get("prefix"),
+            suffix=filters.get("suffix"),
+        ))
+    return tuple(rules)
 
-    tables: dict[str, TableSpec] = {}
-    for lid in _of_type(resources, "AWS::DynamoDB::Table"):
-        props = r.value(resources[lid].get("Properties") or {})
+
+def _tables(r: _Resolver) -> dict[str, TableSpec]:
+    """Every AWS::DynamoDB::Table, as CreateTable arguments and its TTL attribute."""
+    tables = {}
+    for lid in _of_type(r.resources, "AWS::DynamoDB::Table"):
+        props = r.value(r.resources[lid].get("Properties") or {})
         ttl = props.get("TimeToLiveSpecification") or {}
-        create = {
-            k: props[k]
-            for k in ("KeySchema", "AttributeDefinitions", "GlobalSecondaryIndexes", "LocalSecondaryIndexes")
-            if k in props
-        }
+        create = {k: props[k] for k in ("KeySchema", "AttributeDefinitions", "GlobalSecondaryIndexes",
+                                        "LocalSecondaryIndexes") if k in props}
         create["BillingMode"] = props.get("BillingMode", "PROVISIONED")
         if create["BillingMode"] == "PROVISIONED":
-            create["ProvisionedThroughput"] = props.get(
-                "ProvisionedThroughput", {"ReadCapacityUnits": 5, "WriteCapacityUnits": 5}
-            )
-        tables[lid] = TableSpec(
-            lid, r.physical_name(lid), create, ttl.get("AttributeName") if ttl.get("Enabled") else None
-        )
-    for lid in _of_type(resources, "AWS::Serverless::SimpleTable"):
-        props = r.value(resources[lid].get("Properties") or {})
-        pk = props.get("PrimaryKey") or {"Name": "id", "Type": "String"}
-        kind = {"String": "S", "Number": "N", "Binary": "B"}[pk.get("Type", "String")]
-        tables[lid] = TableSpec(
-            lid,
-            r.physical_name(lid),
-            {
-                "KeySchema": [{"AttributeName": pk["Name"], "KeyType": "HASH"}],
-                "AttributeDefinitions": [{"AttributeName": pk["Name"], "AttributeType": kind}],
-                "BillingMode": "PAY_PER_REQUEST",
-            },
-        )
+            create["ProvisionedThroughput"] = props.get("ProvisionedThroughput", {"ReadCapacityUnits": 5, "WriteCapacityUnits": 5})
+        tables[lid] = TableSpec(lid, r.physical_name(lid), create, ttl.get("AttributeName") if ttl.get("Enabled") else None)
+    return tables
 
+
+def _functions(r: _Resolver, template: Mapping[str, Any], arn_to_queue: Mapping[str, str]) -> dict[str, FunctionSpec]:
+    """Every AWS::Serverless::Function with an enabled SQS event source (SAM's Globals merged in)."""
     globals_ = r.value((template.get("Globals") or {}).get("Function") or {})
     functions: dict[str, FunctionSpec] = {}
-    for lid in _of_type(resources, "AWS::Serverless::Function"):
-        props = _merge_globals(globals_, r.value(resources[lid].get("Properties") or {}))
+    for lid in _of_type(r.resources, "AWS::Serverless::Function"):
+        props = _merge_globals(globals_, r.value(r.resources[lid].get("Properties") or {}))
         sqs_events = [e["Properties"] for e in (props.get("Events") or {}).values() if e.get("Type") == "SQS"]
         if len(sqs_events) != 1:
             raise TemplateError(f"{lid}: expected one SQS event source, found {len(sqs_events)}")
@@ -346,7 +322,7 @@ def stack_spec(
             logical_id=lid,
             name=r.physical_name(lid),
             handler=str(props["Handler"]),
-            queue=queue_of(source["Queue"], f"{lid} SQS event"),
+            queue=_queue_of(arn_to_queue, source["Queue"], f"{lid} SQS event"),
             batch_size=int(source.get("BatchSize", 10)),
             batching_window_s=int(source.get("MaximumBatchingWindowInSeconds", 0)),
             report_batch_item_failures="ReportBatchItemFailures" in (source.get("FunctionResponseTypes") or []),
@@ -356,12 +332,4 @@ def stack_spec(
         )
     if not functions:
         raise TemplateError("no SQS-triggered AWS::Serverless::Function in the template")
-    return StackSpec(
-        bucket_logical_id=buckets[0],
-        bucket=r.physical_name(buckets[0]),
-        notifications=tuple(notifications),
-        queues=queues,
-        tables=tables,
-        functions=functions,
-        region=region,
-    )
+    return functions

@@ -23,7 +23,7 @@ from typing import Any, TextIO
 
 import boto3
 
-from lambdaface.local import state, workers
+from lambdaface.local import lines, state, workers
 from lambdaface.local.spec import FunctionSpec, StackSpec, local_url
 
 CREDENTIALS = {"aws_access_key_id": "testing", "aws_secret_access_key": "testing"}
@@ -212,24 +212,21 @@ class LocalStack:
         slot.reports, writer = self._ctx.Pipe(duplex=False)
         slot.process = self._ctx.Process(
             target=workers.run,
-            args=(slot.config, slot.index, slot.busy, writer, self._stop),
+            args=(slot.config, slot.busy, writer, self._stop),
             name=f"lambdaface-{slot.config.function.logical_id}-{slot.index}",
             daemon=False,
         )
         slot.process.start()
         writer.close()  # the worker holds the only write end: its death reads as EOF
-        self.log(f"worker {slot.index} ({slot.config.function.logical_id}) started, pid {slot.process.pid}")
+        self.log(lines.worker_started(slot.index, slot.config.function.logical_id, slot.process.pid))
 
     # --- run -------------------------------------------------------------------------------
-
-    def ready_line(self) -> str:
-        return f"lambdaface local: ready at {self.endpoint} bucket={self.spec.bucket}"
 
     def run(self) -> None:
         """Print job lines, replace dead workers, kill timed-out ones, autosave; until a signal."""
         for sig in (signal.SIGINT, signal.SIGTERM):
             signal.signal(sig, self._on_signal)
-        print(self.ready_line(), file=self.out, flush=True)
+        print(lines.ready(self.endpoint, self.spec.bucket), file=self.out, flush=True)
         next_save = time.monotonic() + self.options.autosave_s
         while not self._stop.is_set():
             self._print_reports(timeout=0.2)
@@ -283,17 +280,17 @@ class LocalStack:
         """One line per job of a processed message."""
         fn = self.spec.functions[report["function"]]
         most = self.spec.queues[fn.queue].max_receive_count
-        lines = []
+        printed = []
         for key, outcome in report["jobs"]:
             if report["ok"]:
                 again = f", attempt {report['attempt']}" if report["attempt"] > 1 else ""
-                lines.append(f"{fn.logical_id} {key}: {outcome} ({report['seconds']:.1f} s{again})")
+                printed.append(f"{fn.logical_id} {key}: {outcome} ({report['seconds']:.1f} s{again})")
                 continue
             attempt = report["attempt"]
             then = "goes to the dead-letter queue" if most and attempt >= most else "will be retried"
             why = f": {report['error']}" if report["error"] else ""
-            lines.append(f"{fn.logical_id} {key}: attempt {attempt} failed, {then}{why}")
-        return lines
+            printed.append(f"{fn.logical_id} {key}: attempt {attempt} failed, {then}{why}")
+        return printed
 
     def log(self, text: str) -> None:
         print(f"lambdaface local: {text}", file=sys.stderr, flush=True)

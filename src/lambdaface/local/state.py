@@ -77,9 +77,25 @@ def save(state_dir: Path, spec: StackSpec, s3: Any, dynamodb: Any) -> dict[str, 
     """Write the stack's state under `state_dir`; returns what was saved, counted."""
     blobs = state_dir / "blobs"
     blobs.mkdir(parents=True, exist_ok=True)
-    old = _read_manifest(state_dir)
-    known = {(o["key"], o["etag"]): o for o in old.get("objects", [])} if old else {}
+    objects = _save_objects(blobs, _read_manifest(state_dir), spec, s3)
+    items = {lid: [_encode(item) for page in dynamodb.get_paginator("scan").paginate(TableName=table.name)
+                   for item in page.get("Items", [])]
+             for lid, table in spec.tables.items()}
+    messages = {lid: _queue_messages(spec, lid) for lid in spec.queues}
+    manifest = {"version": VERSION, "saved_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+                "objects": objects, "items": items, "messages": messages}
+    _write_atomic(state_dir / "state.json", json.dumps(manifest, indent=1).encode())
+    referenced = {o["blob"] for o in objects}
+    for blob in blobs.iterdir():
+        if blob.name not in referenced and not blob.name.startswith("."):
+            blob.unlink()
+    return {"objects": len(objects), "items": sum(len(v) for v in items.values()),
+            "messages": sum(len(v) for v in messages.values())}
 
+
+def _save_objects(blobs: Path, old: dict[str, Any] | None, spec: StackSpec, s3: Any) -> list[dict[str, Any]]:
+    """Every object of the bucket, its bytes in `blobs/` (downloaded only when not saved before)."""
+    known = {(o["key"], o["etag"]): o for o in old.get("objects", [])} if old else {}
     objects = []
     for page in s3.get_paginator("list_objects_v2").paginate(Bucket=spec.bucket):
         for entry in page.get("Contents", []):
@@ -93,53 +109,17 @@ def save(state_dir: Path, spec: StackSpec, s3: Any, dynamodb: Any) -> dict[str, 
             digest = hashlib.sha256(data).hexdigest()
             if not (blobs / digest).exists():
                 _write_atomic(blobs / digest, data)
-            objects.append(
-                {
-                    "key": key,
-                    "etag": etag,
-                    "blob": digest,
-                    "content_type": response.get("ContentType", "binary/octet-stream"),
-                    "metadata": response.get("Metadata", {}),
-                }
-            )
+            objects.append({"key": key, "etag": etag, "blob": digest,
+                            "content_type": response.get("ContentType", "binary/octet-stream"),
+                            "metadata": response.get("Metadata", {})})
+    return objects
 
-    items: dict[str, list[Any]] = {}
-    for lid, table in spec.tables.items():
-        items[lid] = [
-            _encode(item)
-            for page in dynamodb.get_paginator("scan").paginate(TableName=table.name)
-            for item in page.get("Items", [])
-        ]
 
-    messages: dict[str, list[dict[str, Any]]] = {}
-    for lid in spec.queues:
-        queue = _sqs_queue(spec, lid)
-        messages[lid] = [
-            {
-                "body": m.body,
-                "attributes": _message_attributes(m.message_attributes, encode=True),
-                "receive_count": m.approximate_receive_count,
-            }
-            for m in list(queue._messages)
-        ]
-
-    manifest = {
-        "version": VERSION,
-        "saved_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        "objects": objects,
-        "items": items,
-        "messages": messages,
-    }
-    _write_atomic(state_dir / "state.json", json.dumps(manifest, indent=1).encode())
-    referenced = {o["blob"] for o in objects}
-    for blob in blobs.iterdir():
-        if blob.name not in referenced and not blob.name.startswith("."):
-            blob.unlink()
-    return {
-        "objects": len(objects),
-        "items": sum(len(v) for v in items.values()),
-        "messages": sum(len(v) for v in messages.values()),
-    }
+def _queue_messages(spec: StackSpec, logical_id: str) -> list[dict[str, Any]]:
+    """Every message of a queue, in flight ones too, with its receive count."""
+    return [{"body": m.body, "attributes": _message_attributes(m.message_attributes, encode=True),
+             "receive_count": m.approximate_receive_count}
+            for m in list(_sqs_queue(spec, logical_id)._messages)]
 
 
 def restore_objects(state_dir: Path, spec: StackSpec, s3: Any) -> int:

@@ -23,6 +23,7 @@ import boto3
 
 from lambdaface.local.spec import ACCOUNT_ID, FunctionSpec
 from shared.aws.events import BadEvent, parse_body
+from shared.pipeline.keys import result_key
 
 POLL_WAIT_S = 1  # long-poll length; also how often a worker checks that its parent lives
 
@@ -128,7 +129,7 @@ def job_outcome(s3: Any, bucket: str, key: str, event: str) -> str:
     if event.startswith("ObjectRemoved"):
         return "removed"
     try:
-        result = json.loads(s3.get_object(Bucket=bucket, Key=f"results/{key}.json")["Body"].read())
+        result = json.loads(s3.get_object(Bucket=bucket, Key=result_key(key))["Body"].read())
     except Exception:
         return "no result"
     status = str(result.get("status", "?"))
@@ -149,32 +150,43 @@ def load_handler(spec: str) -> Callable[[dict[str, Any], Any], Any]:
     return getattr(importlib.import_module(module), name)
 
 
-def run(config: WorkerConfig, slot: int, busy: Any, reports: Any, stop: Any) -> None:
-    """The worker process's main loop; returns when `stop` is set (or the parent is gone)."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the whole group: the parent decides
-    polling = [False]
+class _Signals:
+    """SIGTERM sets `stop`; while the worker waits for messages it also interrupts the wait."""
 
-    def on_term(*_: Any) -> None:  # stop; a worker waiting for messages stops at once
-        stop.set()
-        if polling[0]:
+    def __init__(self, stop: Any) -> None:
+        self.stop = stop
+        self.polling = False
+        signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the whole group: the parent decides
+        signal.signal(signal.SIGTERM, self._on_term)
+
+    def _on_term(self, *_: Any) -> None:
+        self.stop.set()
+        if self.polling:
             raise _Stopping
 
-    signal.signal(signal.SIGTERM, on_term)
-    if config.log_path:
-        log = os.open(config.log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+
+def _redirect_output(log_path: str | None) -> None:
+    """Handler output to the function's log file, else to stderr (the stack's stdout is for its lines)."""
+    if log_path:
+        log = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
         os.dup2(log, 1)
         os.dup2(log, 2)
     else:
-        os.dup2(2, 1)  # the stack's stdout is for its own lines: handler logs go to stderr
+        os.dup2(2, 1)
+
+
+def run(config: WorkerConfig, busy: Any, reports: Any, stop: Any) -> None:
+    """The worker process's main loop; returns when `stop` is set (or the parent is gone)."""
+    signals = _Signals(stop)
+    _redirect_output(config.log_path)
     apply_env(config.env)
     parent = os.getppid()
-    fn = config.function
     sqs = boto3.client("sqs", endpoint_url=config.endpoint, region_name=config.region)
     s3 = boto3.client("s3", endpoint_url=config.endpoint, region_name=config.region)
-    handler = load_handler(fn.handler)
+    handler = load_handler(config.function.handler)
     while not stop.is_set() and os.getppid() == parent:
         try:
-            polling[0] = True
+            signals.polling = True
             messages = _receive(sqs, config)
         except _Stopping:  # messages received but not handled come back after the visibility timeout
             break
@@ -183,57 +195,57 @@ def run(config: WorkerConfig, slot: int, busy: Any, reports: Any, stop: Any) -> 
             time.sleep(POLL_WAIT_S)
             continue
         finally:
-            polling[0] = False
-        if not messages:
-            continue
-        records = [sqs_record(m, config.queue_arn, config.region) for m in messages]
-        context = LambdaContext(fn.name, fn.memory_mb, fn.timeout_s, config.region)
-        busy.value = time.time()
-        started = time.monotonic()
-        error = None
-        print(f"START RequestId: {context.aws_request_id} Version: $LATEST", flush=True)
+            signals.polling = False
+        if messages:
+            records = [sqs_record(m, config.queue_arn, config.region) for m in messages]
+            busy.value = time.time()
+            failed, seconds, error = _invoke(handler, records, config)
+            busy.value = 0.0
+            _delete(sqs, config.queue_url, [r for r in records if r["messageId"] not in failed])
+            for r in records:
+                reports.send(_report(s3, config.function, r, r["messageId"] not in failed, seconds, error))
+
+
+def _invoke(handler: Callable[..., Any], records: list[dict[str, Any]], config: WorkerConfig) -> tuple[set[str], float, str | None]:
+    """Call the handler with one batch, printing Lambda's START/END/REPORT lines: (failed ids, seconds, error)."""
+    fn = config.function
+    context = LambdaContext(fn.name, fn.memory_mb, fn.timeout_s, config.region)
+    started = time.monotonic()
+    error = None
+    print(f"START RequestId: {context.aws_request_id} Version: $LATEST", flush=True)
+    try:
+        response = handler({"Records": records}, context)
+        failed = failed_ids(response, records, fn.report_batch_item_failures)
+    except Exception as exc:  # Lambda: the invocation failed, every message comes back
+        traceback.print_exc(file=sys.stderr)
+        error = f"{type(exc).__name__}: {exc}"
+        failed = {r["messageId"] for r in records}
+    seconds = time.monotonic() - started
+    print(f"END RequestId: {context.aws_request_id}", flush=True)
+    print(f"REPORT RequestId: {context.aws_request_id}\tDuration: {seconds * 1000:.2f} ms\t"
+          f"Messages: {len(records)}\tFailed: {len(failed)}", flush=True)
+    return failed, seconds, error
+
+
+def _delete(sqs: Any, queue_url: str, done: list[dict[str, Any]]) -> None:
+    """Delete the messages the handler succeeded with, ten per request."""
+    for i in range(0, len(done), 10):
+        entries = [{"Id": str(n), "ReceiptHandle": r["receiptHandle"]} for n, r in enumerate(done[i : i + 10])]
         try:
-            response = handler({"Records": records}, context)
-            failed = failed_ids(response, records, fn.report_batch_item_failures)
-        except Exception as exc:  # Lambda: the invocation failed, every message comes back
-            traceback.print_exc(file=sys.stderr)
-            error = f"{type(exc).__name__}: {exc}"
-            failed = {r["messageId"] for r in records}
-        busy.value = 0.0
-        seconds = time.monotonic() - started
-        print(f"END RequestId: {context.aws_request_id}", flush=True)
-        print(
-            f"REPORT RequestId: {context.aws_request_id}\tDuration: {seconds * 1000:.2f} ms\t"
-            f"Messages: {len(records)}\tFailed: {len(failed)}",
-            flush=True,
-        )
-        done = [r for r in records if r["messageId"] not in failed]
-        for i in range(0, len(done), 10):
-            try:
-                sqs.delete_message_batch(
-                    QueueUrl=config.queue_url,
-                    Entries=[{"Id": str(n), "ReceiptHandle": r["receiptHandle"]} for n, r in enumerate(done[i : i + 10])],
-                )
-            except Exception as exc:  # the message comes back and the handler sees it again
-                print(f"delete failed: {exc}", file=sys.stderr, flush=True)
-        for r in records:
-            ok = r["messageId"] not in failed
-            objects = s3_objects(r["body"])
-            if objects is None:  # a message of the pipeline's own
-                jobs = [(f"message {r['messageId']}", "done" if ok else "")]
-            else:
-                jobs = [(key, job_outcome(s3, b, key, ev) if ok else "") for b, key, ev in objects]
-            reports.send(
-                {
-                    "slot": slot,
-                    "function": fn.logical_id,
-                    "jobs": jobs,
-                    "ok": ok,
-                    "attempt": int(r["attributes"].get("ApproximateReceiveCount", 1)),
-                    "seconds": seconds,
-                    "error": error,
-                }
-            )
+            sqs.delete_message_batch(QueueUrl=queue_url, Entries=entries)
+        except Exception as exc:  # the message comes back and the handler sees it again
+            print(f"delete failed: {exc}", file=sys.stderr, flush=True)
+
+
+def _report(s3: Any, fn: FunctionSpec, record: dict[str, Any], ok: bool, seconds: float, error: str | None) -> dict[str, Any]:
+    """What the stack prints about one message: a line per job in it."""
+    objects = s3_objects(record["body"])
+    if objects is None:  # a message of the pipeline's own
+        jobs = [(f"message {record['messageId']}", "done" if ok else "")]
+    else:
+        jobs = [(key, job_outcome(s3, bucket, key, event) if ok else "") for bucket, key, event in objects]
+    attempt = int(record["attributes"].get("ApproximateReceiveCount", 1))
+    return {"function": fn.logical_id, "jobs": jobs, "ok": ok, "attempt": attempt, "seconds": seconds, "error": error}
 
 
 def _receive(sqs: Any, config: WorkerConfig) -> list[dict[str, Any]]:

@@ -22,7 +22,6 @@ class ObjectEvent:
     version_id: str | None = None
     sequencer: str = ""  # orders events on one key; absent in moto's notifications
     event_time: str = ""
-    size: int = 0
 
     @property
     def created(self) -> bool:
@@ -52,7 +51,6 @@ def _object_event(record: dict[str, Any]) -> ObjectEvent:
         version_id=obj.get("versionId") or None,
         sequencer=obj.get("sequencer") or "",
         event_time=record.get("eventTime") or "",
-        size=int(obj.get("size") or 0),
     )
 
 

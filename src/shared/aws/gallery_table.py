@@ -117,21 +117,6 @@ class GalleryTable:
                 except (KeyError, ValueError) as exc:
                     log.warning("skipping malformed gallery item %s/%s: %s", item.get("person"), item.get("image_key"), exc)
 
-    def faces_of(self, person: str) -> list[GalleryFace]:
-        """The faces enrolled for `person` (empty when unknown)."""
-        pages = client("dynamodb").get_paginator("query").paginate(
-            TableName=self.name,
-            KeyConditionExpression="#p = :p",
-            ExpressionAttributeNames={"#p": "person"},
-            ExpressionAttributeValues={":p": {"S": person}},
-            ConsistentRead=True,
-        )
-        return [_face(dynamo.from_item(raw)) for page in pages for raw in page.get("Items", [])]
-
-    def people(self) -> list[str]:
-        """Distinct enrolled persons, sorted."""
-        return sorted({face.person for face in self.faces()})
-
     def version(self) -> int:
         """The change counter (0 before the first change)."""
         found = client("dynamodb").get_item(
