@@ -16,84 +16,26 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import re
-import signal
-import subprocess
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 from typing import Any
 
-import boto3
+from lambdaface.local.process import StackProcess
 
 HERE = Path(__file__).resolve().parent
-CREDENTIALS = {"aws_access_key_id": "testing", "aws_secret_access_key": "testing", "region_name": "us-east-1"}
 CLIP = "video/short_hamilton_clip.mp4"
 PEOPLE = (("lin_manuel_miranda", "lin1.png"), ("alex_lacamoire", "alex3.png"))
 
 
-class Stack:
-    """`lambdaface local` in a child process with `video_workers` video workers."""
-
-    def __init__(self, video_workers: int, state_dir: Path, segment_s: float | None = None) -> None:
-        command = [str(Path(sys.executable).parent / "lambdaface"), "local", "--port", "0", "--autosave", "0",
-                   "--workers", str(video_workers), "--state-dir", str(state_dir), "--bucket", "faces"]
-        env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
-        if segment_s:  # the stack passes LAMBDAFACE_* settings of its own environment to the functions
-            env["LAMBDAFACE_SEGMENT_S"] = str(segment_s)
-        self.proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
-                                     start_new_session=True)
-        self.video_pids: list[int] = []
-        self.endpoint = ""
-        ready = threading.Event()
-
-        def read_stdout() -> None:
-            for line in self.proc.stdout:
-                if found := re.search(r"ready at (http://\S+)", line):
-                    self.endpoint = found[1]
-                    ready.set()
-
-        def read_stderr() -> None:
-            for line in self.proc.stderr:
-                if found := re.search(r"worker \d+ \(VideoFunction\) started, pid (\d+)", line):
-                    self.video_pids.append(int(found[1]))
-
-        for target in (read_stdout, read_stderr):
-            threading.Thread(target=target, daemon=True).start()
-        if not ready.wait(180):
-            self.stop()
-            raise RuntimeError("lambdaface local did not become ready")
-        self.s3 = boto3.client("s3", endpoint_url=self.endpoint, **CREDENTIALS)
-
-    def result(self, key: str, timeout: float) -> tuple[dict[str, Any], float]:
-        """The result of `key` once it appears, and time.monotonic() when it was seen."""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            try:
-                body = self.s3.get_object(Bucket="faces", Key=f"results/{key}.json")["Body"].read()
-                return json.loads(body), time.monotonic()
-            except self.s3.exceptions.NoSuchKey:
-                time.sleep(0.1)
-        raise TimeoutError(f"no result for {key} after {timeout:.0f} s")
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=180)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-
-
-def run_clip(stack: Stack, clip: Path, key: str) -> dict[str, Any]:
-    """Upload the clip at `key` and time it to its result."""
+def run_clip(stack: StackProcess, clip: Path, key: str) -> dict[str, Any]:
+    """Upload the clip at `key` and time it to its result (polled every 0.1 s)."""
     started = time.monotonic()
-    stack.s3.upload_file(str(clip), "faces", key)
+    stack.client("s3").upload_file(str(clip), stack.bucket, key)
     uploaded = time.monotonic()
-    doc, seen = stack.result(key, timeout=1800)
+    doc = stack.result(key, timeout=1800)
+    seen = time.monotonic()
     if doc.get("status") != "succeeded":
         raise RuntimeError(f"{key}: {doc.get('status')} {doc.get('error')}")
     wall = seen - uploaded
@@ -111,18 +53,17 @@ def run_clip(stack: Stack, clip: Path, key: str) -> dict[str, Any]:
 
 def measure(faces: Path, video_workers: int, runs: int, segment_s: float | None = None) -> dict[str, Any]:
     """Start a stack with `video_workers` video workers, enroll, then time the clip `runs` times."""
+    env = {"LAMBDAFACE_SEGMENT_S": str(segment_s)} if segment_s else {}  # the stack passes LAMBDAFACE_* on
     with tempfile.TemporaryDirectory(prefix="bench-video-") as tmp:
-        stack = Stack(video_workers, Path(tmp) / "state", segment_s)
-        try:
+        with StackProcess(Path(tmp) / "state", "--autosave", "0", workers=video_workers, env=env,
+                          new_session=True) as stack:
             for person, photo in PEOPLE:
                 key = f"models/{person}/{photo}"
-                stack.s3.upload_file(str(faces / "people" / person / photo), "faces", key)
-                doc, _ = stack.result(key, timeout=300)
+                stack.client("s3").upload_file(str(faces / "people" / person / photo), stack.bucket, key)
+                doc = stack.result(key, timeout=300)
                 assert doc["status"] == "succeeded", doc
             results = [run_clip(stack, faces / CLIP, f"queries/bench/w{video_workers}/run{r}.mp4") for r in range(runs)]
-            processes = len(stack.video_pids)
-        finally:
-            stack.stop()
+            processes = len(stack.worker_pids("VideoFunction"))
     return {"video_workers": video_workers, "video_processes": processes, "runs": results}
 
 

@@ -17,28 +17,21 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import re
-import signal
 import statistics
-import subprocess
-import sys
 import tempfile
-import threading
 import time
-from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-import boto3
 import numpy as np
 
 from bench_engine import photo_paths
+from lambdaface.local import lines as stack_lines
+from lambdaface.local.process import StackProcess
+from shared.pipeline.keys import result_key
 
 HERE = Path(__file__).resolve().parent
-CREDENTIALS = {"aws_access_key_id": "testing", "aws_secret_access_key": "testing", "region_name": "us-east-1"}
-JOB_LINE = re.compile(r"^(?P<function>\w+) (?P<key>[^\s/]+/\S+): (?P<outcome>.*)$")  # keys have a prefix/
-WORKER_LINE = re.compile(r"worker \d+ \((?P<function>\w+)\) started, pid (?P<pid>\d+)")
 ENGINE_STAGES = ("decode", "detect_embed", "match")  # the engine's share of a job's timings_ms
 PIPELINE_STAGES = ("download", "load_gallery", "annotate", "upload")
 
@@ -52,94 +45,24 @@ def percentile(values: list[float], q: float) -> float:
     return float(np.percentile(np.asarray(values, dtype=float), q))
 
 
-@dataclass
-class JobLines:
-    """The stack's stdout: one line per finished job, collected by a thread."""
-
-    lines: dict[str, list[str]] = field(default_factory=dict)  # key -> outcomes, in order
-    cond: threading.Condition = field(default_factory=threading.Condition)
-
-    def add(self, line: str) -> None:
-        match = JOB_LINE.match(line.strip())
-        if not match:
-            return
-        with self.cond:
-            self.lines.setdefault(match["key"], []).append(match["outcome"])
-            self.cond.notify_all()
-
-    def wait_for(self, keys: list[str], timeout: float) -> bool:
-        """True when every key has a job line before `timeout` seconds."""
-        deadline = time.monotonic() + timeout
-        with self.cond:
-            while not all(k in self.lines for k in keys):
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    return False
-                self.cond.wait(left)
-        return True
+def job_outcomes(lines: list[str]) -> dict[str, list[str]]:
+    """{source key: outcomes in order} of the stack's job lines (a key seen twice ran twice)."""
+    outcomes: dict[str, list[str]] = {}
+    for match in filter(None, map(stack_lines.JOB.match, lines)):
+        outcomes.setdefault(match["key"], []).append(match["outcome"])
+    return outcomes
 
 
-class LocalStack:
-    """`lambdaface local` in a child process: free port, temporary state directory."""
-
-    def __init__(self, recognize_workers: int, state_dir: Path) -> None:
-        self.recognize_workers = recognize_workers
-        self.state_dir = state_dir
-        self.jobs = JobLines()
-        self.pids: dict[str, list[int]] = {}
-        self.endpoint = ""
-        self.proc: subprocess.Popen | None = None
-
-    def start(self, timeout: float = 120) -> None:
-        command = [str(Path(sys.executable).parent / "lambdaface"), "local", "--port", "0", "--autosave", "0",
-                   "--workers", str(self.recognize_workers), "--state-dir", str(self.state_dir)]
-        self.proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                                     start_new_session=True)  # Ctrl-C on `make bench` must not reach it first
-        ready = threading.Event()
-
-        def read_stdout() -> None:
-            for line in self.proc.stdout:
-                found = re.search(r"ready at (http://\S+)", line)
-                if found:
-                    self.endpoint = found[1]
-                    ready.set()
-                self.jobs.add(line)
-
-        def read_stderr() -> None:
-            for line in self.proc.stderr:
-                found = WORKER_LINE.search(line)
-                if found:
-                    self.pids.setdefault(found["function"], []).append(int(found["pid"]))
-
-        for target in (read_stdout, read_stderr):
-            threading.Thread(target=target, daemon=True).start()
-        if not ready.wait(timeout):
-            self.stop()
-            raise RuntimeError("lambdaface local did not become ready")
-
-    def client(self, service: str) -> Any:
-        return boto3.client(service, endpoint_url=self.endpoint, **CREDENTIALS)
-
-    def worker_peak_rss_mb(self, function: str = "RecognizeFunction") -> float:
-        """The largest VmHWM among the function's live worker processes, in MiB."""
-        peaks = []
-        for pid in self.pids.get(function, []):
-            try:
-                status = Path(f"/proc/{pid}/status").read_text()
-            except OSError:
-                continue  # replaced
-            peaks += [int(line.split()[1]) / 1024 for line in status.splitlines() if line.startswith("VmHWM:")]
-        return max(peaks, default=float("nan"))
-
-    def stop(self) -> None:
-        if self.proc is None or self.proc.poll() is not None:
-            return
-        self.proc.send_signal(signal.SIGTERM)
-        try:
-            self.proc.wait(timeout=180)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
+def wait_for_jobs(stack: StackProcess, keys: list[str], timeout: float) -> bool:
+    """True when every key has a job line before `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        done = job_outcomes(stack.lines)
+        if all(k in done for k in keys):
+            return True
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(0.2)
 
 
 def spec_names() -> dict[str, str]:
@@ -162,14 +85,15 @@ def upload(s3: Any, bucket: str, items: list[tuple[str, Path]]) -> dict[str, flo
     return done
 
 
-def enroll(stack: LocalStack, bucket: str, faces_dir: Path) -> int:
+def enroll(stack: StackProcess, bucket: str, faces_dir: Path) -> int:
     """Enroll every photo of people/<person>/; the number enrolled."""
     items = [(f"models/{p.parent.name}/{p.name}", p) for p in sorted((faces_dir / "people").glob("*/*")) if p.is_file()]
     upload(stack.client("s3"), bucket, items)
     keys = [k for k, _ in items]
-    if not stack.jobs.wait_for(keys, timeout=60 + 10 * len(keys)):
+    if not wait_for_jobs(stack, keys, timeout=60 + 10 * len(keys)):
         raise RuntimeError("enrollment did not finish")
-    failed = [k for k in keys if not stack.jobs.lines[k][-1].startswith("succeeded")]
+    outcomes = job_outcomes(stack.lines)
+    failed = [k for k in keys if not outcomes[k][-1].startswith("succeeded")]
     if failed:
         raise RuntimeError(f"enrollment failed for {failed}")
     return len(keys)
@@ -180,7 +104,7 @@ def read_results(s3: Any, bucket: str, keys: list[str]) -> dict[str, dict]:
     docs = {}
     for key in keys:
         try:
-            docs[key] = json.loads(s3.get_object(Bucket=bucket, Key=f"results/{key}.json")["Body"].read())
+            docs[key] = json.loads(s3.get_object(Bucket=bucket, Key=result_key(key))["Body"].read())
         except s3.exceptions.NoSuchKey:
             pass
     return docs
@@ -249,16 +173,16 @@ def analyse(uploaded: dict[str, float], started: float, docs: dict[str, dict], r
     }
 
 
-def burst(stack: LocalStack, names: dict[str, str], photos: list[Path], prefix: str, n: int) -> dict:
+def burst(stack: StackProcess, workers: int, names: dict[str, str], photos: list[Path], prefix: str, n: int) -> dict:
     """Upload n queries under `prefix`, wait for their results and account for every one."""
     items = [(f"{prefix}{i:04d}-{photos[i % len(photos)].name}", photos[i % len(photos)]) for i in range(n)]
     s3 = stack.client("s3")
     started = time.time()
     uploaded = upload(s3, names["bucket"], items)
-    stack.jobs.wait_for(list(uploaded), timeout=120 + 10 * n / stack.recognize_workers)
+    wait_for_jobs(stack, list(uploaded), timeout=120 + 10 * n / workers)
     docs = read_results(s3, names["bucket"], list(uploaded))
     records = job_records(stack.client("dynamodb"), names["jobs_table"], prefix)
-    result = analyse(uploaded, started, docs, records, stack.jobs.lines, stack.recognize_workers)
+    result = analyse(uploaded, started, docs, records, job_outcomes(stack.lines), workers)
     sqs = stack.client("sqs")
     result["left_in_queue"] = queue_depth(sqs, names["queue"])
     result["dead_letters"] = queue_depth(sqs, names["dlq"]) if names["dlq"] else 0
@@ -266,14 +190,14 @@ def burst(stack: LocalStack, names: dict[str, str], photos: list[Path], prefix: 
     return result
 
 
-def idle_latency(stack: LocalStack, names: dict[str, str], photos: list[Path], prefix: str, n: int = 5) -> dict:
+def idle_latency(stack: StackProcess, names: dict[str, str], photos: list[Path], prefix: str, n: int = 5) -> dict:
     """Upload one query at a time into the idle stack: upload-to-result seconds and overhead."""
     s3 = stack.client("s3")
     samples = []
     for i in range(n):
         key = f"{prefix}{i:04d}-{photos[i % len(photos)].name}"
         uploaded = upload(s3, names["bucket"], [(key, photos[i % len(photos)])])
-        stack.jobs.wait_for([key], timeout=120)
+        wait_for_jobs(stack, [key], timeout=120)
         doc = read_results(s3, names["bucket"], [key])[key]
         latency = epoch(doc["finished_at"]) - uploaded[key]
         samples.append({"latency_s": latency, "engine_ms": engine_ms(doc), "overhead_ms": latency * 1000 - engine_ms(doc)})
@@ -285,17 +209,15 @@ def measure_workers(faces_dir: Path, workers: int, images: int, runs: int) -> di
     photos = photo_paths(faces_dir)
     names = spec_names()
     with tempfile.TemporaryDirectory(prefix="bench-local-") as tmp:
-        stack = LocalStack(workers, Path(tmp) / "state")
-        try:
-            stack.start()
+        # --workers N: N processes per function, so N recognize workers
+        with StackProcess(Path(tmp) / "state", "--autosave", "0", "--bucket", names["bucket"], workers=workers,
+                          new_session=True) as stack:  # Ctrl-C on `make bench` must not reach it first
             enrolled = enroll(stack, names["bucket"], faces_dir)
-            warm = burst(stack, names, photos, "queries/bench/warmup/", 5 * workers)  # loads models in the workers
+            warm = burst(stack, workers, names, photos, "queries/bench/warmup/", 5 * workers)  # loads the models
             idle = idle_latency(stack, names, photos, "queries/bench/idle/")
-            bursts = [burst(stack, names, photos, f"queries/bench/run{r}/", images) for r in range(runs)]
-            peak_rss = stack.worker_peak_rss_mb()
-            recognize_pids = len(stack.pids.get("RecognizeFunction", []))
-        finally:
-            stack.stop()
+            bursts = [burst(stack, workers, names, photos, f"queries/bench/run{r}/", images) for r in range(runs)]
+            peak_rss = stack.peak_rss_mb("RecognizeFunction")
+            recognize_pids = len(stack.worker_pids("RecognizeFunction"))
     median = {k: statistics.median(b[k] for b in bursts) for k, v in bursts[0].items()
               if isinstance(v, (int, float))}
     return {"workers": workers, "recognize_processes": recognize_pids, "enrolled": enrolled,

@@ -11,16 +11,17 @@ import json
 import os
 import re
 import shlex
-import shutil
 import signal
 import subprocess
 import sys
 import tempfile
 from pathlib import Path
 
+from lambdaface.local.process import StackProcess
+from shared.config import FACES_ENV
+
 ROOT = Path(__file__).resolve().parent.parent
 QUERIES = {"john1.jpg": True, "john2.jpg": True, "jim-carrey.jpg": False}
-READY = re.compile(r"^lambdaface local: ready at (http://\S+) bucket=(\S+)$")
 
 
 def lambdaface(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess:
@@ -37,7 +38,7 @@ def distance_to(doc: dict, person: str) -> float | None:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--faces", type=Path, default=Path(os.environ.get("LAMBDAFACE_FACES", ROOT.parent / "shared" / "faces")))
+    parser.add_argument("--faces", type=Path, default=Path(os.environ.get(FACES_ENV) or ROOT.parent / "shared" / "faces"))
     parser.add_argument("--out", type=Path, default=ROOT / "out" / "demo")
     args = parser.parse_args()
     seed = args.faces.resolve() / "seed"
@@ -46,53 +47,46 @@ def main() -> int:
         return 2
     args.out.mkdir(parents=True, exist_ok=True)
 
-    state = tempfile.mkdtemp(prefix="lambdaface-demo-")
-    log = open(args.out / "local.log", "w")
-    stack = subprocess.Popen(
-        [sys.executable, "-m", "lambdaface.cli", "local", "--port", "0", "--state-dir", state],
-        stdout=subprocess.PIPE, stderr=log, text=True, cwd=ROOT,
-    )
-    try:
-        assert stack.stdout is not None
-        ready = READY.match(stack.stdout.readline().strip())
-        if not ready:
+    with tempfile.TemporaryDirectory(prefix="lambdaface-demo-") as state:
+        try:
+            stack = StackProcess(Path(state) / "state", stderr_path=args.out / "local.log")
+        except AssertionError:
             print(f"demo: the local stack did not start; see {args.out / 'local.log'}", file=sys.stderr)
             return 1
-        endpoint, bucket = ready.groups()
-        print(f"local stack: {endpoint}, bucket {bucket} (log: {args.out / 'local.log'})\n")
-        env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
-        env.update(AWS_ENDPOINT_URL=endpoint, LAMBDAFACE_BUCKET=bucket, AWS_ACCESS_KEY_ID="demo",
-                   AWS_SECRET_ACCESS_KEY="demo", AWS_DEFAULT_REGION="us-east-1")
+        try:
+            return run_demo(stack, seed, args.out)
+        finally:
+            stack.stop(signal.SIGINT)
 
-        enrolled = lambdaface("enroll", "john", str(seed / "john0.jpg"), env=env)
-        print(enrolled.stdout + enrolled.stderr)
-        if enrolled.returncode != 0:
-            return 1
-        recognized = lambdaface(
-            "recognize", "--person", "john", "--json", "--out", str(args.out), *(str(seed / q) for q in QUERIES), env=env
-        )
-        if recognized.returncode != 0:
-            print(recognized.stdout + recognized.stderr)
-            return 1
-        docs = {Path(d["source"]).name: d for d in map(json.loads, (l for l in recognized.stdout.splitlines() if l.startswith("{")))}
-        matches = dict(re.findall(r"^(\S+): Faces match: (True|False)$", recognized.stdout, re.M))
 
-        print(f"\n{'image':<16} {'match':<6} {'distance to john':>16}")
-        for name, expected in QUERIES.items():
-            distance = distance_to(docs[name], "john")
-            shown = f"{distance:.3f}" if distance is not None else "-"
-            print(f"{name:<16} {matches.get(name, '?'):<6} {shown:>16}")
-        print("\nannotated images:")
-        for name in QUERIES:
-            print(f"  {args.out / Path(docs[name]['annotated']).name}   (s3://{bucket}/{docs[name]['annotated']})")
-        ok = all(matches.get(name) == str(expected) for name, expected in QUERIES.items())
-        print("\nas expected: True, True, False" if ok else "\nUNEXPECTED: expected True, True, False")
-        return 0 if ok else 1
-    finally:
-        stack.send_signal(signal.SIGINT)
-        stack.wait(120)
-        log.close()
-        shutil.rmtree(state, ignore_errors=True)
+def run_demo(stack: StackProcess, seed: Path, out: Path) -> int:
+    """Enroll john, recognize the three queries, print the table; 0 when the answers are right."""
+    print(f"local stack: {stack.endpoint}, bucket {stack.bucket} (log: {out / 'local.log'})\n")
+    env = stack.client_env()
+    enrolled = lambdaface("enroll", "john", str(seed / "john0.jpg"), env=env)
+    print(enrolled.stdout + enrolled.stderr)
+    if enrolled.returncode != 0:
+        return 1
+    recognized = lambdaface(
+        "recognize", "--person", "john", "--json", "--out", str(out), *(str(seed / q) for q in QUERIES), env=env
+    )
+    if recognized.returncode != 0:
+        print(recognized.stdout + recognized.stderr)
+        return 1
+    docs = {Path(d["source"]).name: d for d in map(json.loads, (l for l in recognized.stdout.splitlines() if l.startswith("{")))}
+    matches = dict(re.findall(r"^(\S+): Faces match: (True|False)$", recognized.stdout, re.M))
+
+    print(f"\n{'image':<16} {'match':<6} {'distance to john':>16}")
+    for name, expected in QUERIES.items():
+        distance = distance_to(docs[name], "john")
+        shown = f"{distance:.3f}" if distance is not None else "-"
+        print(f"{name:<16} {matches.get(name, '?'):<6} {shown:>16}")
+    print("\nannotated images:")
+    for name in QUERIES:
+        print(f"  {out / Path(docs[name]['annotated']).name}   (s3://{stack.bucket}/{docs[name]['annotated']})")
+    ok = all(matches.get(name) == str(expected) for name, expected in QUERIES.items())
+    print("\nas expected: True, True, False" if ok else "\nUNEXPECTED: expected True, True, False")
+    return 0 if ok else 1
 
 
 if __name__ == "__main__":

@@ -118,10 +118,9 @@ def test_a_clean_burst_has_nothing_lost_or_duplicated() -> None:
 
 
 def test_job_lines_are_parsed_from_the_stacks_output() -> None:
-    jobs = burst.JobLines()
-    jobs.add("RecognizeFunction queries/bench/run0/0001-a.jpg: succeeded (0.4 s)\n")
-    jobs.add("lambdaface local: ready at http://127.0.0.1:1234 bucket=faces\n")
-    jobs.add("RecognizeFunction queries/bench/run0/0001-a.jpg: attempt 1 failed, will be retried\n")
-    assert jobs.lines == {"queries/bench/run0/0001-a.jpg": ["succeeded (0.4 s)", "attempt 1 failed, will be retried"]}
-    assert jobs.wait_for(["queries/bench/run0/0001-a.jpg"], timeout=0)
-    assert not jobs.wait_for(["queries/bench/run0/0002-b.jpg"], timeout=0)
+    outcomes = burst.job_outcomes([
+        "RecognizeFunction queries/bench/run0/0001-a.jpg: succeeded (0.4 s)",
+        "lambdaface local: ready at http://127.0.0.1:1234 bucket=faces",
+        "RecognizeFunction queries/bench/run0/0001-a.jpg: attempt 1 failed, will be retried",
+    ])
+    assert outcomes == {"queries/bench/run0/0001-a.jpg": ["succeeded (0.4 s)", "attempt 1 failed, will be retried"]}
