@@ -5,7 +5,7 @@
 
 Prices are us-east-1 list prices (x86 Lambda, S3 Standard, SQS standard queue, DynamoDB
 on-demand), without free tiers; they were not fetched (no internet here): see PRICES_AS_OF.
-Request counts per image follow the recognize job in src/shared/jobs.py.
+Request counts per image follow the recognize job in src/shared/pipeline/images.py.
 """
 from __future__ import annotations
 
@@ -31,7 +31,7 @@ class Prices:
 
 @dataclass(frozen=True)
 class Requests:
-    """Billed requests per recognized image (src/shared/jobs.py, recognize)."""
+    """Billed requests per recognized image (src/shared/pipeline/images.py, recognize)."""
 
     lambda_invocations: float = 1.0  # worst case: one image per invocation (a full batch of 5 costs 1/5)
     sqs: float = 3.0  # S3's SendMessage, the poller's ReceiveMessage, DeleteMessage (batching makes it less)

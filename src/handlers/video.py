@@ -16,7 +16,7 @@ processor = BatchProcessor(event_type=EventType.SQS, raise_on_entire_batch_failu
 
 
 def record_handler(record: SQSRecord, lambda_context: LambdaContext | None = None) -> None:
-    """One SQS message: plan a video or recognise one segment; raising reports it in batchItemFailures."""
+    """One SQS message: plan a video or recognize one segment; raising reports it in batchItemFailures."""
     video.process_record(record, lambda_context)
 
 

@@ -47,7 +47,7 @@ def with_bucket(event: dict[str, Any], bucket: str) -> dict[str, Any]:
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add the `invoke` subcommand."""
-    from lambdaface.local import DEFAULT_BUCKET
+    from lambdaface.local import add_stack_args
 
     p = subparsers.add_parser(
         "invoke",
@@ -59,11 +59,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("-e", "--event", required=True, help="event JSON file, - for stdin (see events/)")
     p.add_argument("--endpoint-url", default=os.environ.get("AWS_ENDPOINT_URL") or DEFAULT_ENDPOINT,
                    help="the local stack (default: $AWS_ENDPOINT_URL or %(default)s)")
-    p.add_argument("--bucket", default=os.environ.get("LAMBDAFACE_BUCKET") or DEFAULT_BUCKET,
-                   help="point the event's S3 records at this bucket, '' to leave them "
-                   "(default: $LAMBDAFACE_BUCKET or %(default)s)")
-    p.add_argument("--template", type=Path, default=None, help="SAM template (default: the project's)")
-    p.add_argument("--region", default="us-east-1")
+    add_stack_args(p, "point the event's S3 records at this bucket, '' to leave them")
     p.set_defaults(func=main)
 
 

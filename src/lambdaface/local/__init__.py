@@ -6,6 +6,8 @@ import os
 import sys
 from pathlib import Path
 
+from shared.config import BUCKET_ENV
+
 DEFAULT_BUCKET = "faces"
 
 
@@ -22,12 +24,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--workers", type=int, default=os.cpu_count() or 1,
                    help="worker processes per function (each function's concurrency), 0 for none: "
                    "messages wait in the queues for `lambdaface invoke` (default: the number of cores)")
-    p.add_argument("--bucket", default=os.environ.get("LAMBDAFACE_BUCKET") or DEFAULT_BUCKET,
-                   help="bucket name (default: $LAMBDAFACE_BUCKET or %(default)s)")
+    add_stack_args(p, "bucket name")
     p.add_argument("--state-dir", type=Path, default=Path(".lambdaface"),
                    help="where a clean stop saves objects, items and messages (default: %(default)s)")
-    p.add_argument("--template", type=Path, default=None, help="SAM template (default: the project's)")
-    p.add_argument("--region", default="us-east-1")
     p.add_argument("--visibility-timeout", type=int, default=None,
                    help="override every queue's visibility timeout, in seconds (tests)")
     p.add_argument("--function-timeout", type=int, default=None, metavar="SECONDS",
@@ -40,6 +39,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="set in every function's environment, after everything else (tests: e.g. "
                    "AWS_ENDPOINT_URL of a fault-injecting proxy; the workers still poll the server directly)")
     p.set_defaults(func=main)
+
+
+def add_stack_args(p: argparse.ArgumentParser, bucket_help: str) -> None:
+    """--bucket, --template and --region: which stack (`local` and `invoke`)."""
+    p.add_argument("--bucket", default=os.environ.get(BUCKET_ENV) or DEFAULT_BUCKET,
+                   help=f"{bucket_help} (default: ${BUCKET_ENV} or %(default)s)")
+    p.add_argument("--template", type=Path, default=None, help="SAM template (default: the project's)")
+    p.add_argument("--region", default="us-east-1")
 
 
 def _name_value(text: str) -> tuple[str, str]:

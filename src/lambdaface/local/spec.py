@@ -147,7 +147,7 @@ class _Resolver:
             return name
         if attribute == "QueueUrl":
             return self.ref(logical_id)
-        return f"{logical_id}.{attribute}"  # unused locally (e.g. StreamArn): keep it recognisable
+        return f"{logical_id}.{attribute}"  # unused locally (e.g. StreamArn): keep it recognizable
 
     def condition(self, name: str) -> bool:
         return bool(self.value(self.conditions[name]))

@@ -18,44 +18,38 @@ import os
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from lambdaface.local.spec import ACCOUNT_ID, StackSpec
 
 VERSION = 1
 
 
+def _map_binary(value: Any, convert: Callable[[Any], Any]) -> Any:
+    """`value` (DynamoDB's wire format) with `convert` applied to every binary value (B and BS)."""
+    if isinstance(value, list):
+        return [_map_binary(v, convert) for v in value]
+    if not isinstance(value, dict):
+        return value
+    out = {}
+    for kind, v in value.items():
+        if kind == "B":
+            out[kind] = convert(v)
+        elif kind == "BS":
+            out[kind] = [convert(b) for b in v]
+        else:
+            out[kind] = _map_binary(v, convert)
+    return out
+
+
 def _encode(value: Any) -> Any:
     """DynamoDB's wire format, JSON-safe: binary values as base64 text."""
-    if isinstance(value, dict):
-        out = {}
-        for kind, v in value.items():
-            if kind == "B":
-                out[kind] = base64.b64encode(v).decode()
-            elif kind == "BS":
-                out[kind] = [base64.b64encode(b).decode() for b in v]
-            else:
-                out[kind] = _encode(v)
-        return out
-    if isinstance(value, list):
-        return [_encode(v) for v in value]
-    return value
+    return _map_binary(value, lambda b: base64.b64encode(b).decode())
 
 
 def _decode(value: Any) -> Any:
-    if isinstance(value, dict):
-        out = {}
-        for kind, v in value.items():
-            if kind == "B":
-                out[kind] = base64.b64decode(v)
-            elif kind == "BS":
-                out[kind] = [base64.b64decode(b) for b in v]
-            else:
-                out[kind] = _decode(v)
-        return out
-    if isinstance(value, list):
-        return [_decode(v) for v in value]
-    return value
+    """The inverse of `_encode`."""
+    return _map_binary(value, base64.b64decode)
 
 
 def _message_attributes(attributes: dict[str, Any], encode: bool) -> dict[str, Any]:

@@ -86,7 +86,7 @@ class JobsTable:
             f"attribute_not_exists({u.name('job_id')})"
             f" OR ({status} = {u.val(RUNNING)} AND {lease} < {u.val(round(now, 3))})"
             f" OR ({status} = {u.val(FAILED)} AND {error}.{code} = {u.val(RETRIES_EXHAUSTED)}"
-            f" AND attribute_not_exists({u.name('media')}))"  # a failed video job is final (video_state.py)
+            f" AND attribute_not_exists({u.name('media')}))"  # a failed video job is final (video_jobs_table.py)
         )
         record = self._update(spec.job_id, u, condition)
         if record is None:
@@ -114,41 +114,30 @@ class JobsTable:
         record = self.get(job_id) or {"job_id": job_id, "status": "missing"}
         return JobBusy(record) if record.get("status") == RUNNING else JobDone(record)
 
-    def _end(self, job_id: str, attempt_id: str, changes: dict[str, Any]) -> dict[str, Any]:
-        """Apply `changes` while attempt `attempt_id` still owns the running job; LeaseLost if not."""
+    def _end(self, job_id: str, attempt_id: str, changes: dict[str, Any], owner_field: str = "attempt_id") -> dict[str, Any]:
+        """Apply `changes` while `attempt_id` (in `owner_field`) still owns the running job; LeaseLost if not."""
         u = dynamo.Update()
         for attribute, v in changes.items():
             u.set(attribute, v)
-        condition = f"{u.name('attempt_id')} = {u.val(attempt_id)} AND {u.name('status')} = {u.val(RUNNING)}"
+        condition = f"{u.name(owner_field)} = {u.val(attempt_id)} AND {u.name('status')} = {u.val(RUNNING)}"
         record = self._update(job_id, u, condition)
         if record is None:
-            raise LeaseLost(f"job {job_id}: attempt {attempt_id} no longer owns it")
+            raise LeaseLost(f"job {job_id}: {attempt_id} no longer owns it")
         return record
 
+    @staticmethod
+    def outcome(status: str, started: float, result_key: str | None, error: dict[str, str] | None) -> dict[str, Any]:
+        """The changes that record a job's end: `succeeded`, or `failed` with `error` {code, message}."""
+        now = time.time()
+        return {"status": status, "finished_at": iso(now), "updated_at": iso(now), "result_key": result_key,
+                "duration_ms": round((now - started) * 1000, 1), "error": error, "lease_until": None}
+
     def finish(
-        self,
-        job_id: str,
-        attempt_id: str,
-        status: str,
-        started: float,
-        result_key: str | None,
+        self, job_id: str, attempt_id: str, status: str, started: float, result_key: str | None,
         error: dict[str, str] | None = None,
     ) -> dict[str, Any]:
         """Record the attempt's outcome: `succeeded`, or `failed` with `error` {code, message}."""
-        now = time.time()
-        return self._end(
-            job_id,
-            attempt_id,
-            {
-                "status": status,
-                "finished_at": iso(now),
-                "updated_at": iso(now),
-                "duration_ms": round((now - started) * 1000, 1),
-                "result_key": result_key,
-                "error": error,
-                "lease_until": None,
-            },
-        )
+        return self._end(job_id, attempt_id, self.outcome(status, started, result_key, error))
 
     def release(self, job_id: str, attempt_id: str, error: dict[str, str]) -> dict[str, Any]:
         """Give the job back after a transient failure, so the next delivery retries it at once."""

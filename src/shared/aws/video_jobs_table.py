@@ -13,7 +13,7 @@ import time
 from typing import Any
 
 from shared.aws import dynamo
-from shared.aws.jobs_table import FAILED, RUNNING, JobDone, JobsTable, LeaseLost
+from shared.aws.jobs_table import FAILED, RUNNING, JobDone, JobsTable
 from shared.clock import iso
 from shared.pipeline.keys import segment_id
 
@@ -80,17 +80,5 @@ class VideoJobsTable(JobsTable):
         self, job_id: str, owner: str, status: str, result_key: str, started: float, error: dict[str, str] | None = None
     ) -> dict[str, Any]:
         """Record the outcome (`succeeded`, or `failed` with `error`); LeaseLost if `owner` lost the lease."""
-        now = time.time()
-        u = dynamo.Update()
-        changes = {
-            "status": status, "finished_at": iso(now), "updated_at": iso(now), "result_key": result_key,
-            "duration_ms": round((now - started) * 1000, 1), "error": error if status == FAILED else None,
-            "final_lease": None, "lease_until": None,
-        }
-        for name, value in changes.items():
-            u.set(name, value)
-        condition = f"{u.name('final_owner')} = {u.val(owner)} AND {u.name('status')} = {u.val(RUNNING)}"
-        record = self._update(job_id, u, condition)
-        if record is None:
-            raise LeaseLost(f"job {job_id}: {owner} no longer holds the right to finish it")
-        return record
+        changes = {**self.outcome(status, started, result_key, error if status == FAILED else None), "final_lease": None}
+        return self._end(job_id, owner, changes, owner_field="final_owner")

@@ -10,7 +10,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 from shared import errors
 from shared.config import EngineConfig
 
-# Formats we decode. Anything else Pillow recognises (PSD, ICO, EPS, ...) is refused clearly.
+# Formats we decode. Anything else Pillow recognizes (PSD, ICO, EPS, ...) is refused clearly.
 SUPPORTED_FORMATS = {"JPEG", "MPO", "PNG", "WEBP", "GIF", "TIFF", "BMP"}
 
 # ISO-BMFF brands of still images (iPhone HEIC, AVIF): they share the `ftyp` box with MP4 video.

@@ -1,4 +1,4 @@
-"""Videos: recognise them by content, split them into segments, sample frames, merge appearances.
+"""Videos: recognize them by content, split them into segments, sample frames, merge appearances.
 
 OpenCV (with its bundled FFmpeg) decodes; each segment seeks to its own first frame, so segments
 can run in parallel on different workers without decoding from the start.

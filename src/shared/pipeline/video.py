@@ -3,7 +3,7 @@
     recognize (runner.py) sees a video by its first bytes: records the hand-off, then sends ONE plan message
     plan                 the video function downloads and probes it, checks the limits, records the
                          plan on the job and sends one segment message per segment (same queue)
-    segment              decodes only its own frames (seek), recognises the sampled ones, stores its
+    segment              decodes only its own frames (seek), recognizes the sampled ones, stores its
                          partial result at work/segments/<job_id>/<index>.json, then ADDs its index
                          to the job's `segments_done` set; the update that completes the set merges
     merge                claims the job's final lease, writes results/<key>.json, marks it succeeded
@@ -157,7 +157,7 @@ class Step:
     # --- segment ------------------------------------------------------------------------------
 
     def segment(self) -> None:
-        """Recognise the segment's sampled frames, store them, count the segment; the last one merges."""
+        """Recognize the segment's sampled frames, store them, count the segment; the last one merges."""
         record = self._running_record()
         index = int(self.message["index"])
         if keys.segment_id(index) not in (record.get("segments_done") or []):
