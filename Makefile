@@ -14,10 +14,16 @@ SAM := SAM_CLI_TELEMETRY=0 $(SAM_VENV)/bin/sam
 
 install: $(VENV)/.installed
 
-$(VENV)/.installed: pyproject.toml
+# The venv, then dlib's two networks converted to ONNX and its HOG detector saved, into
+# .venv/share/lambdaface/models (shared/engine/models.py looks there; nothing is downloaded).
+CONVERTED := $(VENV)/share/lambdaface/models
+DAT_DIR = $$($(PY) -c 'import importlib.util as u; print(next(iter(u.find_spec("face_recognition_models").submodule_search_locations)))')/models
+
+$(VENV)/.installed: pyproject.toml src/shared/engine/onnx_convert.py src/shared/engine/dlib_format.py
 	@test -n "$(PY312)" || { echo "python3.12 not found (try: pyenv install 3.12.1)"; exit 1; }
-	$(call new_venv,$(VENV))
+	test -x $(PY) || $(call new_venv,$(VENV))
 	$(PY) -m pip install -q -e '.[dev]'
+	cd src && ../$(PY) -m shared.engine.onnx_convert --hog --models-dir "$(DAT_DIR)" --out ../$(CONVERTED)
 	touch $@
 
 # aws-sam-cli pins boto3 differently from moto: it gets its own venv.
@@ -47,7 +53,7 @@ sam-validate: sam-install
 # The Lambda package (src/Makefile) into .aws-sam/build, without Docker: python3.12 on PATH,
 # the 3 model files copied from the project venv.
 sam-build: sam-install install
-	PATH="$(dir $(PY312)):$$PATH" LAMBDAFACE_MODELS_DIR="$$($(PY) -c 'import importlib.util as u; print(next(iter(u.find_spec("face_recognition_models").submodule_search_locations)))')/models" \
+	PATH="$(dir $(PY312)):$$PATH" LAMBDAFACE_MODELS_DIR="$(DAT_DIR)" LAMBDAFACE_CONVERTER_PYTHON="$(abspath $(PY))" \
 		$(SAM) build
 
 test: install sam-install checkov-install

@@ -38,10 +38,16 @@ class EngineConfig:
     max_pixels: int = 40_000_000  # LAMBDAFACE_MAX_PIXELS: checked from the header, before decoding
     min_side: int = 80  # LAMBDAFACE_MIN_SIDE: smaller images are rejected
     min_face: int = 40  # LAMBDAFACE_MIN_FACE: smallest face side (pixels) accepted for enrollment
+    backend: str = "onnx"  # LAMBDAFACE_BACKEND: "onnx" (the networks on ONNX Runtime) or "dlib" (dlib's own, the reference)
+    ort_threads: int = 1  # LAMBDAFACE_ORT_THREADS: ONNX Runtime intra-op threads (Lambda and each local worker: one core)
 
     def __post_init__(self) -> None:
         if self.detector not in ("hog", "cnn"):
             raise ValueError(f"detector must be 'hog' or 'cnn', not {self.detector!r}")
+        if self.backend not in ("onnx", "dlib"):
+            raise ValueError(f"backend must be 'onnx' or 'dlib', not {self.backend!r}")
+        if self.ort_threads < 1:
+            raise ValueError("ort_threads must be at least 1")
         if not 0 < self.threshold < 2:
             raise ValueError("threshold must be between 0 and 2")
 
@@ -98,6 +104,8 @@ _ENGINE_ENV = {
     "max_pixels": "LAMBDAFACE_MAX_PIXELS",
     "min_side": "LAMBDAFACE_MIN_SIDE",
     "min_face": "LAMBDAFACE_MIN_FACE",
+    "backend": "LAMBDAFACE_BACKEND",
+    "ort_threads": "LAMBDAFACE_ORT_THREADS",
 }
 _PIPELINE_ENV = {
     "jobs_table": "JOBS_TABLE",
@@ -122,7 +130,8 @@ def _from_env(cls: type, names: dict[str, str], env: Mapping[str, str]) -> Any:
     return cls(**{f.name: _env(env, names[f.name], getattr(defaults, f.name)) for f in fields(cls)})
 
 
-MODELS_DIR_ENV = "LAMBDAFACE_MODELS_DIR"  # where the model files are (default: the face_recognition_models package)
+MODELS_DIR_ENV = "LAMBDAFACE_MODELS_DIR"  # where the .dat model files are (default: the face_recognition_models package)
+ONNX_DIR_ENV = "LAMBDAFACE_ONNX_DIR"  # where the converted models are (default: see shared/engine/models.py)
 BUCKET_ENV = "LAMBDAFACE_BUCKET"  # the client's default bucket
 FACES_ENV = "LAMBDAFACE_FACES"  # the sample photos for tests, benchmarks and the demo
 ALL_ENV = (*_ENGINE_ENV.values(), *_PIPELINE_ENV.values(), *_VIDEO_ENV.values())

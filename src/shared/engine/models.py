@@ -1,18 +1,38 @@
-"""dlib models, loaded lazily once per process from the `face_recognition_models` package."""
+"""The engine's models, loaded lazily once per process.
+
+dlib keeps HOG detection and the 5-point landmarks; the two networks (the ResNet face descriptor
+and the MMOD detector) run on ONNX Runtime from `.onnx` files that onnx_convert.py makes from
+face_recognition_models' `.dat` files. Where the converted files are (`converted_dir()`):
+
+- $LAMBDAFACE_ONNX_DIR when set;
+- next to the `.dat` files when they are there (the Lambda package ships them so);
+- else <sys.prefix>/share/lambdaface/models, which `make install` fills. A file missing there
+  is converted on first use (a few seconds, once; needs the onnx package).
+
+dlib's own networks (`cnn_detector`, `face_encoder`) stay available as the reference.
+"""
 from __future__ import annotations
 
 import importlib.util
+import logging
 import os
+import sys
 from functools import cache
 from pathlib import Path
+from typing import Any
 
 import dlib
 
-from shared.config import MODELS_DIR_ENV
+from shared.config import MODELS_DIR_ENV, ONNX_DIR_ENV
 
 SHAPE_PREDICTOR = "shape_predictor_5_face_landmarks.dat"
 RECOGNITION_MODEL = "dlib_face_recognition_resnet_model_v1.dat"
 CNN_DETECTOR = "mmod_human_face_detector.dat"
+DESCRIPTOR_ONNX = "dlib_face_recognition_resnet_model_v1.onnx"
+MMOD_ONNX, MMOD_OPTIONS = "mmod_human_face_detector.onnx", "mmod_human_face_detector.json"
+HOG_DETECTOR = "frontal_face_detector.svm"  # dlib's HOG detector saved once: loads in 1 ms, not 250
+
+log = logging.getLogger(__name__)
 
 
 @cache
@@ -30,24 +50,54 @@ def models_dir() -> Path:
     return Path(next(iter(spec.submodule_search_locations))) / "models"
 
 
+@cache
+def converted_dir() -> Path:
+    """Where the converted models are (see the module's docstring)."""
+    override = os.environ.get(ONNX_DIR_ENV)
+    if override:
+        return Path(override)
+    if (models_dir() / DESCRIPTOR_ONNX).is_file():
+        return models_dir()
+    return Path(sys.prefix) / "share" / "lambdaface" / "models"
+
+
 def model_path(name: str) -> str:
-    """The path of one model file, checked to exist."""
+    """The path of one .dat model file, checked to exist."""
     path = models_dir() / name
     if not path.is_file():
         raise RuntimeError(f"model file {path} is missing")
     return str(path)
 
 
+def converted_path(name: str) -> str:
+    """The path of one converted model, converting the networks first if it is missing."""
+    path = converted_dir() / name
+    if not path.is_file():
+        try:
+            from shared.engine.onnx_convert import convert_all
+        except ImportError as exc:
+            raise RuntimeError(f"model file {path} is missing and cannot be converted here ({exc})") from None
+        log.warning("converting dlib's networks to ONNX into %s (once)", converted_dir())
+        convert_all(str(models_dir()), str(converted_dir()))
+    return str(path)
+
+
 @cache
 def hog_detector() -> "dlib.fhog_object_detector":
-    """dlib's HOG + linear SVM frontal face detector."""
+    """dlib's HOG + linear SVM frontal face detector (from its saved copy when there is one)."""
+    saved = converted_dir() / HOG_DETECTOR
+    if saved.is_file():
+        return dlib.fhog_object_detector(str(saved))
     return dlib.get_frontal_face_detector()
 
 
-@cache
-def cnn_detector() -> "dlib.cnn_face_detection_model_v1":
-    """dlib's MMOD CNN face detector."""
-    return dlib.cnn_face_detection_model_v1(model_path(CNN_DETECTOR))
+def save_hog_detector(out_dir: str) -> str:
+    """Save dlib's HOG detector into `out_dir` (install and build time); its path."""
+    path = os.path.join(out_dir, HOG_DETECTOR)
+    tmp = f"{path}.{os.getpid()}.tmp"
+    dlib.get_frontal_face_detector().save(tmp)
+    os.replace(tmp, path)
+    return path
 
 
 @cache
@@ -57,6 +107,36 @@ def shape_predictor() -> "dlib.shape_predictor":
 
 
 @cache
+def descriptor_session(threads: int = 1) -> Any:
+    """The ResNet face descriptor on ONNX Runtime: [N,3,150,150] raw RGB -> [N,128]."""
+    return _session(converted_path(DESCRIPTOR_ONNX), threads)
+
+
+@cache
+def mmod_detector(threads: int = 1) -> Any:
+    """The MMOD CNN face detector on ONNX Runtime (shared.engine.mmod.MmodDetector)."""
+    from shared.engine.mmod import MmodDetector
+
+    return MmodDetector(converted_path(MMOD_ONNX), converted_path(MMOD_OPTIONS), threads)
+
+
+def _session(path: str, threads: int) -> Any:
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads
+    options.inter_op_num_threads = 1
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    return ort.InferenceSession(path, options, providers=["CPUExecutionProvider"])
+
+
+@cache
+def cnn_detector() -> "dlib.cnn_face_detection_model_v1":
+    """dlib's own MMOD CNN face detector (the reference; production uses `mmod_detector`)."""
+    return dlib.cnn_face_detection_model_v1(model_path(CNN_DETECTOR))
+
+
+@cache
 def face_encoder() -> "dlib.face_recognition_model_v1":
-    """The ResNet that maps an aligned face to a 128-D descriptor."""
+    """dlib's own ResNet face descriptor (the reference; production uses `descriptor_session`)."""
     return dlib.face_recognition_model_v1(model_path(RECOGNITION_MODEL))
