@@ -17,13 +17,13 @@ install: $(VENV)/.installed
 # The venv, then dlib's two networks converted to ONNX and its HOG detector saved, into
 # .venv/share/lambdaface/models (shared/engine/models.py looks there; nothing is downloaded).
 CONVERTED := $(VENV)/share/lambdaface/models
-DAT_DIR = $$($(PY) -c 'import importlib.util as u; print(next(iter(u.find_spec("face_recognition_models").submodule_search_locations)))')/models
+DAT_DIR = $$($(abspath $(PY)) -c 'import importlib.util as u; print(next(iter(u.find_spec("face_recognition_models").submodule_search_locations)))')/models
 
 $(VENV)/.installed: pyproject.toml src/shared/engine/onnx_convert.py src/shared/engine/dlib_format.py
 	@test -n "$(PY312)" || { echo "python3.12 not found (try: pyenv install 3.12.1)"; exit 1; }
 	test -x $(PY) || $(call new_venv,$(VENV))
 	$(PY) -m pip install -q -e '.[dev]'
-	cd src && ../$(PY) -m shared.engine.onnx_convert --hog --models-dir "$(DAT_DIR)" --out ../$(CONVERTED)
+	cd src && $(abspath $(PY)) -m shared.engine.onnx_convert --hog --models-dir "$(DAT_DIR)" --out $(abspath $(CONVERTED))
 	touch $@
 
 # aws-sam-cli pins boto3 differently from moto: it gets its own venv.

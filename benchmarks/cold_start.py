@@ -35,13 +35,13 @@ def child(faces_dir: Path, started: float) -> None:
     import handlers.recognize  # noqa: F401  the handler's imports, as Lambda's init phase runs them
     from bench_engine import photo_paths
     from shared.engine import models
-    from shared.config import load_config
+    from shared.config import current_config
     from shared.engine.faces import find_faces
     from shared.engine.decode import decode_image
 
     t1 = time.perf_counter()
-    cfg = load_config().engine
-    models.hog_detector(), models.shape_predictor(), models.face_encoder()
+    cfg = current_config().engine
+    models.hog_detector(), models.shape_predictor(), models.descriptor_session(cfg.ort_threads)
     t2 = time.perf_counter()
     faces = find_faces(decode_image((faces_dir / FIRST_PHOTO).read_bytes(), cfg), cfg)
     t3 = time.perf_counter()

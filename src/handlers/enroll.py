@@ -13,6 +13,7 @@ from shared.pipeline.delivery import SERVICE
 
 logger = Logger(service=SERVICE)
 processor = BatchProcessor(event_type=EventType.SQS, raise_on_entire_batch_failure=False)
+runner.warm_up_for_snapshot()  # with SnapStart, the models load into the snapshot
 
 
 def record_handler(record: SQSRecord, lambda_context: LambdaContext | None = None) -> list[dict[str, Any]]:

@@ -16,9 +16,6 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Callable, Iterable, TextIO
 
-import boto3
-import botocore.exceptions
-
 from shared.config import BUCKET_ENV
 from shared.pipeline.keys import RESULTS_PREFIX, result_key, source_of
 
@@ -34,11 +31,9 @@ def parse_time(text: str | None) -> float | None:
 
 
 def _missing(exc: Exception) -> bool:
-    return isinstance(exc, botocore.exceptions.ClientError) and exc.response.get("Error", {}).get("Code") in (
-        "NoSuchKey",
-        "404",
-        "NotFound",
-    )
+    """Whether a botocore ClientError says the object is not there."""
+    response = getattr(exc, "response", None) or {}
+    return response.get("Error", {}).get("Code") in ("NoSuchKey", "404", "NotFound")
 
 
 def read_json(s3: Any, bucket: str, key: str) -> dict[str, Any] | None:
@@ -240,6 +235,8 @@ def s3_client(args: argparse.Namespace) -> Any:
     """An S3 client from --endpoint-url/--region or the usual AWS chain (AWS_ENDPOINT_URL too)."""
     if not args.bucket:
         raise SystemExit("lambdaface: no bucket: pass --bucket or set LAMBDAFACE_BUCKET")
+    import boto3  # here: the engine commands of the same CLI never need it
+
     kwargs = {k: v for k, v in (("endpoint_url", args.endpoint_url), ("region_name", args.region)) if v}
     return boto3.client("s3", **kwargs)
 

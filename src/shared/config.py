@@ -17,6 +17,10 @@ def _env(env: Mapping[str, str], name: str, default: Any) -> Any:
     raw = env.get(name)
     if raw is None or raw == "":
         return default
+    if isinstance(default, bool):
+        if raw.lower() not in ("true", "false", "1", "0"):
+            raise ValueError(f"{name}={raw!r} is not true or false")
+        return raw.lower() in ("true", "1")
     try:
         return type(default)(raw)
     except ValueError as exc:
@@ -28,8 +32,8 @@ class EngineConfig:
     """Settings of the face engine (decode, detect, embed, match)."""
 
     detector: str = "hog"  # LAMBDAFACE_DETECTOR: "hog" (fast, CPU) or "cnn" (MMOD, more robust, slower)
-    detect_max_side: int = 1280  # LAMBDAFACE_DETECT_MAX_SIDE: detection runs on a copy no larger than this
-    upsample_below: int = 640  # LAMBDAFACE_UPSAMPLE_BELOW: upsample once when the detection copy is smaller
+    detect_max_side: int = 960  # LAMBDAFACE_DETECT_MAX_SIDE: detection runs on a copy no larger than this
+    upsample_below: int = 480  # LAMBDAFACE_UPSAMPLE_BELOW: upsample once when the detection copy is smaller
     threshold: float = 0.6  # LAMBDAFACE_THRESHOLD: above this distance a face is "unknown"
     top_k: int = 3  # LAMBDAFACE_TOP_K: candidates listed per face
     enroll_jitters: int = 5  # LAMBDAFACE_ENROLL_JITTERS
@@ -65,6 +69,7 @@ class PipelineConfig:
     max_receive_count: int = 3  # MAX_RECEIVE_COUNT: deliveries before a message goes to the DLQ
     job_ttl_days: int = 30  # JOB_TTL_DAYS: job records expire after this many days
     video_queue_url: str = ""  # VIDEO_QUEUE_URL: where recognize sends videos and the video function its segments
+    annotate: bool = True  # LAMBDAFACE_ANNOTATE: write results/<key>.jpg, the photo with boxes and names (one S3 PUT)
 
 
 @dataclass(frozen=True)
@@ -113,6 +118,7 @@ _PIPELINE_ENV = {
     "max_receive_count": "MAX_RECEIVE_COUNT",
     "job_ttl_days": "JOB_TTL_DAYS",
     "video_queue_url": "VIDEO_QUEUE_URL",
+    "annotate": "LAMBDAFACE_ANNOTATE",
 }
 
 _VIDEO_ENV = {
@@ -133,6 +139,7 @@ def _from_env(cls: type, names: dict[str, str], env: Mapping[str, str]) -> Any:
 MODELS_DIR_ENV = "LAMBDAFACE_MODELS_DIR"  # where the .dat model files are (default: the face_recognition_models package)
 ONNX_DIR_ENV = "LAMBDAFACE_ONNX_DIR"  # where the converted models are (default: see shared/engine/models.py)
 BUCKET_ENV = "LAMBDAFACE_BUCKET"  # the client's default bucket
+SNAPSTART_ENV = "AWS_LAMBDA_INITIALIZATION_TYPE"  # Lambda sets it to "snap-start" while taking a snapshot
 FACES_ENV = "LAMBDAFACE_FACES"  # the sample photos for tests, benchmarks and the demo
 ALL_ENV = (*_ENGINE_ENV.values(), *_PIPELINE_ENV.values(), *_VIDEO_ENV.values())
 

@@ -21,7 +21,13 @@ class _Reader:
         self.b = data
         self.pos = 0
 
+    def need(self, n: int) -> None:
+        """Fail clearly when fewer than `n` bytes are left (a truncated or damaged file)."""
+        if n < 0 or self.pos + n > len(self.b):
+            raise ValueError(f"the model file is truncated: {n} more bytes needed at byte {self.pos} of {len(self.b)}")
+
     def byte(self) -> int:
+        self.need(1)
         v = self.b[self.pos]
         self.pos += 1
         return v
@@ -32,6 +38,7 @@ class _Reader:
         n = ctrl & 0x0F
         if n > 8:
             raise ValueError(f"bad int control byte {ctrl:#x} at {self.pos - 1}")
+        self.need(n)
         v = int.from_bytes(self.b[self.pos:self.pos + n], "little")
         self.pos += n
         return -v if ctrl & 0x80 else v
@@ -51,6 +58,7 @@ class _Reader:
 
     def string(self) -> str:
         n = self.int()
+        self.need(n)
         s = self.b[self.pos:self.pos + n]
         self.pos += n
         return s.decode("latin-1")
@@ -67,6 +75,7 @@ class _Reader:
         shape = tuple(self.int() for _ in range(4))
         cnt = int(np.prod(shape))
         if ver == 2:
+            self.need(4 * cnt)
             a = np.frombuffer(self.b, dtype="<f4", count=cnt, offset=self.pos).copy()
             self.pos += 4 * cnt
         elif ver == 1:

@@ -135,11 +135,12 @@ def recognize(job: Job) -> str | None:
         matches = identify(embeddings, gallery, cfg.threshold, cfg.top_k)
     job.fields["faces"] = [results.face_entry(f.box, m) for f, m in zip(faces, matches)]
     job.fields["people"] = sorted({m.person for m in matches if m.person})
-    with timed(job.timings, "annotate"):
-        jpeg = annotate(image, [f.box for f in faces], [m.person for m in matches])
-    with timed(job.timings, "upload"):
-        s3.put_object(job.bucket, keys.annotated_key(job.key), jpeg, "image/jpeg")
-    job.fields["annotated"] = keys.annotated_key(job.key)
+    if job.config.pipeline.annotate:
+        with timed(job.timings, "annotate"):
+            jpeg = annotate(image, [f.box for f in faces], [m.person for m in matches])
+        with timed(job.timings, "upload"):
+            s3.put_object(job.bucket, keys.annotated_key(job.key), jpeg, "image/jpeg")
+        job.fields["annotated"] = keys.annotated_key(job.key)
     return None
 
 

@@ -13,6 +13,7 @@
 from __future__ import annotations
 
 import hashlib
+import os
 import time
 from typing import Any
 
@@ -24,17 +25,25 @@ from shared.aws.events import BadEvent, ObjectEvent, parse_body
 from shared.aws.jobs_table import FAILED, SUCCEEDED, JobBusy, JobDone, JobSpec, JobsTable, LeaseLost
 from shared.aws.video_jobs_table import VIDEO, VideoJobsTable
 from shared.clock import timed
-from shared.config import Config, current_config
+from shared.config import SNAPSTART_ENV, Config, current_config
+from shared.engine import models
 from shared.pipeline import delivery, keys, results
 from shared.pipeline.delivery import logger
 from shared.pipeline.images import ENROLL, HANDED_OFF, RECOGNIZE, USE_CASES, Job, kind_for, person_of
 from shared.pipeline.video import send_plan
 
-__all__ = ["ENROLL", "RECOGNIZE", "JobInProgress", "job_id_for", "process_record", "run_job"]
+__all__ = ["ENROLL", "RECOGNIZE", "JobInProgress", "job_id_for", "process_record", "run_job", "warm_up_for_snapshot"]
 
 
 class JobInProgress(Exception):
     """Another attempt is running the job now; the message comes back after its visibility timeout."""
+
+
+def warm_up_for_snapshot() -> None:
+    """While Lambda takes a SnapStart snapshot (init phase), load the models into it; else nothing."""
+    if os.environ.get(SNAPSTART_ENV) == "snap-start":
+        cfg = current_config().engine
+        models.warm_up(cfg.detector, cfg.ort_threads)
 
 
 def job_id_for(event: ObjectEvent, kind: str) -> str:
