@@ -8,7 +8,7 @@ export LAMBDAFACE_FACES := $(FACES)
 # $(call new_venv,DIR): a python3.12 venv with a current pip (each tool that pins boto3 gets its own).
 new_venv = $(PY312) -m venv $(1) && $(1)/bin/pip install -q --upgrade pip
 
-.PHONY: install test demo bench bench-engine bench-video clean sam-install sam-validate sam-build checkov-install checkov
+.PHONY: install test demo bench bench-engine bench-video bench-long-video bench-gallery clean sam-install sam-validate sam-build checkov-install checkov
 SAM_VENV := .venv-sam
 SAM := SAM_CLI_TELEMETRY=0 $(SAM_VENV)/bin/sam
 
@@ -56,7 +56,20 @@ sam-build: sam-install install
 	PATH="$(dir $(PY312)):$$PATH" LAMBDAFACE_MODELS_DIR="$(DAT_DIR)" LAMBDAFACE_CONVERTER_PYTHON="$(abspath $(PY))" \
 		$(SAM) build
 
-test: install sam-install checkov-install
+# Debian's chromium, for the report's browser test (tests/test_report.py): installed when missing
+# and the machine has apt (as root); otherwise this says so, and that test is skipped.
+.PHONY: chromium
+chromium:
+	@command -v chromium >/dev/null || command -v chromium-browser >/dev/null || { \
+	  if command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ]; then \
+	    echo "make: installing Debian's chromium for the report's browser test"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null \
+	      || echo "make: could not install chromium: tests/test_report.py's browser test will be skipped"; \
+	  else \
+	    echo "make: chromium is missing and cannot be installed here (no apt-get, or not root): tests/test_report.py's browser test will be skipped"; \
+	  fi; }
+
+test: install sam-install checkov-install chromium
 	$(PY) -m pytest
 
 # The seed example on the local stack: enroll john0, recognize john1, john2, jim-carrey.
@@ -69,6 +82,16 @@ bench-engine: install
 # The 9 s clip on the local stack with 1 and 2 video workers: wall s per video s, speedup (~5 min).
 bench-video: install
 	$(PY) benchmarks/bench_video.py --faces $(FACES) --json benchmarks/video_results.json
+
+# The gallery at 10^4, 10^5, 10^6 synthetic faces on the local stack (GALLERY_SIZES=... to choose);
+# today's scan design measured up to 10^5 for comparison. Table, then one JSON line per size.
+bench-gallery: install
+	$(PY) benchmarks/bench_gallery.py --json benchmarks/gallery_results.json
+
+# A composed 5-minute 640x360 video with 1 and 2 video workers: wall s per video s, S3 bytes per
+# segment, USD per video hour beside Rekognition Video (~3 min).
+bench-long-video: install
+	$(PY) benchmarks/bench_long_video.py --faces $(FACES) --json benchmarks/long_video_results.json
 
 # The face_recognition library to compare with (its dlib from dlib-bin), and matplotlib for the plot.
 BENCH_VENV := .venv-bench

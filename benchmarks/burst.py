@@ -204,14 +204,15 @@ def idle_latency(stack: StackProcess, names: dict[str, str], photos: list[Path],
     return {k: statistics.median(s[k] for s in samples) for k in samples[0]} | {"samples": n}
 
 
-def measure_workers(faces_dir: Path, workers: int, images: int, runs: int) -> dict:
-    """Start a stack with `workers` recognize workers, enroll, warm up, then idle samples and bursts."""
+def measure_workers(faces_dir: Path, workers: int, images: int, runs: int, env: dict[str, str] | None = None) -> dict:
+    """Start a stack with `workers` recognize workers, enroll, warm up, then idle samples and bursts.
+    `env`: LAMBDAFACE_* settings for the functions (e.g. {"LAMBDAFACE_ANNOTATE": "false"})."""
     photos = photo_paths(faces_dir)
     names = spec_names()
     with tempfile.TemporaryDirectory(prefix="bench-local-") as tmp:
         # --workers N: N processes per function, so N recognize workers
         with StackProcess(Path(tmp) / "state", "--autosave", "0", "--bucket", names["bucket"], workers=workers,
-                          new_session=True) as stack:  # Ctrl-C on `make bench` must not reach it first
+                          env=env, new_session=True) as stack:  # Ctrl-C on `make bench` must not reach it first
             enrolled = enroll(stack, names["bucket"], faces_dir)
             warm = burst(stack, workers, names, photos, "queries/bench/warmup/", 5 * workers)  # loads the models
             idle = idle_latency(stack, names, photos, "queries/bench/idle/")
@@ -220,7 +221,7 @@ def measure_workers(faces_dir: Path, workers: int, images: int, runs: int) -> di
             recognize_pids = len(stack.worker_pids("RecognizeFunction"))
     median = {k: statistics.median(b[k] for b in bursts) for k, v in bursts[0].items()
               if isinstance(v, (int, float))}
-    return {"workers": workers, "recognize_processes": recognize_pids, "enrolled": enrolled,
+    return {"workers": workers, "env": env or {}, "recognize_processes": recognize_pids, "enrolled": enrolled,
             "warmup_lost": warm["lost"], "idle": idle, "runs": bursts, "median": median,
             "worker_peak_rss_mb": peak_rss}
 

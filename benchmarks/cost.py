@@ -2,6 +2,7 @@
 
     model = CostModel(seconds_per_image=0.35, memory_mb=recognize_memory_mb())
     model.per_1000_images()   # {"lambda_compute": ..., "lambda_requests": ..., "sqs": ..., ..., "total": ...}
+    CostModel(0.1, 2048, requests=requests_for(annotate=False))   # no results/<key>.jpg: one S3 PUT
 
 Prices are us-east-1 list prices (x86 Lambda, S3 Standard, SQS standard queue, DynamoDB
 on-demand), without free tiers; they were not fetched (no internet here): see PRICES_AS_OF.
@@ -35,10 +36,18 @@ class Requests:
 
     lambda_invocations: float = 1.0  # worst case: one image per invocation (a full batch of 5 costs 1/5)
     sqs: float = 3.0  # S3's SendMessage, the poller's ReceiveMessage, DeleteMessage (batching makes it less)
-    s3_put: float = 2.0  # results/<key>.jpg and results/<key>.json
+    s3_put: float = 2.0  # results/<key>.jpg (with AnnotatedImages, the default) and results/<key>.json
     s3_get: float = 1.0  # the query image
     dynamodb_writes: float = 2.0  # job claim + job finish (records < 1 KB)
     dynamodb_reads: float = 1.0  # the gallery's version item (the gallery itself is cached per worker)
+
+
+def requests_for(annotate: bool = True, batch: int = 1) -> Requests:
+    """The requests of one recognized image with or without the annotated JPEG (LAMBDAFACE_ANNOTATE,
+    template parameter AnnotatedImages): without it the job makes one S3 PUT, not two. With `batch`
+    images per invocation (full batches of RecognizeBatchSize) an invocation, a ReceiveMessage and a
+    DeleteMessageBatch are shared by `batch` images; batch=1 is the worst case, Requests' defaults."""
+    return Requests(lambda_invocations=1.0 / batch, sqs=1.0 + 2.0 / batch, s3_put=2.0 if annotate else 1.0)
 
 
 @dataclass(frozen=True)
@@ -76,6 +85,13 @@ class CostModel:
                 "prices": asdict(self.prices), "requests": asdict(self.requests)}
 
 
+def by_annotation(seconds_per_image: dict[bool, float], memory_mb: int, prices: Prices = Prices(),
+                  batch: int = 1) -> dict[bool, "CostModel"]:
+    """A CostModel per annotate setting, each from its own measured seconds per image."""
+    return {annotate: CostModel(seconds, memory_mb, prices, requests_for(annotate, batch))
+            for annotate, seconds in seconds_per_image.items()}
+
+
 def rekognition_per_1000_images(faces_per_image: float, prices: Prices = Prices()) -> dict[str, float]:
     """Rekognition's list price per 1000 images: one SearchFacesByImage call (it searches only the
     largest face), and DetectFaces plus one search per face (to recognize every face, as we do)."""
@@ -86,10 +102,18 @@ def rekognition_per_1000_images(faces_per_image: float, prices: Prices = Prices(
     }
 
 
-def recognize_memory_mb(template: Path | None = None) -> int:
-    """The RecognizeFunction's MemorySize in template.yaml, parameters resolved to their defaults."""
+def _recognize_function(template: Path | None = None):
     from lambdaface.local.spec import stack_spec
     from lambdaface.template import TEMPLATE, load_template
 
-    spec = stack_spec(load_template(template or TEMPLATE), region="us-east-1", bucket="faces")
-    return spec.functions["RecognizeFunction"].memory_mb
+    return stack_spec(load_template(template or TEMPLATE), region="us-east-1", bucket="faces").functions["RecognizeFunction"]
+
+
+def recognize_memory_mb(template: Path | None = None) -> int:
+    """The RecognizeFunction's MemorySize in template.yaml, parameters resolved to their defaults."""
+    return _recognize_function(template).memory_mb
+
+
+def recognize_batch_size(template: Path | None = None) -> int:
+    """The BatchSize of the RecognizeFunction's SQS event source in template.yaml (its default)."""
+    return _recognize_function(template).batch_size

@@ -1,4 +1,5 @@
-"""Plot benchmarks/results.json: throughput against workers, and the latency distribution.
+"""Plot benchmarks/results.json: the engine per stage (dlib beside ONNX Runtime), throughput
+against workers, and the latency distribution.
 
 Runs in the benchmark venv (matplotlib): python benchmarks/plot.py RESULTS_JSON OUT_PNG
 """
@@ -17,7 +18,8 @@ import matplotlib.pyplot as plt  # noqa: E402
 def plot(results: dict, out: Path) -> None:
     local = results["local"]
     workers = [w["workers"] for w in local]
-    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4.2), gridspec_kw={"width_ratios": [1, 1.4]})
+    fig, (stages, left, right) = plt.subplots(1, 3, figsize=(16, 4.4), gridspec_kw={"width_ratios": [1.1, 1, 1.4]})
+    plot_stages(stages, results)
 
     rates = [w["median"]["images_per_s"] for w in local]
     left.plot(workers, rates, "o-", color="tab:blue", label="local stack, end to end")
@@ -57,6 +59,33 @@ def plot(results: dict, out: Path) -> None:
     right.grid(alpha=0.3)
     fig.tight_layout()
     fig.savefig(out, dpi=110)
+
+
+STAGES = ("decode", "detect", "landmarks", "embed")
+ENGINE_BARS = (("chosen_dlib", "dlib\nchosen"), ("chosen", "onnx\nchosen"),
+               ("full_size_upsample_1_dlib", "dlib\nfull size"), ("full_size_upsample_1", "onnx\nfull size"))
+
+
+def plot_stages(ax, results: dict) -> None:
+    """Stacked ms per image of each stage, dlib's networks beside ONNX Runtime's."""
+    engine = results["engine"]
+    bars = [(key, label) for key, label in ENGINE_BARS if key in engine]
+    colors = {"decode": "tab:gray", "detect": "tab:blue", "landmarks": "tab:olive", "embed": "tab:red"}
+    x = range(len(bars))
+    bottom = [0.0] * len(bars)
+    for stage in STAGES:
+        heights = [engine[key]["ms_per_image"][stage] for key, _ in bars]
+        ax.bar(x, heights, bottom=bottom, color=colors[stage], label=stage, width=0.6)
+        bottom = [b + h for b, h in zip(bottom, heights)]
+    for i, (key, _) in enumerate(bars):
+        ax.annotate(f"{engine[key]['total_ms_per_image']:.0f} ms\n{engine[key]['images_per_s']:.1f} img/s",
+                    (i, bottom[i]), textcoords="offset points", xytext=(0, 3), ha="center", fontsize=8)
+    ax.set_xticks(list(x))
+    ax.set_xticklabels([label for _, label in bars], fontsize=8)
+    ax.set_ylabel("ms per image (one process)")
+    ax.set_ylim(0, max(bottom) * 1.25)
+    ax.set_title("Engine per stage: dlib vs ONNX Runtime")
+    ax.legend(fontsize=8, loc="upper left")
 
 
 if __name__ == "__main__":

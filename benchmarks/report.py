@@ -12,6 +12,8 @@ def _table(header: list[str], rows: list[list[str]]) -> str:
 
 
 def _usd(value: float) -> str:
+    if value < 0.0001:
+        return f"${value:.6f}"
     return f"${value:.4f}" if value < 0.1 else f"${value:.2f}"
 
 
@@ -19,26 +21,64 @@ def _n(value: float, digits: int = 1) -> str:
     return "n/a" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:.{digits}f}"
 
 
-def engine_section(r: dict) -> str:
+ENGINE_ROWS = (  # results.json key, label (backend, detection)
+    ("chosen_dlib", "dlib", "chosen"),
+    ("chosen", "onnx", "chosen"),
+    ("full_size_upsample_1_dlib", "dlib", "full"),
+    ("full_size_upsample_1", "onnx", "full"),
+)
+
+
+def _engine_rows(r: dict) -> list[tuple[str, str, dict]]:
     e = r["engine"]
     cfg = e["config"]
-    settings = {
-        f"lambdaface (detect at max side {cfg['detect_max_side']}, upsample below {cfg['upsample_below']})": e["chosen"],
-        "full size, upsample 1 (face_recognition's default)": e["full_size_upsample_1"],
-    }
+    detection = {"chosen": f"max side {cfg['detect_max_side']}, upsample below {cfg['upsample_below']} (lambdaface)",
+                 "full": "full size, upsample 1 (face_recognition's default)"}
+    return [(backend, detection[kind], e[key]) for key, backend, kind in ENGINE_ROWS if key in e]
+
+
+def engine_section(r: dict) -> str:
+    e = r["engine"]
+    rows = _engine_rows(r)
     per_image = _table(
-        ["detection", *(f"{s} ms" for s in STAGES), "total ms", "images/s", "faces"],
-        [[name, *(_n(m["ms_per_image"][s]) for s in STAGES), _n(m["total_ms_per_image"]), _n(m["images_per_s"], 2),
-          str(m["faces"])] for name, m in settings.items()],
+        ["networks on", "detection", *(f"{s} ms" for s in STAGES), "total ms", "images/s", "faces"],
+        [[b, d, *(_n(m["ms_per_image"][s]) for s in STAGES), _n(m["total_ms_per_image"]), _n(m["images_per_s"], 2),
+          str(m["faces"])] for b, d, m in rows],
     )
     per_face = _table(
-        ["detection", *(f"{s} ms" for s in STAGES)],
-        [[name, *(_n(m["ms_per_face"][s]) for s in STAGES)] for name, m in settings.items()],
+        ["networks on", "detection", *(f"{s} ms" for s in STAGES)],
+        [[b, d, *(_n(m["ms_per_face"][s]) for s in STAGES)] for b, d, m in rows],
     )
-    return f"""## Engine, per stage
+    onnx, dlib_ = e["chosen"], e.get("chosen_dlib")
+    lines = []
+    if dlib_:
+        lines.append(f"- The descriptor (embed: 150x150 chip, ResNet): **{_n(onnx['ms_per_face']['embed'])} ms per face on ONNX "
+                     f"Runtime**, {_n(dlib_['ms_per_face']['embed'])} ms on dlib "
+                     f"({dlib_['ms_per_face']['embed'] / onnx['ms_per_face']['embed']:.1f}x); a whole image "
+                     f"{dlib_['total_ms_per_image'] / onnx['total_ms_per_image']:.1f}x faster at the chosen detection.")
+    full_dlib = e.get("full_size_upsample_1_dlib")
+    if full_dlib:
+        lines.append(f"- Against face_recognition's pipeline in the same process (dlib's networks, full-size HOG with one "
+                     f"upsampling): {onnx['images_per_s'] / full_dlib['images_per_s']:.1f}x the images per second, "
+                     f"{onnx['faces']} faces found vs {full_dlib['faces']}: "
+                     f"{full_dlib['ms_per_image']['detect'] / onnx['ms_per_image']['detect']:.1f}x from detecting on a smaller copy, "
+                     f"{full_dlib['ms_per_image']['embed'] / max(onnx['ms_per_image']['embed'], 1e-9):.1f}x on the descriptors.")
+    agreement = e.get("descriptor_agreement")
+    if agreement:
+        lines.append(f"- The two backends agree: same boxes on {agreement['images_with_same_boxes']}/{agreement['images']} "
+                     f"images; over {agreement['faces']} faces the descriptors differ by at most "
+                     f"{agreement['max_abs_difference']:.1e} per component ({agreement['max_distance']:.1e} in distance; "
+                     f"the match threshold is 0.6).")
+    threads = e["config"].get("ort_threads", 1)
+    nl = "\n"
+    return f"""## Engine per stage: dlib beside ONNX Runtime
 
-{r['photos']} still photos of `../shared/faces` ({e['chosen']['faces']} faces), in one process, models loaded
-beforehand; medians of {r['settings']['repeats']} runs. Landmarks and embeddings always use the full-resolution image.
+{r['photos']} still photos of `../shared/faces` ({onnx['faces']} faces), in one process, models loaded
+beforehand; medians of {r['settings']['repeats']} passes, the four configurations interleaved pass by pass (so
+the shared machine's load falls on each alike). *dlib*: `EngineConfig(backend="dlib")`, dlib's own
+ResNet; *onnx*: `backend="onnx"` (the default), the same network converted, on ONNX Runtime with
+{threads} intra-op thread. Detection here is HOG (dlib's, in both); landmarks (dlib's 5-point model)
+and embeddings always use the full-resolution image.
 
 Per image:
 
@@ -48,23 +88,51 @@ Per face (the stage's time divided by the faces found; decode and detect are rea
 
 {per_face}
 
+{nl.join(lines)}
+
 Matching one face against 100,000 enrolled faces (vectorised, in memory): {_n(r['match_100k_ms'])} ms.
 """
+
+
+def mmod_section(r: dict) -> str:
+    if "mmod" not in r:
+        return ""
+    m = r["mmod"]
+    rows = []
+    for label, x in ((f"{m['stills']['images']} still photos resized to at most {m['side']} px", m["stills"]),
+                     (f"{m['frames']['images']} frames of `video/short_hamilton_clip.mp4` ({m['frames']['size']})", m["frames"])):
+        rows.append([label, _n(x["dlib_ms_per_image"], 0), _n(x["onnx_ms_per_image"], 0), f"**{x['speedup']:.1f}x**",
+                     f"{x['dlib_faces']} / {x['onnx_faces']}", f"{x['images_with_same_boxes']}/{x['images']}"])
+    frames = m["frames"]
+    batch = ""
+    if "batch" in frames:
+        batch = (f"\nVideo frames go through the ONNX detector {frames['batch']} at a time (`find_faces_batch`): "
+                 f"{_n(frames['onnx_batch_ms_per_image'], 0)} ms per frame that way "
+                 f"({frames['batch_speedup']:.1f}x dlib's per-frame time).\n")
+    return f"""## MMOD CNN detector: dlib beside ONNX Runtime
+
+dlib's `cnn_face_detection_model_v1` (`models.cnn_detector()`) and the converted network with dlib's
+pre- and post-processing on ONNX Runtime (`models.mmod_detector({m['stills']['threads']})`, {m['stills']['threads']} thread),
+upsample 0 (as video frames are detected), one right after the other on each image. dlib: one run
+per image; ONNX: median of {r['settings']['repeats']}. Milliseconds per image:
+
+{_table(["images", "dlib ms", "onnx ms", "speedup", "faces dlib / onnx", "images with identical boxes"], rows)}
+{batch}"""
 
 
 def cold_section(r: dict) -> str:
     c = r["cold_start"]
     rows = [
         ["interpreter start", _n(c["interpreter"], 2)],
-        ["imports (`handlers.recognize`: boto3, Powertools, numpy, dlib, the engine)", _n(c["imports"], 2)],
-        ["model loading (HOG detector, 5-point landmarks, ResNet)", _n(c["models"], 2)],
+        ["imports (`handlers.recognize`: boto3, Powertools, numpy, dlib, onnxruntime, the engine)", _n(c["imports"], 2)],
+        ["model loading (HOG detector, 5-point landmarks, the ResNet's ONNX Runtime session)", _n(c["models"], 2)],
         ["first image (`people/obama/obama.jpg`)", _n(c["first_image"], 2)],
         ["**new process to first result**", f"**{_n(c['seconds_to_first_result'], 2)}**"],
     ]
-    rss = [w["worker_peak_rss_mb"] for w in r["local"]]
-    return f"""## Cold start and memory
+    rss = [w["worker_peak_rss_mb"] for w in r["local"] + ([r["local_no_annotation"]] if "local_no_annotation" in r else [])]
+    return f"""## Cold start and peak memory
 
-A new Python process imports the recognize handler, loads the models and analyses one photo
+A new Python process (default settings: HOG, networks on ONNX Runtime) imports the recognize handler, loads the models and analyses one photo
 (medians of {c['runs']} processes). Seconds:
 
 {_table(["phase", "seconds"], rows)}
@@ -88,27 +156,34 @@ def fr_section(r: dict) -> str:
 
 The same {f['images']} photos and one known face (`seed/john0.jpg`), each tool as a fresh process
 (start-up and model loading included), one after the other in the same run, medians of {f['repeats']}.
-Both use dlib's HOG detector and ResNet model with one jitter; face_recognition downsizes images
-larger than 1600 px and detects with one upsampling, lambdaface detects on a copy at most
-{r['engine']['config']['detect_max_side']} px.
+Both use dlib's HOG detector and dlib's ResNet with one jitter (lambdaface runs the ResNet on ONNX
+Runtime); face_recognition downsizes images larger than 1600 px and detects with one upsampling,
+lambdaface detects on a copy at most {r['engine']['config']['detect_max_side']} px (upsampled once below {r['engine']['config']['upsample_below']} px).
+Each figure includes the interpreter's start and model loading ({_n(r['cold_start']['seconds_to_first_result'], 1)} s for lambdaface's, see above).
 
 {_table(["command", "seconds", "images/s", "faces found", f"images with the labelled count ({f['expected_faces']} faces)", "matches with john0"], rows)}
 
 **lambdaface processes {_n(f['ratio_images_per_s'], 2)}x the images per second of face_recognition**;
 images where the two found a different number of faces: {', '.join(differ) if differ else 'none'}.
+Without start-up (in one process, the engine table above) the ratio is
+{r['engine']['chosen']['images_per_s'] / r['engine']['full_size_upsample_1_dlib']['images_per_s']:.1f}x; the start-up of a fresh
+process weighs more on 27 photos than it would on a long run.
 """
 
 
 def local_section(r: dict) -> str:
     rows = []
-    for w in r["local"]:
+    stacks = r["local"] + ([r["local_no_annotation"]] if "local_no_annotation" in r else [])
+    for w in stacks:
         m = w["median"]
-        rows.append([str(w["workers"]), _n(m["images_per_s"], 2), _n(m["latency_p50_s"]), _n(m["latency_p95_s"]),
+        annotated = "no" if w.get("env", {}).get("LAMBDAFACE_ANNOTATE") == "false" else "yes"
+        rows.append([str(w["workers"]), annotated, _n(m["images_per_s"], 2), _n(m["latency_p50_s"]), _n(m["latency_p95_s"]),
                      _n(m["engine_ms_per_image"], 0), _n(m["handler_ms_per_image"], 0), _n(m["worker_ms_per_image"], 0),
                      _n(m["overhead_ms_per_image"], 0), f"{int(m['lost'])} / {int(m['duplicated'])}",
                      f"{int(m['left_in_queue'])} / {int(m['dead_letters'])}"])
-    idle = [[str(w["workers"]), _n(w["idle"]["latency_s"], 2), _n(w["idle"]["engine_ms"], 0), _n(w["idle"]["overhead_ms"], 0)]
-            for w in r["local"]]
+    idle = [[str(w["workers"]), "no" if w.get("env", {}).get("LAMBDAFACE_ANNOTATE") == "false" else "yes",
+             _n(w["idle"]["latency_s"], 2), _n(w["idle"]["engine_ms"], 0), _n(w["idle"]["overhead_ms"], 0)]
+            for w in stacks]
     stages = r["local"][0]["median"]
     first = r["local"][0]["runs"][0]["pipeline_stage_ms"]
     runs = r["settings"]["burst_runs"]
@@ -121,8 +196,10 @@ SQS like Lambda's event source) with a fresh state directory; the {r['local'][0]
 client as fast as it can ({_n(stages['upload_s'], 1)} s for all). {'One burst per worker count (median of 1)' if runs == 1 else f'Medians of {runs} bursts'}.
 Upload-to-result = the result's `finished_at` minus the moment its PUT returned.
 *N recognize workers* is `lambdaface local --workers N`: N worker processes per function.
+*Annotated JPEG* no: `LAMBDAFACE_ANNOTATE=false` (template parameter `AnnotatedImages`), so a job
+draws no boxes and makes one S3 PUT (the result JSON) instead of two.
 
-{_table(["recognize workers", "images/s", "p50 s", "p95 s", "engine ms/image", "handler ms/image", "worker ms/image", "overhead ms/image", "lost / duplicated", "left in queue / DLQ"], rows)}
+{_table(["recognize workers", "annotated JPEG", "images/s", "p50 s", "p95 s", "engine ms/image", "handler ms/image", "worker ms/image", "overhead ms/image", "lost / duplicated", "left in queue / DLQ"], rows)}
 
 - *engine*: decode + detect and embed + match, from each result's `timings_ms`; *handler*: the
   job's whole `timings_ms.total` (adds S3 download {_n(first['download'], 0)} ms, gallery check
@@ -138,49 +215,87 @@ Upload-to-result = the result's `finished_at` minus the moment its PUT returned.
 The burst's latency is mostly queueing: p50 is about half the time the backlog takes to drain.
 One query uploaded into an idle stack (median of {r['local'][0]['idle']['samples']}):
 
-{_table(["recognize workers", "upload to result s", "engine ms", "pipeline overhead ms"], idle)}
+{_table(["recognize workers", "annotated JPEG", "upload to result s", "engine ms", "pipeline overhead ms"], idle)}
 
 ![throughput against workers, and the latency distribution of the bursts](results.png)
 """
 
 
+def _cost_variants(c: dict) -> list[tuple[str, dict, dict]]:
+    """(label, model, per-1000 lines) with the annotated JPEG, then without when measured."""
+    out = [("with annotated JPEG", c["model"], c["per_1000_images"])]
+    if "without_annotation" in c:
+        out.append(("without annotated JPEG", c["without_annotation"]["model"], c["without_annotation"]["per_1000_images"]))
+    return out
+
+
 def cost_section(r: dict) -> str:
     c = r["cost"]
+    variants = _cost_variants(c)
     m = c["model"]
-    lines = c["per_1000_images"]
     p = m["prices"]
     q = m["requests"]
+    gb = m["memory_mb"] / 1024
+
+    def both(line: str) -> list[str]:
+        return [_usd(lines[line]) for _, _, lines in variants]
+
+    def bold(text: str) -> str:
+        return f"**{text}**"
+
+    s3_puts = " / ".join(f"{v[1]['requests']['s3_put']:g}" for v in variants)
+    seconds = " / ".join(_n(v[1]["seconds_per_image"], 3) for v in variants)
     rows = [
-        ["Lambda compute", f"{_n(m['seconds_per_image'], 3)} s x {m['memory_mb'] / 1024:g} GB x ${p['lambda_gb_second']:.10f}/GB-s", _usd(lines["lambda_compute"])],
-        ["Lambda requests", f"{q['lambda_invocations']:g} invocation/image x ${p['lambda_request'] * 1e6:.2f}/M", _usd(lines["lambda_requests"])],
-        ["SQS", f"{q['sqs']:g} requests/image x ${p['sqs_request'] * 1e6:.2f}/M", _usd(lines["sqs"])],
-        ["S3", f"{q['s3_put']:g} PUT x ${p['s3_put'] * 1000:g}/1000 + {q['s3_get']:g} GET x ${p['s3_get'] * 1000:g}/1000", _usd(lines["s3"])],
-        ["DynamoDB on demand", f"{q['dynamodb_writes']:g} writes x ${p['dynamodb_write_unit'] * 1e6:g}/M + {q['dynamodb_reads']:g} read x ${p['dynamodb_read_unit'] * 1e6:g}/M", _usd(lines["dynamodb"])],
-        ["**lambdaface total**", "", f"**{_usd(lines['total'])}**"],
-        ["Amazon Rekognition, SearchFacesByImage (largest face only)", f"${p['rekognition_image'] * 1000:.2f}/1000 images", _usd(c["rekognition_per_1000_images"]["largest_face_only"])],
+        ["Lambda compute", f"{seconds} s x {gb:g} GB x ${p['lambda_gb_second']:.10f}/GB-s", *both("lambda_compute")],
+        ["Lambda requests", f"{q['lambda_invocations']:g} invocation/image x ${p['lambda_request'] * 1e6:.2f}/M", *both("lambda_requests")],
+        ["SQS", f"{q['sqs']:g} requests/image x ${p['sqs_request'] * 1e6:.2f}/M", *both("sqs")],
+        ["S3", f"{s3_puts} PUT x ${p['s3_put'] * 1000:g}/1000 + {q['s3_get']:g} GET x ${p['s3_get'] * 1000:g}/1000", *both("s3")],
+        ["DynamoDB on demand", f"{q['dynamodb_writes']:g} writes x ${p['dynamodb_write_unit'] * 1e6:g}/M + {q['dynamodb_reads']:g} read x ${p['dynamodb_read_unit'] * 1e6:g}/M", *both("dynamodb")],
+        ["**lambdaface total**", "", *(bold(_usd(v[2]["total"])) for v in variants)],
+        ["Amazon Rekognition, SearchFacesByImage (largest face only)", f"${p['rekognition_image'] * 1000:.2f}/1000 images",
+         *[_usd(c["rekognition_per_1000_images"]["largest_face_only"])] * len(variants)],
         ["Amazon Rekognition, DetectFaces + a search per face",
          f"{1 + c['faces_per_image']:.2f} calls/image (these photos: {c['faces_per_image']:.2f} faces/image)",
-         _usd(c["rekognition_per_1000_images"]["every_face"])],
+         *[_usd(c["rekognition_per_1000_images"]["every_face"])] * len(variants)],
     ]
-    ratio = c["rekognition_per_1000_images"]["largest_face_only"] / lines["total"]
-    return f"""## Cost per 1000 images
+    rekognition = c["rekognition_per_1000_images"]["largest_face_only"]
+    ratios = " and ".join(f"**{rekognition / v[2]['total']:.0f}x** ({v[0]})" for v in variants)
+    header = ["line", "how (with / without)" if len(variants) > 1 else "how",
+              *(f"per 1000 images, {v[0]}" for v in variants)]
+    compute_share = variants[-1][2]["lambda_compute"] / variants[-1][2]["total"]
+    return f"""## Cost per 1000 images, with and without the annotated JPEG
 
-Seconds per image = the median handler time per image measured above with one worker
-({_n(m['seconds_per_image'] * 1000, 0)} ms), taken as Lambda's billed duration; memory = `RecognizeMemorySize` in
-template.yaml ({m['memory_mb']} MB). This assumes a Lambda vCPU at that size is as fast as one
-core of this machine (not measured here: below 1769 MB a function gets a fraction of a vCPU and
-runs proportionally longer, so the GB-seconds stay about the same; dlib uses one thread, so more
-memory buys nothing). Prices: {c['prices_as_of']}, us-east-1, x86, no free tier.
+Seconds per image = the median handler time per image measured above with one worker, with the
+annotated JPEG ({_n(variants[0][1]['seconds_per_image'] * 1000, 0)} ms) and without it
+({_n(variants[-1][1]['seconds_per_image'] * 1000, 0)} ms: no drawing, no JPEG encoding, no second PUT), taken as
+Lambda's billed duration; memory = `RecognizeMemorySize` in template.yaml ({m['memory_mb']} MB). This assumes a
+Lambda vCPU at that size is as fast as one core of this machine (not measured here: below 1769 MB a
+function gets a fraction of a vCPU and runs proportionally longer, so the GB-seconds stay about the
+same; the engine uses one thread, so memory above 1769 MB buys nothing). Prices: {c['prices_as_of']},
+us-east-1, x86, no free tier.
 
-{_table(["line", "how", "per 1000 images"], rows)}
+{_table(header, rows)}
 
-Rekognition costs about **{ratio:.0f}x** as much per image as this pipeline at list price (first tier;
+At list price Rekognition costs about {ratios} as much per image as this pipeline (first tier;
 Rekognition also bills $0.01 per 1000 stored faces a month, and the gallery here costs
-DynamoDB storage instead). Not included on either side: the upload of the photo to S3 and its
+DynamoDB storage instead). Without the JPEG, compute is {compute_share:.0%} of the total: the rest is
+per-request prices that no engine speed-up changes (S3 PUT alone: {_usd(variants[-1][2]['s3'])}).
+{_batched(c)}Not included on either side: the upload of the photo to S3 and its
 storage, data transfer, CloudWatch Logs, the pollers' empty SQS long polls while idle (about a
 cent a day for both queues at 5 pollers each). A cold start's init phase ({_n(r['cold_start']['seconds_to_first_result'], 1)} s) costs
 {_usd(c['cold_start_usd'])} each.
 """
+
+
+def _batched(c: dict) -> str:
+    """The totals when every invocation gets a full batch (the table assumes one image per invocation)."""
+    b = c.get("full_batches")
+    if not b:
+        return ""
+    return (f"The table is the worst case, one image per invocation. With full batches of {b['batch_size']} "
+            f"(`RecognizeBatchSize`), an invocation, a ReceiveMessage and a DeleteMessageBatch serve {b['batch_size']} "
+            f"images: {_usd(b['with_annotation']['total'])} with the annotated JPEG, "
+            f"**{_usd(b['without_annotation']['total'])} without** (same measured seconds per image).\n")
 
 
 def video_section(r: dict) -> str:
@@ -190,21 +305,87 @@ def video_section(r: dict) -> str:
     rows = []
     for m in v["measured"]:
         run = m["runs"][-1]
-        rows.append([str(m["video_workers"]), _n(run["wall_s"], 1), _n(run["wall_per_video_s"], 2),
+        rows.append([str(m["video_workers"]), _n(run["wall_s"], 1), f"**{_n(run['wall_per_video_s'], 2)}**",
                      str(run["segments"]), str(run["frames_sampled"]), _n(run["s_per_frame"], 2),
                      ", ".join(run["people"])])
     speedups = ", ".join(f"{w} workers: {s:.2f}x" for w, s in v["speedup"].items())
+    runs = len(v["measured"][0]["runs"])
     return f"""## Video, fanned out across segments
 
 The 9.2 s clip (`video/short_hamilton_clip.mp4`, 640x360) on the local stack after enrolling
-lin1.png and alex3.png, with `--workers N` video workers, {v['segment_s']} s segments, the CNN detector
-on {v['sample_fps']} sampled frames per second. Wall seconds from upload to the merged result.
+lin1.png and alex3.png, with `--workers N` video workers, {v['segment_s']} s segments, the MMOD CNN on
+ONNX Runtime (one thread, frames at most {v.get('detect_max_side', 640)} px, {_frame_batch()} frames per batch) on {v['sample_fps']} sampled
+frames per second. Wall seconds from upload to the merged result; the clip is uploaded {runs} time(s)
+per stack and the last upload counts (the first one also warms the workers).
 
-{_table(["video workers", "wall s", "wall s per video s", "segments", "frames", "s per frame", "people"], rows)}
+{_table(["video workers", "wall s", "wall s per video s", "segments", "frames", "s per frame (sum of segments)", "people"], rows)}
 
-Speedup over 1 worker: {speedups}. The CNN detector takes most of the time (single-threaded);
-segments are uneven (the last is short), which caps the speedup of a short clip, and on 2 cores
-the moto server and the other functions' workers share the CPU with the video workers.
+Speedup over 1 worker: {speedups}. Segments are uneven (the last is short), which caps the speedup
+of a short clip (4 segments of 9, 9, 9 and 1 frames split at best 18 + 10 over 2 workers: 1.56x), and
+on 2 cores the moto server and the other functions' workers share the CPU with the video workers.
+"""
+
+
+def _frame_batch() -> int:
+    try:
+        from shared.engine.video import FRAME_BATCH
+    except ImportError:
+        return 4
+    return FRAME_BATCH
+
+
+def targets(r: dict) -> list[list[str]]:
+    """[target, measured, met] for each figure the issue sets a target for."""
+    def met(ok: bool) -> str:
+        return "met" if ok else "**not met**"
+
+    out = []
+    e = r["engine"]
+    embed = e["chosen"]["ms_per_face"]["embed"]
+    out.append(["descriptor at most 10 ms per face", f"{embed:.1f} ms per face (dlib: "
+                f"{_n(e['chosen_dlib']['ms_per_face']['embed'])} ms)" if "chosen_dlib" in e else f"{embed:.1f} ms", met(embed <= 10)])
+    if "mmod" in r:
+        st, fr = r["mmod"]["stills"], r["mmod"]["frames"]
+        out.append(["MMOD at least 10x faster than dlib's",
+                    f"{st['speedup']:.1f}x on stills, {fr['speedup']:.1f}x on frames",
+                    met(min(st["speedup"], fr["speedup"]) >= 10)])
+        same = st["images_with_same_boxes"] == st["images"] and fr["images_with_same_boxes"] == fr["images"]
+        out.append(["MMOD: the same faces as dlib's", f"identical boxes on {st['images_with_same_boxes'] + fr['images_with_same_boxes']}"
+                    f"/{st['images'] + fr['images']} images", met(same)])
+    if "face_recognition" in r:
+        f = r["face_recognition"]
+        ratio = f["ratio_images_per_s"]
+        differ = sum(f["face_recognition"]["per_image_faces"].get(p) != n for p, n in f["lambdaface"]["per_image_faces"].items())
+        out.append(["images/s against the `face_recognition` CLI at least 8x (goal 10x)",
+                    f"{ratio:.2f}x (fresh processes, start-up included)",
+                    met(ratio >= 8) + ("" if ratio < 8 else (", goal met" if ratio >= 10 else ", goal 10x not met"))])
+        out.append(["... with the same faces found", f"{f['lambdaface']['faces']} vs {f['face_recognition']['faces']} faces, "
+                    f"{differ} image(s) differ", met(differ == 0)])
+    if "video" in r:
+        per = {str(k): v for k, v in r["video"]["wall_per_video_s"].items()}
+        one = per.get("1")
+        if one is not None:
+            out.append(["9 s clip, 1 video worker: at most 1.5 wall s per video s",
+                        ", ".join(f"{v:.2f} with {w} worker{'s' if w != '1' else ''}" for w, v in per.items()), met(one <= 1.5)])
+    c = r["cost"]
+    variants = _cost_variants(c)
+    total = variants[-1][2]["total"]
+    rekognition = c["rekognition_per_1000_images"]["largest_face_only"]
+    out.append(["cost per 1000 images at most $0.010 without the annotated JPEG (100x below Rekognition)",
+                " / ".join(f"{_usd(v[2]['total'])} {v[0]}" for v in variants) + f"; {rekognition / total:.0f}x below Rekognition"
+                + (f" (full batches of {c['full_batches']['batch_size']}: {_usd(c['full_batches']['without_annotation']['total'])} without)"
+                   if "full_batches" in c else ""),
+                met(total <= 0.010) + (" (one image per invocation)" if "full_batches" in c else "")])
+    out.append(["cold start; peak memory (no target)",
+                f"{_n(r['cold_start']['seconds_to_first_result'], 2)} s to the first result; "
+                f"{_n(r['cold_start']['peak_rss_mb'], 0)} MiB", "measured"])
+    return out
+
+
+def targets_section(r: dict) -> str:
+    return f"""## The issue's targets
+
+{_table(["target", "this run", "verdict"], targets(r))}
 """
 
 
@@ -213,11 +394,14 @@ def render(r: dict) -> str:
     return f"""# Benchmarks
 
 Made by `make bench` (benchmarks/run_all.py) on {m['date']}: {m['cores']} cores ({m['cpu']}),
-{m['memory_gb']} GB, Python {m['python']}, dlib {m['dlib']}; load average {m['load_average']:.1f} when it started
-(the machine is shared, so figures are noisy). It took {r['duration_s'] / 60:.1f} minutes. Raw figures: results.json.
+{m['memory_gb']} GB, Python {m['python']}, dlib {m['dlib']}{', onnxruntime ' + m['onnxruntime'] if m.get('onnxruntime') else ''}; load average {m['load_average']:.1f} when it started{f", {m['load_average_end']:.1f} when it ended" if 'load_average_end' in m else ''}
+(the machine is shared, so figures are noisy: compare figures of the same table, taken side by side).
+It took {r['duration_s'] / 60:.1f} minutes. Raw figures: results.json.
 No test asserts a time; these figures are measurements, not guarantees.
 
+{targets_section(r)}
 {engine_section(r)}
+{mmod_section(r)}
 {cold_section(r)}
 {fr_section(r)}
 {local_section(r)}

@@ -1,18 +1,20 @@
-"""Shared fixtures: the real photos in ../shared/faces (or $LAMBDAFACE_FACES) and the engine."""
+"""Shared fixtures: the real photos in ../shared/faces (or $LAMBDAFACE_FACES), the engine, and
+moto's server (helpers are in tests/support)."""
 from __future__ import annotations
 
 import csv
 import os
 from pathlib import Path
+from typing import Iterator
 
 import numpy as np
 import pytest
+from support import ROOT
+from support.moto import MotoResources, moto_resources, moto_server
 
 from shared.config import EngineConfig
-from shared.engine.faces import Face, find_faces
 from shared.engine.decode import decode_image
-
-ROOT = Path(__file__).resolve().parent.parent
+from shared.engine.faces import Face, find_faces
 
 
 def faces_path() -> Path:
@@ -64,3 +66,17 @@ class PhotoCache:
 @pytest.fixture(scope="session")
 def photos(faces_dir: Path, engine_cfg: EngineConfig) -> PhotoCache:
     return PhotoCache(faces_dir, engine_cfg)
+
+
+@pytest.fixture(scope="session")
+def moto_endpoint() -> Iterator[str]:
+    """moto's server on loopback, for the whole session (tests make resources of their own in it)."""
+    with moto_server() as endpoint:
+        yield endpoint
+
+
+@pytest.fixture
+def aws(moto_endpoint: str) -> Iterator[MotoResources]:
+    """A fresh bucket and tables in moto, the handlers' environment pointing at them, for one test."""
+    with moto_resources(moto_endpoint) as fresh:
+        yield fresh

@@ -2,14 +2,14 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 
 import pytest
+from support import cli
 
 
 def lambdaface(*args: str) -> tuple[int, list[dict], str]:
-    proc = subprocess.run([sys.executable, "-m", "lambdaface.cli", *args], capture_output=True, text=True, timeout=300)
+    """Exit status, JSON lines, and all the output of `lambdaface ARGS`."""
+    proc = cli.lambdaface(*args)
     lines = [json.loads(line) for line in proc.stdout.splitlines() if line.startswith("{")]
     return proc.returncode, lines, proc.stdout + proc.stderr
 

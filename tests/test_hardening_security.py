@@ -14,10 +14,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from support import ROOT
 
 from lambdaface.template import TEMPLATE, load_template
 
-ROOT = Path(__file__).resolve().parents[1]
 CHECKOV = ROOT / ".venv-checkov" / "bin" / "checkov"
 SKIP = re.compile(r"^\s*# checkov:skip=(CKV_\w+):(.+)$", re.M)
 

@@ -9,6 +9,7 @@ import cv2
 import numpy as np
 import pytest
 from PIL import Image
+from support.images import encode
 
 from shared import errors
 from shared.config import EngineConfig
@@ -17,12 +18,6 @@ from shared.errors import FaceError
 from shared.engine.decode import decode_image
 
 JOHN = "seed/john1.jpg"
-
-
-def encode(image: Image.Image, fmt: str, **options) -> bytes:
-    out = io.BytesIO()
-    image.save(out, format=fmt, **options)
-    return out.getvalue()
 
 
 def error_code(data: bytes, cfg: EngineConfig | None = None) -> str:

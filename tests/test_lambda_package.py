@@ -12,36 +12,37 @@ import importlib.metadata
 import importlib.util
 import json
 import os
-import re
 import shutil
 import subprocess
 import urllib.request
 import uuid
 from fnmatch import fnmatchcase
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 from urllib.parse import quote_plus, unquote_plus
 
-import boto3
 import botocore.exceptions
 import pytest
-from moto.server import ThreadedMotoServer
+from support import ROOT
+from support.aws import REGION, client
+from support.lambda_events import LambdaQueue
+from support.template import as_list, resolve, role_of, role_statements
+from support.video import photo_video
 
 from lambdaface.template import TEMPLATE, load_template, parameter_defaults
-from pipeline_support import free_port
 
-ROOT = Path(__file__).resolve().parents[1]
 SAM = ROOT / ".venv-sam" / "bin" / "sam"
 EVENTS = ROOT / "events"
 FUNCTIONS = ("EnrollFunction", "RecognizeFunction", "VideoFunction")
 WITH_OPENCV = {"VideoFunction"}  # the others must stay without it (150 MB)
 LAMBDA_UNZIPPED_LIMIT = 250 * 1024 * 1024
-MODEL_FILES = {
+MODEL_FILES = {  # dlib's landmarks, and what shared/engine/onnx_convert.py makes of its networks (src/Makefile)
     "shape_predictor_5_face_landmarks.dat",
-    "dlib_face_recognition_resnet_model_v1.dat",
-    "mmod_human_face_detector.dat",
+    "dlib_face_recognition_resnet_model_v1.onnx",
+    "mmod_human_face_detector.onnx",
+    "mmod_human_face_detector.json",
+    "frontal_face_detector.svm",
 }
-REGION = "us-east-1"
 CACHE = Path(os.environ.get("LAMBDAFACE_BUILD_CACHE") or Path.home() / ".cache" / "lambdaface")
 
 
@@ -117,7 +118,8 @@ def test_function_fits_lambda_and_holds_only_what_runs(build_dir: Path, function
     print(f"{function}: {size / 2**20:.0f} MiB unzipped")
     assert size <= LAMBDA_UNZIPPED_LIMIT, f"{function} is {size / 2**20:.0f} MiB"
     top = {p.name for p in root.iterdir()}
-    for needed in ("handlers", "shared", "numpy", "dlib", "PIL", "aws_lambda_powertools", "face_recognition_models"):
+    for needed in ("handlers", "shared", "numpy", "dlib", "onnxruntime", "PIL", "aws_lambda_powertools",
+                   "face_recognition_models"):
         assert needed in top, needed
     assert {p.name for p in (root / "face_recognition_models" / "models").iterdir()} == MODEL_FILES
     assert ("cv2" in top) == (function in WITH_OPENCV)
@@ -154,6 +156,10 @@ boto3.setup_default_session()
 aws_calls = []
 def record(params, model, event_name, **kwargs):
     target = {k: params[k] for k in ("TableName", "Bucket", "Key", "Prefix", "QueueUrl") if k in params}
+    if "TransactItems" in params:  # one call per table the transaction writes (AWS checks each item's table)
+        for table in sorted({op[kind]["TableName"] for op in params["TransactItems"] for kind in op}):
+            aws_calls.append([event_name.split(".")[1], model.name, {"TableName": table}])
+        return
     aws_calls.append([event_name.split(".")[1], model.name, target])
 boto3.DEFAULT_SESSION.events.register("provide-client-params", record)
 
@@ -166,23 +172,6 @@ origins["face_recognition_models"] = list(importlib.util.find_spec("face_recogni
 missing = [name for name in ("cv2", "lambdaface") if importlib.util.find_spec(name) is not None]
 print("\n" + json.dumps({"responses": responses, "origins": origins, "present": missing, "aws_calls": aws_calls}))
 """
-
-
-def resolve(value: Any, names: dict[str, str]) -> Any:
-    """`Ref`, `Fn::GetAtt` and string `Fn::Sub` against `names` ("Bucket", "Bucket.Arn", ...)."""
-    if isinstance(value, dict) and len(value) == 1:
-        ((fn, arg),) = value.items()
-        if fn == "Ref":
-            return names[arg]
-        if fn == "Fn::GetAtt":
-            return names[".".join(arg)]
-        if fn == "Fn::Sub" and isinstance(arg, str):
-            return re.sub(r"\$\{([^}]+)\}", lambda m: names[m.group(1)], arg)
-    if isinstance(value, dict):
-        return {k: resolve(v, names) for k, v in value.items()}
-    if isinstance(value, list):
-        return [resolve(v, names) for v in value]
-    return value
 
 
 class Moto:
@@ -201,10 +190,9 @@ class Moto:
             p = resources[lid]["Properties"]
             self.dynamodb.create_table(TableName=name, KeySchema=p["KeySchema"],
                                        AttributeDefinitions=p["AttributeDefinitions"], BillingMode=p["BillingMode"])
-        self.sqs = self.client("sqs")  # the video queue: the functions send to it
-        self.video_queue = self.sqs.create_queue(QueueName=f"VideoQueue-{suffix}")["QueueUrl"]
-        video_queue_arn = self.sqs.get_queue_attributes(QueueUrl=self.video_queue, AttributeNames=["QueueArn"])
-        self.queue_arns = {self.video_queue: video_queue_arn["Attributes"]["QueueArn"]}
+        self.video = LambdaQueue.create(self.client("sqs"), f"VideoQueue-{suffix}")  # the functions send to it
+        self.video_queue = self.video.url
+        self.queue_arns = {self.video.url: self.video.arn}
         self.names = {
             "AWS::Partition": "aws", "AWS::Region": REGION, "AWS::AccountId": "123456789012",
             "Bucket": self.bucket, "Bucket.Arn": f"arn:aws:s3:::{self.bucket}",
@@ -218,8 +206,7 @@ class Moto:
         }
 
     def client(self, service: str, **credentials: str) -> Any:
-        credentials = credentials or {"aws_access_key_id": "testing", "aws_secret_access_key": "testing"}
-        return boto3.client(service, endpoint_url=self.endpoint, region_name=REGION, **credentials)
+        return client(self.endpoint, service, **credentials)
 
     def role_credentials(self, function: str) -> dict[str, str]:
         """Credentials of a role holding the function's policy, as the template writes it.
@@ -229,7 +216,7 @@ class Moto:
         (test_template.py checks both as written). AWS authorises SendMessageBatch as
         sqs:SendMessage, moto as sqs:SendMessageBatch: here it is granted with SendMessage.
         """
-        role_id = self.template["Resources"][function]["Properties"]["Role"]["Fn::GetAtt"][0]
+        role_id = role_of(self.template["Resources"], function)
         role = self.template["Resources"][role_id]["Properties"]
         iam = self.client("iam")
         name = f"{role_id}-{uuid.uuid4().hex[:8]}"
@@ -249,9 +236,7 @@ class Moto:
 
     def statements(self, function: str) -> list[dict[str, Any]]:
         """The function role's policy statements, resolved against this stack."""
-        role_id = self.template["Resources"][function]["Properties"]["Role"]["Fn::GetAtt"][0]
-        policies = self.template["Resources"][role_id]["Properties"]["Policies"]
-        return [s for p in policies for s in resolve(p["PolicyDocument"], self.names)["Statement"]]
+        return [resolve(statement, self.names) for statement in role_statements(self.template["Resources"], function)]
 
     def enforce_iam(self, count: str) -> str:
         """Set moto's INITIAL_NO_AUTH_ACTION_COUNT ("0": enforce from now on); returns the old one."""
@@ -295,14 +280,8 @@ class Moto:
 
 
 @pytest.fixture(scope="module")
-def moto() -> Iterator[Moto]:
-    port = free_port()
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
-    server.start()
-    try:
-        yield Moto(f"http://127.0.0.1:{port}", load_template(TEMPLATE))
-    finally:
-        server.stop()
+def moto(moto_endpoint: str) -> Moto:
+    return Moto(moto_endpoint, load_template(TEMPLATE))
 
 
 # IAM action of each S3 operation the handlers may call (an unknown one fails the check).
@@ -345,10 +324,6 @@ def denied_calls(moto: Moto, function: str, aws_calls: list[list[Any]]) -> list[
         ):
             denied.append([action, resource, context])
     return denied
-
-
-def as_list(value: Any) -> list[Any]:
-    return value if isinstance(value, list) else [value]
 
 
 def invoke(build_dir: Path, boto3_dir: Path, moto: Moto, function: str, samples: list[str | dict[str, Any]],
@@ -421,27 +396,6 @@ def test_built_package_runs_the_seed_example_with_the_template_permissions(
     assert len(jobs) >= 2
 
 
-def still_video(photo: Path, seconds: int = 2, fps: float = 5.0) -> bytes:
-    """An mp4 showing `photo`, letterboxed into 640x480, for `seconds`."""
-    import cv2
-    import numpy as np
-    from PIL import Image
-
-    image = Image.open(photo).convert("RGB")
-    image.thumbnail((640, 480))
-    canvas = Image.new("RGB", (640, 480))
-    canvas.paste(image, ((640 - image.width) // 2, (480 - image.height) // 2))
-    path = Path(os.environ.get("TMPDIR", "/tmp")) / f"still-{uuid.uuid4().hex[:8]}.mp4"
-    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), fps, canvas.size)
-    for _ in range(round(seconds * fps)):
-        writer.write(cv2.cvtColor(np.asarray(canvas), cv2.COLOR_RGB2BGR))
-    writer.release()
-    try:
-        return path.read_bytes()
-    finally:
-        path.unlink()
-
-
 def sample_for(name: str, key: str) -> dict[str, Any]:
     """events/<name>, about `key` instead."""
     event = json.loads((EVENTS / name).read_text())
@@ -453,15 +407,8 @@ def sample_for(name: str, key: str) -> dict[str, Any]:
 
 def video_messages(moto: Moto) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     """What waits on the video queue, and the SQS event Lambda would make of it (one record each)."""
-    messages = []
-    while got := moto.sqs.receive_message(QueueUrl=moto.video_queue, MaxNumberOfMessages=10,
-                                          AttributeNames=["All"]).get("Messages", []):
-        messages.extend(got)
-    records = [{"messageId": m["MessageId"], "receiptHandle": m["ReceiptHandle"], "body": m["Body"],
-                "attributes": m["Attributes"], "messageAttributes": {}, "md5OfBody": m["MD5OfBody"],
-                "eventSource": "aws:sqs", "eventSourceARN": moto.queue_arns[moto.video_queue], "awsRegion": REGION}
-               for m in messages]
-    return messages, {"Records": records}
+    messages = moto.video.receive_all()
+    return messages, moto.video.event(messages)
 
 
 def test_built_video_package_fans_a_video_out_with_the_template_permissions(
@@ -474,7 +421,8 @@ def test_built_video_package_fans_a_video_out_with_the_template_permissions(
     enroll = invoke(build_dir, boto3_dir, moto, "EnrollFunction", [sample_for("enroll.json", model)], tmp_path)
     assert enroll["responses"] == [{"batchItemFailures": []}], enroll["logs"]
     key = "queries/john.mp4"
-    moto.s3.put_object(Bucket=moto.bucket, Key=key, Body=still_video(faces_dir / "seed" / "john1.jpg"))
+    still = photo_video(tmp_path / "john.mp4", [faces_dir / "seed" / "john1.jpg"], seconds=2, fps=5.0)
+    moto.s3.put_object(Bucket=moto.bucket, Key=key, Body=still.read_bytes())
 
     recognize = invoke(build_dir, boto3_dir, moto, "RecognizeFunction", [sample_for("recognize.json", key)], tmp_path)
     assert recognize["responses"] == [{"batchItemFailures": []}], recognize["logs"]
@@ -495,7 +443,7 @@ def test_built_video_package_fans_a_video_out_with_the_template_permissions(
     result = moto.json(f"results/{key}.json")
     assert result["status"] == "succeeded", result
     assert (result["media"], result["segments"], result["frames_sampled"]) == ("video", 2, 2)
-    assert result["people"] == ["emmons"] and result["appearances"] == [{"person": "emmons", "intervals": [[0.0, 2.0]]}]
+    assert result["people"] == ["emmons"] and result["appearances"] == [{"person": "emmons", "intervals": [[0.0, 2.0]], "seconds": 2.0, "first_s": 0.0, "last_s": 2.0}]
     assert [face["person"] for frame in result["frames"] for face in frame["faces"]] == ["emmons", "emmons"]
 
 

@@ -4,50 +4,45 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Iterator
 
-import pytest
-from local_support import ROOT, LocalStack, lambdaface
+from support import ROOT
+from support.cli import lambdaface
+from support.stack import StackClients, StackProcess, stack_fixture
 
-from lambdaface import watch
 from lambdaface.invoke import with_bucket
 
-
-@pytest.fixture(scope="module")
-def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack]:
-    with LocalStack(tmp_path_factory.mktemp("invoke") / "state", workers=0) as s:
-        yield s
-    assert s.stop() == 0
+stack = stack_fixture("invoke", workers=0)  # without workers: nothing else touches the messages
 
 
-def _invoke(stack: LocalStack, function: str, event: str, **kwargs: str) -> dict:
+def _invoke(stack: StackProcess, function: str, event: str, **kwargs: str) -> dict:
+    """`lambdaface invoke FUNCTION -e EVENT --endpoint-url ...` (the option, not the environment)."""
     done = lambdaface("invoke", function, "-e", event, "--endpoint-url", stack.endpoint, timeout=300, **kwargs)
     assert done.returncode == 0, done.stdout + done.stderr
     return json.loads(done.stdout)
 
 
-def test_enroll_recognize_and_forget_from_the_event_files(stack: LocalStack, faces_dir: Path) -> None:
-    s3 = stack.client("s3")
+def test_enroll_recognize_and_forget_from_the_event_files(stack: StackProcess, faces_dir: Path) -> None:
+    aws = StackClients(stack)
+    s3 = aws.s3
     # the objects the event files name, with the bytes their ETags say
     s3.upload_file(str(faces_dir / "seed/john0.jpg"), stack.bucket, "models/john/john0.jpg")
     s3.upload_file(str(faces_dir / "seed/john1.jpg"), stack.bucket, "queries/john at the café.jpg")
 
     assert _invoke(stack, "EnrollFunction", "events/enroll.json") == {"batchItemFailures": []}
-    enrolled = watch.read_json(s3, stack.bucket, "results/models/john/john0.jpg.json")
+    enrolled = aws.result("models/john/john0.jpg")
     assert (enrolled["kind"], enrolled["status"], enrolled["person"]) == ("enroll", "succeeded", "john")
 
     # short name, event on stdin
     event = (ROOT / "events/recognize.json").read_text()
     assert _invoke(stack, "recognize", "-", input=event) == {"batchItemFailures": []}
-    recognized = watch.read_json(s3, stack.bucket, "results/queries/john at the café.jpg.json")
+    recognized = aws.result("queries/john at the café.jpg")
     assert recognized["status"] == "succeeded" and recognized["people"] == ["john"]
 
     s3.delete_object(Bucket=stack.bucket, Key="models/john/john0.jpg")
     assert _invoke(stack, "enroll", "events/delete.json") == {"batchItemFailures": []}
-    forgot = watch.read_json(s3, stack.bucket, "results/models/john/john0.jpg.json")
+    forgot = aws.result("models/john/john0.jpg")
     assert (forgot["kind"], forgot["removed"]) == ("forget", True)
-    items = stack.client("dynamodb").scan(TableName="lambdaface-GalleryTable")["Items"]
-    assert [i for i in items if i["person"]["S"] == "john"] == []
+    assert [face for face in aws.gallery() if face["person"] == "john"] == []
 
 
 def test_an_unknown_function_is_refused() -> None:

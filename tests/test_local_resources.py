@@ -6,11 +6,12 @@ import json
 import subprocess
 import sys
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 from urllib.parse import unquote_plus
 
 import pytest
-from local_support import ROOT, LocalStack, aws_env
+from support import ROOT
+from support.stack import StackClients, StackProcess, stack_fixture
 
 from lambdaface.local.spec import TemplateError, stack_spec
 from lambdaface.local.stack import function_env
@@ -22,12 +23,7 @@ def template() -> dict[str, Any]:
     return load_template()
 
 
-@pytest.fixture(scope="module")
-def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack]:
-    """A stack without workers: messages stay in the queues for the test to read."""
-    with LocalStack(tmp_path_factory.mktemp("resources") / "state", workers=0) as s:
-        yield s
-    assert s.stop() == 0
+stack = stack_fixture("resources", workers=0)  # without workers: messages stay in the queues for the test to read
 
 
 def _of_type(template: dict[str, Any], kind: str) -> dict[str, Any]:
@@ -41,17 +37,13 @@ def _param(template: dict[str, Any], value: Any) -> str:
     return str(value)
 
 
-def _queue_url(stack: LocalStack, logical_id: str) -> str:
-    return stack.client("sqs").get_queue_url(QueueName=f"lambdaface-{logical_id}")["QueueUrl"]
-
-
-def test_queues_match_the_template(stack: LocalStack, template: dict[str, Any]) -> None:
-    sqs = stack.client("sqs")
+def test_queues_match_the_template(stack: StackProcess, template: dict[str, Any]) -> None:
+    aws = StackClients(stack)
     queues = _of_type(template, "AWS::SQS::Queue")
     assert {"EnrollQueue", "EnrollDeadLetterQueue", "RecognizeQueue", "RecognizeDeadLetterQueue"} <= set(queues)
     for lid, resource in queues.items():
         props = resource["Properties"]
-        attributes = sqs.get_queue_attributes(QueueUrl=_queue_url(stack, lid), AttributeNames=["All"])["Attributes"]
+        attributes = aws.sqs.get_queue_attributes(QueueUrl=aws.queue_url(lid), AttributeNames=["All"])["Attributes"]
         assert attributes["VisibilityTimeout"] == str(props.get("VisibilityTimeout", 30)), lid
         assert attributes["MessageRetentionPeriod"] == str(props["MessageRetentionPeriod"]), lid
         redrive = props.get("RedrivePolicy")
@@ -64,7 +56,7 @@ def test_queues_match_the_template(stack: LocalStack, template: dict[str, Any]) 
         assert str(actual["maxReceiveCount"]) == _param(template, redrive["maxReceiveCount"]), lid
 
 
-def test_tables_match_the_template(stack: LocalStack, template: dict[str, Any]) -> None:
+def test_tables_match_the_template(stack: StackProcess, template: dict[str, Any]) -> None:
     dynamodb = stack.client("dynamodb")
     tables = _of_type(template, "AWS::DynamoDB::Table")
     assert {"JobsTable", "GalleryTable"} <= set(tables)
@@ -81,7 +73,7 @@ def test_tables_match_the_template(stack: LocalStack, template: dict[str, Any]) 
             assert ttl["TimeToLiveStatus"] == "DISABLED"
 
 
-def test_notifications_match_the_template(stack: LocalStack, template: dict[str, Any]) -> None:
+def test_notifications_match_the_template(stack: StackProcess, template: dict[str, Any]) -> None:
     (bucket,) = _of_type(template, "AWS::S3::Bucket").values()
     declared = sorted(
         (
@@ -104,47 +96,45 @@ def test_notifications_match_the_template(stack: LocalStack, template: dict[str,
     assert actual == declared
 
 
-def _s3_events(stack: LocalStack, logical_id: str) -> list[tuple[str, str]]:
+def _s3_events(aws: StackClients, logical_id: str) -> list[tuple[str, str]]:
     """(event name, key) of every S3 event waiting in a queue (consumed)."""
-    sqs, url, found = stack.client("sqs"), _queue_url(stack, logical_id), []
-    while True:
-        messages = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10, WaitTimeSeconds=0).get("Messages", [])
-        if not messages:
-            return found
-        for m in messages:
-            body = json.loads(m["Body"])
-            found += [(r["eventName"], r["s3"]["object"]["key"]) for r in body.get("Records", [])]
-            sqs.delete_message(QueueUrl=url, ReceiptHandle=m["ReceiptHandle"])
+    url, found = aws.queue_url(logical_id), []
+    for m in aws.receive_all(logical_id):
+        body = json.loads(m["Body"])
+        found += [(r["eventName"], r["s3"]["object"]["key"]) for r in body.get("Records", [])]
+        aws.sqs.delete_message(QueueUrl=url, ReceiptHandle=m["ReceiptHandle"])
+    return found
 
 
-def test_s3_events_reach_the_queues_the_template_names(stack: LocalStack) -> None:
-    s3 = stack.client("s3")
-    _s3_events(stack, "EnrollQueue"), _s3_events(stack, "RecognizeQueue")  # drop the s3:TestEvents
-    s3.put_object(Bucket=stack.bucket, Key="models/ann/a.jpg", Body=b"a")
-    s3.put_object(Bucket=stack.bucket, Key="queries/q.jpg", Body=b"q")
-    s3.put_object(Bucket=stack.bucket, Key="results/queries/q.jpg.json", Body=b"{}")
-    s3.delete_object(Bucket=stack.bucket, Key="models/ann/a.jpg")
-    s3.delete_object(Bucket=stack.bucket, Key="queries/q.jpg")
+def test_s3_events_reach_the_queues_the_template_names(stack: StackProcess) -> None:
+    aws = StackClients(stack)
+    _s3_events(aws, "EnrollQueue"), _s3_events(aws, "RecognizeQueue")  # drop the s3:TestEvents
+    aws.put("models/ann/a.jpg", b"a")
+    aws.put("queries/q.jpg", b"q")
+    aws.put("results/queries/q.jpg.json", b"{}")
+    aws.delete("models/ann/a.jpg")
+    aws.delete("queries/q.jpg")
     # keys arrive URL-encoded (moto encodes "/" too; AWS does not): compare decoded
-    enroll = [(e, unquote_plus(k)) for e, k in _s3_events(stack, "EnrollQueue")]
-    recognize = [(e, unquote_plus(k)) for e, k in _s3_events(stack, "RecognizeQueue")]
+    enroll = [(e, unquote_plus(k)) for e, k in _s3_events(aws, "EnrollQueue")]
+    recognize = [(e, unquote_plus(k)) for e, k in _s3_events(aws, "RecognizeQueue")]
     assert enroll == [("ObjectCreated:Put", "models/ann/a.jpg"), ("ObjectRemoved:Delete", "models/ann/a.jpg")]
     assert recognize == [("ObjectCreated:Put", "queries/q.jpg")]
 
 
-def test_the_aws_cli_works_against_the_stack(stack: LocalStack, faces_dir: Path) -> None:
-    _s3_events(stack, "RecognizeQueue")
-    aws = str(Path(sys.executable).with_name("aws"))
-    env = aws_env(stack.endpoint)
+def test_the_aws_cli_works_against_the_stack(stack: StackProcess, faces_dir: Path) -> None:
+    aws = StackClients(stack)
+    _s3_events(aws, "RecognizeQueue")
+    aws_cli = str(Path(sys.executable).with_name("aws"))
+    env = stack.client_env()
     env.pop("AWS_ENDPOINT_URL")  # as the README shows it: --endpoint-url
     copy = subprocess.run(
-        [aws, "--endpoint-url", stack.endpoint, "s3", "cp", str(faces_dir / "seed/john0.jpg"), f"s3://{stack.bucket}/queries/cli.jpg"],
+        [aws_cli, "--endpoint-url", stack.endpoint, "s3", "cp", str(faces_dir / "seed/john0.jpg"), f"s3://{stack.bucket}/queries/cli.jpg"],
         env=env, capture_output=True, text=True, cwd=ROOT, timeout=120,
     )
     assert copy.returncode == 0, copy.stderr
-    head = stack.client("s3").head_object(Bucket=stack.bucket, Key="queries/cli.jpg")
+    head = aws.s3.head_object(Bucket=stack.bucket, Key="queries/cli.jpg")
     assert head["ContentLength"] == (faces_dir / "seed/john0.jpg").stat().st_size
-    events = [(e, unquote_plus(k)) for e, k in _s3_events(stack, "RecognizeQueue")]
+    events = [(e, unquote_plus(k)) for e, k in _s3_events(aws, "RecognizeQueue")]
     assert events == [("ObjectCreated:Put", "queries/cli.jpg")]
 
 
@@ -164,12 +154,12 @@ def test_spec_resolves_the_template(template: dict[str, Any]) -> None:
     assert enroll.environment["LAMBDAFACE_THRESHOLD"] == defaults["Threshold"]
 
 
-def test_functions_get_the_queue_urls_moto_gives(stack: LocalStack, template: dict[str, Any]) -> None:
+def test_functions_get_the_queue_urls_moto_gives(stack: StackProcess, template: dict[str, Any]) -> None:
     with_url = json.loads(json.dumps(template))
     with_url["Globals"]["Function"]["Environment"]["Variables"]["ENROLL_QUEUE_URL"] = {"Ref": "EnrollQueue"}
     enroll = stack_spec(with_url, bucket=stack.bucket).functions["EnrollFunction"]
     env = function_env(enroll, stack.endpoint, "us-east-1")
-    assert env["ENROLL_QUEUE_URL"] == _queue_url(stack, "EnrollQueue")
+    assert env["ENROLL_QUEUE_URL"] == StackClients(stack).queue_url("EnrollQueue")
     assert env["AWS_ENDPOINT_URL"] == stack.endpoint
     assert env["JOBS_TABLE"] == "lambdaface-JobsTable"
 

@@ -5,29 +5,14 @@ from __future__ import annotations
 
 import json
 import signal
-import time
 from pathlib import Path
 from urllib.parse import unquote_plus
 
-from local_support import LocalStack, lambdaface
+from support.cli import lambdaface
+from support.stack import StackClients, StackProcess
+from support.waits import wait_until
 
 EMBEDDING = bytes(range(256)) * 2  # 512 bytes, like 128 float32
-
-
-def _queue(stack: LocalStack, name: str) -> str:
-    return stack.client("sqs").get_queue_url(QueueName=f"lambdaface-{name}")["QueueUrl"]
-
-
-def _receive_all(stack: LocalStack, name: str) -> list[dict]:
-    """Every visible message of a queue, with its attributes (they become invisible)."""
-    sqs, url, found = stack.client("sqs"), _queue(stack, name), []
-    while True:
-        got = sqs.receive_message(
-            QueueUrl=url, MaxNumberOfMessages=10, WaitTimeSeconds=0, AttributeNames=["All"], VisibilityTimeout=600
-        ).get("Messages", [])
-        if not got:
-            return found
-        found += got
 
 
 def _keys(messages: list[dict]) -> list[str]:
@@ -38,8 +23,9 @@ def _keys(messages: list[dict]) -> list[str]:
 
 def test_a_clean_stop_saves_and_the_next_start_restores(tmp_path: Path) -> None:
     state = tmp_path / "state"
-    with LocalStack(state, workers=0) as first:
-        s3, dynamodb, sqs = first.client("s3"), first.client("dynamodb"), first.client("sqs")
+    with StackProcess(state, workers=0) as first:
+        aws = StackClients(first)
+        s3, dynamodb, sqs = aws.s3, aws.dynamodb, aws.sqs
         s3.put_object(Bucket=first.bucket, Key="models/ann/a.jpg", Body=b"\xff\xd8 ann", ContentType="image/jpeg",
                       Metadata={"who": "ann"})
         s3.put_object(Bucket=first.bucket, Key="queries/q.jpg", Body=b"\xff\xd8 q")
@@ -49,9 +35,9 @@ def test_a_clean_stop_saves_and_the_next_start_restores(tmp_path: Path) -> None:
             Item={"person": {"S": "ann"}, "image_key": {"S": "models/ann/a.jpg"}, "embedding": {"B": EMBEDDING}},
         )
         # one enroll message received once and not deleted: in flight when the stack stops
-        in_flight = _receive_all(first, "EnrollQueue")
+        in_flight = aws.receive_all("EnrollQueue")
         assert _keys(in_flight) == ["models/ann/a.jpg"]
-        sqs.send_message(QueueUrl=_queue(first, "RecognizeDeadLetterQueue"), MessageBody="dead letter")
+        sqs.send_message(QueueUrl=aws.queue_url("RecognizeDeadLetterQueue"), MessageBody="dead letter")
         # one state directory serves one stack at a time
         other = lambdaface("local", "--port", "0", "--workers", "0", "--state-dir", str(state), timeout=120)
         assert other.returncode != 0
@@ -59,40 +45,41 @@ def test_a_clean_stop_saves_and_the_next_start_restores(tmp_path: Path) -> None:
         assert first.stop(signal.SIGTERM) == 0
     assert "stopped; saved 3 objects, 1 items, " in first.stderr()
 
-    with LocalStack(state, workers=0) as second:
-        s3 = second.client("s3")
+    with StackProcess(state, workers=0) as second:
+        aws = StackClients(second)
+        s3 = aws.s3
         ann = s3.get_object(Bucket=second.bucket, Key="models/ann/a.jpg")
         assert ann["Body"].read() == b"\xff\xd8 ann"
         assert (ann["ContentType"], ann["Metadata"]) == ("image/jpeg", {"who": "ann"})
         listed = s3.list_objects_v2(Bucket=second.bucket)["Contents"]
         assert sorted(o["Key"] for o in listed) == ["models/ann/a.jpg", "queries/q.jpg", "results/queries/q.jpg.json"]
-        item = second.client("dynamodb").get_item(
+        item = aws.dynamodb.get_item(
             TableName="lambdaface-GalleryTable", Key={"person": {"S": "ann"}, "image_key": {"S": "models/ann/a.jpg"}}
         )["Item"]
         assert item["embedding"]["B"] == EMBEDDING
         # the messages are back, visible, and keep their receive counts; restoring the objects
         # fired no new events (only one message per upload, and the s3:TestEvent of the new stack)
-        enroll = _receive_all(second, "EnrollQueue")
+        enroll = aws.receive_all("EnrollQueue")
         assert _keys(enroll) == ["models/ann/a.jpg"]
         counts = {m["Body"][:30]: m["Attributes"]["ApproximateReceiveCount"] for m in enroll}
         assert sorted(counts.values()) == ["1", "2"]  # TestEvent: first delivery; ann's: second
-        assert _keys(_receive_all(second, "RecognizeQueue")) == ["queries/q.jpg"]
-        assert [m["Body"] for m in _receive_all(second, "RecognizeDeadLetterQueue")] == ["dead letter"]
+        assert _keys(aws.receive_all("RecognizeQueue")) == ["queries/q.jpg"]
+        assert [m["Body"] for m in aws.receive_all("RecognizeDeadLetterQueue")] == ["dead letter"]
         assert second.stop(signal.SIGINT) == 0
 
 
 def test_autosave_bounds_what_a_crash_loses(tmp_path: Path) -> None:
     state = tmp_path / "state"
-    with LocalStack(state, "--autosave", "0.5", workers=0) as first:
+    with StackProcess(state, "--autosave", "0.5", workers=0) as first:
         first.client("s3").put_object(Bucket=first.bucket, Key="models/bob/b.jpg", Body=b"bob")
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
+
+        def saved_keys() -> list[str]:
             saved = (state / "state.json").exists() and json.loads((state / "state.json").read_text())
-            if saved and [o["key"] for o in saved["objects"]] == ["models/bob/b.jpg"]:
-                break
-            time.sleep(0.2)
+            return [o["key"] for o in saved["objects"]] if saved else []
+
+        wait_until("an autosave with models/bob/b.jpg", lambda: saved_keys() == ["models/bob/b.jpg"], timeout=60, every=0.2)
         first.stop(signal.SIGKILL)
-    with LocalStack(state, workers=0) as second:
+    with StackProcess(state, workers=0) as second:
         body = second.client("s3").get_object(Bucket=second.bucket, Key="models/bob/b.jpg")["Body"].read()
         assert body == b"bob"
         assert second.stop() == 0

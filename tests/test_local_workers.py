@@ -7,39 +7,39 @@ from __future__ import annotations
 import json
 import re
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 from urllib.parse import unquote_plus
 
 import pytest
-from local_support import LocalStack
+from support import ROOT
+from support.stack import SCRIPTED_HANDLER, StackClients, StackProcess, stack_fixture, pythonpath_with_tests
 
 from lambdaface.local.workers import failed_ids, sqs_record
 from lambdaface.template import load_template
 
 
-@pytest.fixture(scope="module")
-def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack]:
-    """The project's template with both functions' handler swapped for tests/local_test_handlers.py."""
-    root = tmp_path_factory.mktemp("workers")
+def scripted_template(directory: Path) -> list[str]:
+    """The project's template with both functions' handler swapped for support/scripted_handler.py."""
     template = load_template()
     for lid in ("EnrollFunction", "RecognizeFunction"):
-        template["Resources"][lid]["Properties"]["Handler"] = "local_test_handlers.handler"
-    path = root / "template.json"  # JSON is YAML: load_template reads it
+        template["Resources"][lid]["Properties"]["Handler"] = SCRIPTED_HANDLER
+    path = directory / "template.json"  # JSON is YAML: load_template reads it
     path.write_text(json.dumps(template))
-    with LocalStack(root / "state", "--template", str(path), "--visibility-timeout", "1",
-                    "--function-timeout", "2", workers=1) as s:
-        yield s
-    assert s.stop() == 0
+    return ["--template", str(path)]
 
 
-def test_a_reported_failure_is_retried_then_dead_lettered(stack: LocalStack) -> None:
+stack = stack_fixture("workers", "--visibility-timeout", "1", "--function-timeout", "2", workers=1,
+                      env=pythonpath_with_tests(), prepare=scripted_template)
+
+
+def test_a_reported_failure_is_retried_then_dead_lettered(stack: StackProcess) -> None:
     stack.client("s3").put_object(Bucket=stack.bucket, Key="models/x/fail.jpg", Body=b"x")
     for attempt in (1, 2):
         stack.wait_for_line(rf"^EnrollFunction models/x/fail.jpg: attempt {attempt} failed, will be retried$")
     stack.wait_for_line(r"^EnrollFunction models/x/fail.jpg: attempt 3 failed, goes to the dead-letter queue$")
-    sqs = stack.client("sqs")
-    dlq = sqs.get_queue_url(QueueName="lambdaface-EnrollDeadLetterQueue")["QueueUrl"]
-    messages = sqs.receive_message(QueueUrl=dlq, WaitTimeSeconds=20, AttributeNames=["All"]).get("Messages", [])
+    aws = StackClients(stack)
+    dlq = aws.queue_url("EnrollDeadLetterQueue")
+    messages = aws.sqs.receive_message(QueueUrl=dlq, WaitTimeSeconds=20, AttributeNames=["All"]).get("Messages", [])
     assert len(messages) == 1
     (record,) = json.loads(messages[0]["Body"])["Records"]
     assert unquote_plus(record["s3"]["object"]["key"]) == "models/x/fail.jpg"
@@ -47,7 +47,7 @@ def test_a_reported_failure_is_retried_then_dead_lettered(stack: LocalStack) -> 
     assert not [line for line in stack.lines if "fail.jpg: attempt 4" in line]
 
 
-def test_an_exception_fails_the_whole_batch(stack: LocalStack) -> None:
+def test_an_exception_fails_the_whole_batch(stack: StackProcess) -> None:
     stack.client("s3").put_object(Bucket=stack.bucket, Key="queries/raise.jpg", Body=b"x")
     stack.wait_for_line(
         r"^RecognizeFunction queries/raise.jpg: attempt 1 failed, will be retried: RuntimeError: asked to raise"
@@ -55,7 +55,7 @@ def test_an_exception_fails_the_whole_batch(stack: LocalStack) -> None:
     stack.wait_for_line(r"^RecognizeFunction queries/raise.jpg: no result \(\d+\.\d s, attempt 2\)$")
 
 
-def test_a_dead_worker_is_replaced_and_its_messages_come_back(stack: LocalStack) -> None:
+def test_a_dead_worker_is_replaced_and_its_messages_come_back(stack: StackProcess) -> None:
     before = stack.worker_pids("RecognizeFunction")
     stack.client("s3").put_object(Bucket=stack.bucket, Key="queries/crash.jpg", Body=b"x")
     stack.wait_for_line(r"^RecognizeFunction queries/crash.jpg: no result \(\d+\.\d s, attempt 2\)$")
@@ -64,27 +64,25 @@ def test_a_dead_worker_is_replaced_and_its_messages_come_back(stack: LocalStack)
     assert len(after) == 1 and after != before
 
 
-def test_a_worker_past_the_function_timeout_is_killed_and_the_message_retried(stack: LocalStack) -> None:
+def test_a_worker_past_the_function_timeout_is_killed_and_the_message_retried(stack: StackProcess) -> None:
     stack.client("s3").put_object(Bucket=stack.bucket, Key="models/x/slow.jpg", Body=b"x")
     stack.wait_for_line(r"^EnrollFunction models/x/slow.jpg: no result \(\d+\.\d s, attempt 2\)$")
     assert re.search(r"worker \d+ \(EnrollFunction\) timed out after 2 s", stack.stderr())
 
 
-def test_a_success_is_deleted_and_reported_once(stack: LocalStack) -> None:
+def test_a_success_is_deleted_and_reported_once(stack: StackProcess) -> None:
     stack.client("s3").put_object(Bucket=stack.bucket, Key="models/x/ok.jpg", Body=b"x")
     stack.wait_for_line(r"^EnrollFunction models/x/ok.jpg: no result \(\d+\.\d s\)$")
-    sqs = stack.client("sqs")
-    url = sqs.get_queue_url(QueueName="lambdaface-EnrollQueue")["QueueUrl"]
-    attributes = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["All"])["Attributes"]
+    aws = StackClients(stack)
+    attributes = aws.sqs.get_queue_attributes(QueueUrl=aws.queue_url("EnrollQueue"), AttributeNames=["All"])["Attributes"]
     assert attributes["ApproximateNumberOfMessages"] == "0"
     assert attributes["ApproximateNumberOfMessagesNotVisible"] == "0"
     assert len([line for line in stack.lines if "models/x/ok.jpg" in line]) == 1
 
 
-def test_a_message_that_is_not_an_s3_event_gets_a_line(stack: LocalStack) -> None:
-    sqs = stack.client("sqs")
-    url = sqs.get_queue_url(QueueName="lambdaface-EnrollQueue")["QueueUrl"]
-    sent = sqs.send_message(QueueUrl=url, MessageBody='{"plan": "one of the pipeline\'s own messages"}')
+def test_a_message_that_is_not_an_s3_event_gets_a_line(stack: StackProcess) -> None:
+    aws = StackClients(stack)
+    sent = aws.sqs.send_message(QueueUrl=aws.queue_url("EnrollQueue"), MessageBody='{"plan": "one of the pipeline\'s own messages"}')
     stack.wait_for_line(rf"^EnrollFunction message {sent['MessageId']}: done \(\d+\.\d s\)$")
     # only that one: the s3:TestEvent each queue got at start is nobody's job
     assert len([line for line in stack.lines if " message " in line]) == 1
@@ -116,7 +114,7 @@ def test_failures_are_ignored_without_report_batch_item_failures() -> None:
 
 
 def test_sqs_record_has_lambdas_shape() -> None:
-    event = json.loads((Path(__file__).resolve().parent.parent / "events" / "enroll.json").read_text())
+    event = json.loads((ROOT / "events" / "enroll.json").read_text())
     expected = event["Records"][0]
     message = {
         "MessageId": expected["messageId"],

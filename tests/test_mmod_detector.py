@@ -19,7 +19,7 @@ from PIL import Image
 from shared.engine import models
 from shared.engine.mmod import (MmodDetector, box_iou, boxes_overlap, input_tensor_to_output_tensor,
                                 output_shape, output_tensor_to_input_tensor)
-from shared.engine.mmod_pyramid import (_intersects, _resize_in_place, compute_tiled_pyramid_details,
+from shared.engine.mmod_pyramid import (intersects, resize_in_place, compute_tiled_pyramid_details,
                                         image_to_tiled_pyramid, pyramid_up, rect_down, resize_bilinear,
                                         tile_pyramid, tiled_pyramid_to_image)
 
@@ -261,10 +261,10 @@ def test_in_place_resize_equals_vectorised(options):
         l, t, r, b = rects[0]
         again[t:b + 1, l:r + 1] = image
         for i in range(1, len(rects)):
-            _resize_in_place(again, rects[i - 1], rects[i])
+            resize_in_place(again, rects[i - 1], rects[i])
         assert np.array_equal(tiled, again), (h, w)
     _, rects = tile_pyramid(np.zeros((21, 17, 3), np.uint8), options)
-    assert _intersects(rects[2], rects[3])
+    assert intersects(rects[2], rects[3])
 
 
 # Tensor sizes (NR*NC*3) dlib 20.0.1 printed when its to_tensor failed on these tiny images,

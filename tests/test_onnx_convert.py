@@ -22,7 +22,7 @@ from support import ROOT
 from shared.config import EngineConfig
 from shared.engine import models
 from shared.engine.dlib_format import read_network
-from shared.engine.faces import _detect_rects, embed_faces, find_faces
+from shared.engine.faces import detect_rects, embed_faces, find_faces
 from shared.engine.onnx_convert import (DESCRIPTOR_DAT, DESCRIPTOR_ONNX, MMOD_DAT, MMOD_ONNX, MMOD_OPTIONS,
                                         _build, convert_all, convert_descriptor, convert_mmod)
 
@@ -60,7 +60,7 @@ def all_faces(photos, labels) -> list[tuple[str, np.ndarray, np.ndarray]]:
     out = []
     for rel in still_photos(labels):
         image = photos.image(rel)
-        rects = _detect_rects(image, EngineConfig())
+        rects = detect_rects(image, EngineConfig())
         ours = embed_faces(image, rects, 1, None, ONNX_CFG)
         ref = embed_faces(image, rects, 1, None, DLIB_CFG)
         assert ours.shape == ref.shape == (len(rects), 128), rel
@@ -96,9 +96,9 @@ JITTER_SCRIPT = r"""
 import json, sys
 from shared.config import EngineConfig
 from shared.engine.decode import decode_image
-from shared.engine.faces import _detect_rects, embed_faces
+from shared.engine.faces import detect_rects, embed_faces
 image = decode_image(open(sys.argv[1], "rb").read(), EngineConfig())
-rects = _detect_rects(image, EngineConfig())[:1]
+rects = detect_rects(image, EngineConfig())[:1]
 rounds = []
 for _ in range(2):  # ONNX first, then dlib, twice: both random generators stay in step
     ours = embed_faces(image, rects, 5, None, EngineConfig(backend="onnx"))
@@ -132,7 +132,7 @@ def test_jittered_descriptor_close_to_dlib_in_this_process(photos):
     """In a shared process the two generators are out of step (here on purpose: one extra draw
     for dlib.jitter_image's), so only the means of a few draws are compared, loosely."""
     image = photos.image("seed/john1.jpg")
-    rects = _detect_rects(image, EngineConfig())[:1]
+    rects = detect_rects(image, EngineConfig())[:1]
     assert len(rects) == 1
     dlib.jitter_image(np.zeros((150, 150, 3), np.uint8), num_jitters=1)
     ours = np.mean([embed_faces(image, rects, 5, None, ONNX_CFG)[0] for _ in range(3)], axis=0)
@@ -144,7 +144,7 @@ def test_jittered_descriptor_close_to_dlib_in_this_process(photos):
 def test_descriptor_batch_equals_single_chips(photos):
     """A batch of chips gives what the chips give one at a time (no cross-talk in the batch)."""
     image = photos.image("multi/obama_and_biden.jpg")
-    rects = _detect_rects(image, EngineConfig())
+    rects = detect_rects(image, EngineConfig())
     assert len(rects) == 3
     batch = embed_faces(image, rects, 1, None, ONNX_CFG)
     single = np.concatenate([embed_faces(image, [r], 1, None, ONNX_CFG) for r in rects])

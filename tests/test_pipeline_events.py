@@ -6,8 +6,8 @@ import struct
 
 import numpy as np
 import pytest
+from support.lambda_events import s3_event_body
 
-from pipeline_support import s3_event_body
 from shared import errors
 from shared.pipeline import keys, results
 from shared.pipeline.runner import job_id_for

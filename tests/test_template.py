@@ -15,11 +15,12 @@ from typing import Any
 from urllib.parse import unquote_plus
 
 import pytest
+from support import ROOT
+from support.template import as_list, role_statements
 
 from lambdaface.template import TEMPLATE, load_template, parameter_defaults
 from shared.config import EngineConfig, PipelineConfig, VideoConfig
 
-ROOT = Path(__file__).resolve().parents[1]
 SAM_VENV = ROOT / ".venv-sam"
 EVENTS = ROOT / "events"
 FUNCTIONS = {"EnrollFunction": "EnrollQueue", "RecognizeFunction": "RecognizeQueue", "VideoFunction": "VideoQueue"}
@@ -61,19 +62,6 @@ def getatt_target(value: Any) -> str:
 def ref_target(value: Any) -> str:
     assert isinstance(value, dict) and set(value) == {"Ref"}, value
     return value["Ref"]
-
-
-def as_list(value: Any) -> list[Any]:
-    return value if isinstance(value, list) else [value]
-
-
-def role_statements(resources: dict[str, Any], function: str) -> list[dict[str, Any]]:
-    role = props(resources, function)["Role"]
-    return [
-        statement
-        for policy in props(resources, getatt_target(role))["Policies"]
-        for statement in policy["PolicyDocument"]["Statement"]
-    ]
 
 
 def grants(resources: dict[str, Any], function: str, service: str) -> dict[str, set[str]]:
@@ -167,26 +155,32 @@ def test_s3_reads_models_or_queries_and_writes_only_results(resources: dict[str,
         return json.dumps({"Fn::Sub": "${Bucket.Arn}/" + prefix}, sort_keys=True)
 
     bucket = json.dumps({"Fn::GetAtt": ["Bucket", "Arn"]}, sort_keys=True)
+    snapshots = objects("gallery/snapshots/*")  # the gallery's snapshots: enroll writes them, every function reads them
     assert grants(resources, "EnrollFunction", "s3") == {
-        "s3:GetObject": {objects("models/*")},
+        "s3:GetObject": {objects("models/*"), snapshots},
         "s3:ListBucket": {bucket},
-        "s3:PutObject": {objects("results/models/*")},
+        "s3:PutObject": {objects("results/models/*"), snapshots},
+        "s3:DeleteObject": {snapshots},
+        "s3:AbortMultipartUpload": {snapshots},
     }
     assert grants(resources, "RecognizeFunction", "s3") == {
-        "s3:GetObject": {objects("queries/*")},
+        "s3:GetObject": {objects("queries/*"), snapshots},
         "s3:ListBucket": {bucket},
         "s3:PutObject": {objects("results/queries/*")},
     }
     # Video: the video, and each segment's frames until the merge (work/ expires, notifies nothing).
     assert grants(resources, "VideoFunction", "s3") == {
-        "s3:GetObject": {objects("queries/*"), objects("work/segments/*")},
+        "s3:GetObject": {objects("queries/*"), objects("work/segments/*"), snapshots},
         "s3:ListBucket": {bucket},
         "s3:PutObject": {objects("results/queries/*"), objects("work/segments/*")},
     }
-    # Listing is limited to the prefix the function reads.
-    for function, prefix in {"EnrollFunction": "models/*", "RecognizeFunction": "queries/*", "VideoFunction": "queries/*"}.items():
-        (listing,) = [s for s in role_statements(resources, function) if s["Action"] == "s3:ListBucket"]
-        assert listing["Condition"] == {"StringLike": {"s3:prefix": prefix}}
+    # Listing is limited to the prefixes the function reads (enroll also lists old snapshots to delete them).
+    listed = {"EnrollFunction": {"models/*", "gallery/snapshots/*"}, "RecognizeFunction": {"queries/*"},
+              "VideoFunction": {"queries/*"}}
+    for function, prefixes in listed.items():
+        listings = [s for s in role_statements(resources, function) if s["Action"] == "s3:ListBucket"]
+        assert {s["Condition"]["StringLike"]["s3:prefix"] for s in listings} == prefixes, function
+        assert all(set(s["Condition"]) == {"StringLike"} for s in listings), function
     for function in FUNCTIONS:
         for statement in role_statements(resources, function):
             assert "Condition" not in statement or statement["Action"] == "s3:ListBucket"
@@ -198,9 +192,12 @@ def test_dynamodb_actions_only_on_the_project_tables(resources: dict[str, Any]) 
     # What src/shared/aws/{jobs,gallery}_table.py call (test_lambda_package.py checks each call).
     job_actions = {"dynamodb:GetItem", "dynamodb:UpdateItem"}
     for function, gallery_actions in {
-        "EnrollFunction": {"dynamodb:PutItem", "dynamodb:DeleteItem", "dynamodb:UpdateItem"},
-        "RecognizeFunction": {"dynamodb:GetItem", "dynamodb:Scan"},
-        "VideoFunction": {"dynamodb:GetItem", "dynamodb:Scan"},
+        # enroll writes each change as one transaction (face, log entry, order item, counter shards)
+        "EnrollFunction": {"dynamodb:GetItem", "dynamodb:Query", "dynamodb:PutItem", "dynamodb:DeleteItem",
+                           "dynamodb:UpdateItem", "dynamodb:BatchWriteItem", "dynamodb:TransactWriteItems"},
+        # recognition reads a counter shard and the log since its snapshot: no Scan
+        "RecognizeFunction": {"dynamodb:GetItem", "dynamodb:Query"},
+        "VideoFunction": {"dynamodb:GetItem", "dynamodb:Query"},
     }.items():
         granted = grants(resources, function, "dynamodb")
         assert {a for a, r in granted.items() if jobs in r} == job_actions, function
@@ -400,7 +397,10 @@ def test_environment_is_wired_to_parameters_with_the_engine_defaults(template: d
 def test_video_settings_are_parameters_with_the_engine_defaults(template: dict[str, Any], resources: dict[str, Any]) -> None:
     """Segments, sampling and the limits are template parameters; deployed defaults = VideoConfig's."""
     queue_url = {"Ref": "VideoQueue"}
-    assert props(resources, "RecognizeFunction")["Environment"]["Variables"] == {"VIDEO_QUEUE_URL": queue_url}
+    assert props(resources, "RecognizeFunction")["Environment"]["Variables"] == {
+        "VIDEO_QUEUE_URL": queue_url, "LAMBDAFACE_ANNOTATE": {"Ref": "AnnotatedImages"},
+    }
+    assert parameter_defaults(template)["AnnotatedImages"] == str(PipelineConfig().annotate).lower()
     assert "Environment" not in props(resources, "EnrollFunction")
     env = props(resources, "VideoFunction")["Environment"]["Variables"]
     assert env.pop("VIDEO_QUEUE_URL") == queue_url
@@ -415,9 +415,9 @@ def test_video_settings_are_parameters_with_the_engine_defaults(template: dict[s
     assert defaults["VideoDetector"] == video.detector
     assert int(defaults["VideoMaxBytes"]) == video.max_bytes
     assert float(defaults["VideoMaxDurationSeconds"]) == video.max_duration_s
-    # /tmp holds the one video a worker has: the default limit fits in the default storage.
+    # Segments read their part of the video by ranged GETs: /tmp need not hold it (Lambda's free 512 MB).
     storage = props(resources, "VideoFunction")["EphemeralStorage"]["Size"]
-    assert int(defaults[ref_target(storage)]) * 10**6 > video.max_bytes
+    assert int(defaults[ref_target(storage)]) == 512 < video.max_bytes / 10**6
 
 
 def test_outputs_name_the_bucket_queues_and_tables(template: dict[str, Any]) -> None:

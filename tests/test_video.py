@@ -4,6 +4,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 import pytest
+from support.video import numbered_frames, write_video
 
 from shared import errors
 from shared.config import EngineConfig, VideoConfig
@@ -20,16 +21,6 @@ def clip(faces_dir) -> str:
     return str(faces_dir / CLIP)
 
 
-def write_video(path, fourcc: str, frames: int = 30, fps: float = 10.0) -> None:
-    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*fourcc), fps, (160, 120))
-    assert writer.isOpened()
-    for i in range(frames):
-        frame = np.full((120, 160, 3), i * 8 % 256, dtype=np.uint8)
-        cv2.putText(frame, str(i), (10, 80), cv2.FONT_HERSHEY_SIMPLEX, 2, (255, 255, 255), 3)
-        writer.write(frame)
-    writer.release()
-
-
 def test_probe_the_clip(clip):
     info = probe_video(clip)
     assert info.frames == 275 and info.fps == pytest.approx(29.97) and (info.width, info.height) == (640, 360)
@@ -40,7 +31,7 @@ def test_probe_the_clip(clip):
                                                        (".mkv", "MJPG", "mkv")])
 def test_containers_are_recognised_by_content(tmp_path, suffix, fourcc, container):
     path = tmp_path / f"clip{suffix}"
-    write_video(path, fourcc)
+    write_video(path, numbered_frames(30), fps=10.0, fourcc=fourcc)
     head = path.read_bytes()[:64]
     assert sniff_container(head) == container
     assert looks_like_video("queries/no-extension", head)

@@ -11,28 +11,18 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator
 
-import cv2
-import numpy as np
 import pytest
-from PIL import Image
+from support.faults import FaultProxy
+from support.lambda_events import OK, LambdaQueue, batch, context, record, s3_event_body
+from support.moto import MotoResources, moto_resources
+from support.video import photo_video
 
 from handlers import recognize, video
-from lambdaface.local.workers import sqs_record
-from pipeline_support import (  # noqa: F401  (fixtures)
-    Context,
-    FaultProxy,
-    Stack,
-    batch,
-    moto_endpoint,
-    read,
-    s3_event_body,
-    stack_context,
-)
-from shared.pipeline import video as video_jobs
-from shared.pipeline.video_copy import drop_local_copy
+from lambdaface.local.workers import LambdaContext
 from shared.aws.events import parse_body
 from shared.aws.gallery_table import GalleryFace, GalleryTable
 from shared.pipeline.runner import job_id_for
+from shared.pipeline.video_copy import drop_local_copy
 
 FPS = 10.0
 SCENES = (("people/obama/obama2.jpg", "obama"), ("people/biden/biden2.jpg", "biden"))
@@ -40,54 +30,32 @@ SECONDS_PER_SCENE = 2
 ENV = {"LAMBDAFACE_VIDEO_DETECTOR": "hog", "LAMBDAFACE_SEGMENT_S": "1", "LAMBDAFACE_SAMPLE_FPS": "2"}
 
 
-def write_video(path: Path, faces_dir: Path, scenes=SCENES, seconds: float = SECONDS_PER_SCENE, fps: float = FPS) -> Path:
-    """An mp4 showing each scene's photo (letterboxed into 640x480) for `seconds`."""
-    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), fps, (640, 480))
-    assert writer.isOpened()
-    for photo, _ in scenes:
-        image = Image.open(faces_dir / photo).convert("RGB")
-        image.thumbnail((640, 480))
-        canvas = Image.new("RGB", (640, 480))
-        canvas.paste(image, ((640 - image.width) // 2, (480 - image.height) // 2))
-        frame = cv2.cvtColor(np.asarray(canvas), cv2.COLOR_RGB2BGR)
-        for _ in range(round(seconds * fps)):
-            writer.write(frame)
-    writer.release()
-    return path
+def scenes_video(path: Path, faces_dir: Path, scenes=SCENES, seconds: float = SECONDS_PER_SCENE) -> Path:
+    """An mp4 at FPS showing each scene's photo (letterboxed into 640x480) for `seconds`."""
+    return photo_video(path, [faces_dir / photo for photo, _ in scenes], seconds, FPS)
 
 
 class VideoStack:
-    """A moto stack with the video queue, the gallery holding obama and biden, and Lambda-like delivery."""
+    """Resources in moto with the video queue and the gallery holding obama and biden; uploads go
+    through the recognize handler, the video queue is delivered like Lambda's event source does."""
 
-    def __init__(self, stack: Stack, queue_url: str, arn: str) -> None:
-        self.stack, self.queue_url, self.arn = stack, queue_url, arn
-        self.sqs = stack.boto("sqs")
+    def __init__(self, aws: MotoResources, queue: LambdaQueue) -> None:
+        self.aws, self.queue = aws, queue
 
     def upload(self, key: str, data: bytes) -> dict[str, Any]:
         """Upload a query and run the recognize handler on its S3 event, as its queue would."""
-        self.stack.upload(key, data)
-        event = self.stack.event(key)
-        assert recognize.handler(event, Context()) == {"batchItemFailures": []}
+        self.aws.put(key, data)
+        event = self.aws.event(key)
+        assert recognize.handler(event, context()) == OK
         return event
 
     def receive(self) -> list[dict[str, Any]]:
         """Everything waiting on the video queue (it stays invisible until its visibility timeout)."""
-        messages = []
-        while got := self.sqs.receive_message(QueueUrl=self.queue_url, MaxNumberOfMessages=10, WaitTimeSeconds=0,
-                                              AttributeNames=["All"]).get("Messages", []):
-            messages.extend(got)
-        return messages
+        return self.queue.receive_all()
 
-    def deliver(self, message: dict[str, Any], receive_count: int | None = None, context: Context | None = None) -> bool:
-        """Run the video handler on one message, as a batch of one; delete it if it succeeded."""
-        record = sqs_record(message, self.arn, "us-east-1")
-        if receive_count is not None:
-            record["attributes"]["ApproximateReceiveCount"] = str(receive_count)
-        response = video.handler(batch(record), context or Context())
-        ok = response == {"batchItemFailures": []}
-        if ok:
-            self.sqs.delete_message(QueueUrl=self.queue_url, ReceiptHandle=message["ReceiptHandle"])
-        return ok
+    def deliver(self, message: dict[str, Any], receive_count: int | None = None, ctx: LambdaContext | None = None) -> bool:
+        """Run the video handler on one message, as a batch of one (deleted if it succeeded); did it?"""
+        return self.queue.deliver(video.handler, [message], receive_count, ctx) == OK
 
     def run_all(self) -> int:
         """Deliver until the queue is empty (a plan brings segments); how many messages ran."""
@@ -99,11 +67,16 @@ class VideoStack:
         return count
 
     def result(self, key: str) -> dict[str, Any]:
-        return self.stack.result(key)
+        return self.aws.result(key)
 
     def job(self, key: str) -> dict[str, Any]:
-        (job,) = [j for j in self.stack.jobs() if j["key"] == key]
+        (job,) = [j for j in self.aws.jobs() if j["key"] == key]
         return job
+
+    def segments_done(self, key: str) -> list[str]:
+        """The ids of the counted segments of `key`'s job (its chunk items)."""
+        job_id = self.job(key)["job_id"]
+        return sorted(i for j in self.aws.jobs() if j.get("parent_job") == job_id for i in j["done"])
 
 
 @pytest.fixture(scope="module")
@@ -115,18 +88,16 @@ def gallery_faces(photos: Any) -> list[GalleryFace]:
 
 @contextmanager
 def video_stack(endpoint: str, gallery_faces: list[GalleryFace], **env: str) -> Iterator[VideoStack]:
-    """A fresh stack with the video queue and the gallery, the handlers' environment set (ENV + `env`)."""
-    with stack_context(endpoint, **{**ENV, **env}) as stack:
-        sqs = stack.boto("sqs")
-        url = sqs.create_queue(QueueName=f"{stack.bucket}-video", Attributes={"VisibilityTimeout": "600"})["QueueUrl"]
-        arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    """Fresh resources with the video queue and the gallery, the handlers' environment set (ENV + `env`)."""
+    with moto_resources(endpoint, **{**ENV, **env}) as aws:
+        queue = LambdaQueue.create(aws.sqs, f"{aws.bucket}-video", VisibilityTimeout="600")
         with pytest.MonkeyPatch.context() as mp:
-            mp.setenv("VIDEO_QUEUE_URL", url)
-            table = GalleryTable(stack.gallery_table)
+            mp.setenv("VIDEO_QUEUE_URL", queue.url)
+            table = GalleryTable(aws.gallery_table)
             for face in gallery_faces:
                 table.put_face(face)
             drop_local_copy()  # each test starts like a fresh worker
-            yield VideoStack(stack, url, arn)
+            yield VideoStack(aws, queue)
 
 
 @pytest.fixture
@@ -137,7 +108,7 @@ def vstack(moto_endpoint: str, gallery_faces: list[GalleryFace]) -> Iterator[Vid
 
 @pytest.fixture(scope="module")
 def two_scenes(faces_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> bytes:
-    return write_video(tmp_path_factory.mktemp("video") / "scenes.mp4", faces_dir).read_bytes()
+    return scenes_video(tmp_path_factory.mktemp("video") / "scenes.mp4", faces_dir).read_bytes()
 
 
 def messages_of(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -151,7 +122,7 @@ def test_a_video_fans_out_and_merges(vstack: VideoStack, two_scenes: bytes) -> N
     event = vstack.upload("queries/scenes.mp4", two_scenes)
     job = vstack.job("queries/scenes.mp4")
     assert job["status"] == "running" and job["media"] == "video" and job["kind"] == "recognize"
-    assert not vstack.stack.has("results/queries/scenes.mp4.json"), "no result before the segments ran"
+    assert not vstack.aws.has("results/queries/scenes.mp4.json"), "no result before the segments ran"
 
     (plan,) = vstack.receive()
     assert messages_of([plan])[0]["type"] == "plan"
@@ -179,19 +150,20 @@ def test_a_video_fans_out_and_merges(vstack: VideoStack, two_scenes: bytes) -> N
         assert face["person"] == ("obama" if frame["t"] < 2 else "biden") and face["distance"] < 0.6
         assert set(face["box"]) == {"left", "top", "width", "height"}
     assert result["appearances"] == [
-        {"person": "biden", "intervals": [[2.0, 4.0]]},
-        {"person": "obama", "intervals": [[0.0, 2.0]]},
+        {"person": "biden", "intervals": [[2.0, 4.0]], "seconds": 2.0, "first_s": 2.0, "last_s": 4.0},
+        {"person": "obama", "intervals": [[0.0, 2.0]], "seconds": 2.0, "first_s": 0.0, "last_s": 2.0},
     ]
-    assert {"download", "probe", "segments", "slowest_segment", "merge", "total"} <= set(result["timings_ms"])
+    assert {"check", "probe", "segments", "slowest_segment", "merge", "total"} <= set(result["timings_ms"])
     assert "faces" not in result and "annotated" not in result
     job = vstack.job("queries/scenes.mp4")
     assert job["status"] == "succeeded" and job["result_key"] == "results/queries/scenes.mp4.json"
-    assert sorted(job["segments_done"]) == ["00000", "00001", "00002", "00003"] and job["segments_total"] == 4
+    assert job["chunks_done"] == ["00000"] and job["segments_total"] == 4 and job["segments_sent"] == 4
+    assert vstack.segments_done("queries/scenes.mp4") == ["00000", "00001", "00002", "00003"]
     assert job["duration_ms"] > 0 and "final_lease" not in job
 
 
 def test_a_video_is_recognised_by_its_content_not_its_name(vstack: VideoStack, faces_dir: Path, tmp_path: Path) -> None:
-    clip = write_video(tmp_path / "x.mp4", faces_dir, scenes=SCENES[:1], seconds=1).read_bytes()
+    clip = scenes_video(tmp_path / "x.mp4", faces_dir, scenes=SCENES[:1], seconds=1).read_bytes()
     vstack.upload("queries/holiday", clip)  # no extension; mp4 content
     assert vstack.run_all() == 2  # the plan, one segment
     result = vstack.result("queries/holiday")
@@ -199,7 +171,7 @@ def test_a_video_is_recognised_by_its_content_not_its_name(vstack: VideoStack, f
 
 
 def test_an_image_is_still_an_image(vstack: VideoStack, faces_dir: Path) -> None:
-    vstack.upload("queries/obama.jpg", read(faces_dir, "people/obama/obama2.jpg"))
+    vstack.upload("queries/obama.jpg", (faces_dir / "people/obama/obama2.jpg").read_bytes())
     assert vstack.receive() == []
     result = vstack.result("queries/obama.jpg")
     assert result["status"] == "succeeded" and result["people"] == ["obama"] and "media" not in result
@@ -211,7 +183,7 @@ def test_an_image_is_still_an_image(vstack: VideoStack, faces_dir: Path) -> None
 def test_redelivered_messages_do_not_double_count(vstack: VideoStack, two_scenes: bytes) -> None:
     event = vstack.upload("queries/again.mp4", two_scenes)
     # The S3 event, delivered again before the plan ran: the plan goes again (the first may be lost).
-    assert recognize.handler(event, Context()) == {"batchItemFailures": []}
+    assert recognize.handler(event, context()) == {"batchItemFailures": []}
     plans = vstack.receive()
     assert [json.loads(m["Body"])["type"] for m in plans] == ["plan", "plan"]
     assert vstack.job("queries/again.mp4")["attempts"] == 2
@@ -219,44 +191,44 @@ def test_redelivered_messages_do_not_double_count(vstack: VideoStack, two_scenes
     for message in plans:
         assert vstack.deliver(message)  # the second finds the plan recorded and its segments sent
     assert vstack.deliver(plan, receive_count=2)  # nothing is sent again
-    assert recognize.handler(event, Context()) == {"batchItemFailures": []}  # planned: no plan sent
+    assert recognize.handler(event, context()) == {"batchItemFailures": []}  # planned: no plan sent
     segments = sorted(vstack.receive(), key=lambda m: json.loads(m["Body"])["index"])
     assert len(segments) == 4
     first, *rest = segments
     assert vstack.deliver(first)
     assert vstack.deliver(first, receive_count=2)  # counted once
-    assert sorted(vstack.job("queries/again.mp4")["segments_done"]) == ["00000"]
+    assert vstack.segments_done("queries/again.mp4") == ["00000"]
     for message in rest:
         assert vstack.deliver(message)
     result = vstack.result("queries/again.mp4")
     assert result["status"] == "succeeded" and result["frames_sampled"] == 8
     assert len({f["t"] for f in result["frames"]}) == 8
-    written = vstack.stack.s3.head_object(Bucket=vstack.stack.bucket, Key="results/queries/again.mp4.json")["ETag"]
+    written = vstack.aws.s3.head_object(Bucket=vstack.aws.bucket, Key="results/queries/again.mp4.json")["ETag"]
     for message in (first, rest[-1], plan):  # after the merge: acknowledged, nothing rewritten
         assert vstack.deliver(message, receive_count=3)
-    assert vstack.stack.s3.head_object(Bucket=vstack.stack.bucket, Key="results/queries/again.mp4.json")["ETag"] == written
+    assert vstack.aws.s3.head_object(Bucket=vstack.aws.bucket, Key="results/queries/again.mp4.json")["ETag"] == written
     job = vstack.job("queries/again.mp4")
-    assert job["status"] == "succeeded" and len(job["segments_done"]) == 4
+    assert job["status"] == "succeeded" and len(vstack.segments_done("queries/again.mp4")) == 4
     assert vstack.receive() == []
 
 
 def test_a_lost_plan_is_sent_again_with_the_recognize_retry(vstack: VideoStack, two_scenes: bytes,
                                                            monkeypatch: pytest.MonkeyPatch) -> None:
-    proxy = FaultProxy(vstack.stack.endpoint)  # between the handlers and SQS only
+    proxy = FaultProxy(vstack.aws.endpoint)  # between the handlers and SQS only
     try:
         monkeypatch.setenv("AWS_ENDPOINT_URL_SQS", proxy.url)
         monkeypatch.setenv("AWS_MAX_ATTEMPTS", "1")
         proxy.fail(1, lambda method, path: method == "POST")
-        vstack.stack.upload("queries/lost.mp4", two_scenes)
-        event = vstack.stack.event("queries/lost.mp4")
-        assert recognize.handler(event, Context()) != {"batchItemFailures": []}  # SendMessage failed: retry
+        vstack.aws.put("queries/lost.mp4", two_scenes)
+        event = vstack.aws.event("queries/lost.mp4")
+        assert recognize.handler(event, context()) != {"batchItemFailures": []}  # SendMessage failed: retry
         assert len(proxy.injected) == 1
         job = vstack.job("queries/lost.mp4")
         # The hand-off is recorded before the plan is sent, so a plan never finds a job without it.
         assert (job["status"], job["media"], job["lease_until"]) == ("running", "video", 0)
         assert vstack.receive() == []
         event["Records"][0]["attributes"]["ApproximateReceiveCount"] = "2"
-        assert recognize.handler(event, Context()) == {"batchItemFailures": []}
+        assert recognize.handler(event, context()) == {"batchItemFailures": []}
     finally:
         proxy.close()
     assert vstack.run_all() == 5  # the plan, 4 segments
@@ -273,7 +245,7 @@ def test_a_segment_that_fails_for_good_fails_the_job(vstack: VideoStack, two_sce
     segments = sorted(vstack.receive(), key=lambda m: json.loads(m["Body"])["index"])
     assert vstack.deliver(segments[0])
     # The video is replaced before segment 2 runs on a fresh worker: it cannot decode what was planned.
-    vstack.stack.upload("queries/replaced.mp4", read(faces_dir, "seed/john0.jpg"))
+    vstack.aws.put("queries/replaced.mp4", (faces_dir / "seed/john0.jpg").read_bytes())
     drop_local_copy()
     assert vstack.deliver(segments[1])  # a permanent failure is acknowledged
     result = vstack.result("queries/replaced.mp4")
@@ -282,13 +254,13 @@ def test_a_segment_that_fails_for_good_fails_the_job(vstack: VideoStack, two_sce
     assert result["error"]["message"].startswith("segment 2 of 4 (1.00-2.00 s): OBJECT_NOT_FOUND: ")
     assert "was replaced" in result["error"]["message"]
     assert result["duration_s"] == 4.0 and "frames" not in result
-    written = vstack.stack.s3.head_object(Bucket=vstack.stack.bucket, Key="results/queries/replaced.mp4.json")["ETag"]
+    written = vstack.aws.s3.head_object(Bucket=vstack.aws.bucket, Key="results/queries/replaced.mp4.json")["ETag"]
     for message in segments[2:]:  # the rest are acknowledged without work; the failure is written once
         assert vstack.deliver(message)
-    assert vstack.stack.s3.head_object(Bucket=vstack.stack.bucket, Key="results/queries/replaced.mp4.json")["ETag"] == written
+    assert vstack.aws.s3.head_object(Bucket=vstack.aws.bucket, Key="results/queries/replaced.mp4.json")["ETag"] == written
     job = vstack.job("queries/replaced.mp4")
     assert job["status"] == "failed" and job["error"] == result["error"]
-    assert job["segments_done"] == ["00000"]
+    assert vstack.segments_done("queries/replaced.mp4") == ["00000"]
 
 
 def test_a_segment_that_keeps_failing_fails_the_job_on_its_last_delivery(
@@ -298,7 +270,7 @@ def test_a_segment_that_keeps_failing_fails_the_job_on_its_last_delivery(
     (plan,) = vstack.receive()
     assert vstack.deliver(plan)
     segments = sorted(vstack.receive(), key=lambda m: json.loads(m["Body"])["index"])
-    proxy = FaultProxy(vstack.stack.endpoint)  # S3 answers 503 to every GET of the video
+    proxy = FaultProxy(vstack.aws.endpoint)  # S3 answers 503 to every GET of the video
     try:
         monkeypatch.setenv("AWS_ENDPOINT_URL", proxy.url)
         monkeypatch.setenv("AWS_MAX_ATTEMPTS", "1")
@@ -322,9 +294,9 @@ def test_a_segment_out_of_time_is_retried_then_fails_clearly(vstack: VideoStack,
     (plan,) = vstack.receive()
     assert vstack.deliver(plan)
     segment = vstack.receive()[0]
-    short = Context(remaining_ms=2000)  # less than the time kept for storing and merging
-    assert not vstack.deliver(segment, receive_count=1, context=short)
-    assert not vstack.deliver(segment, receive_count=3, context=short)
+    short = context(timeout_s=2)  # less than the time kept for storing and merging
+    assert not vstack.deliver(segment, receive_count=1, ctx=short)
+    assert not vstack.deliver(segment, receive_count=3, ctx=short)
     error = vstack.result("queries/slow.mp4")["error"]
     assert error["code"] == "SEGMENT_FAILED" and "OutOfTime" in error["message"]
     assert "timeout is too short for this segment" in error["message"]
@@ -369,5 +341,4 @@ def test_messages_that_are_not_video_messages_are_dropped(vstack: VideoStack) ->
     bodies = ("not json", json.dumps({"type": "other", "job_id": "x", "bucket": "b", "key": "k"}),
               json.dumps({"type": "segment", "job_id": "x"}), s3_event_body("b", "queries/x.mp4"))
     for body in bodies:
-        record = sqs_record({"MessageId": "m", "ReceiptHandle": "r", "Body": body}, vstack.arn, "us-east-1")
-        assert video.handler(batch(record), Context()) == {"batchItemFailures": []}
+        assert video.handler(batch(record(body, arn=vstack.queue.arn)), context()) == OK

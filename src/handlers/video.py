@@ -10,6 +10,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from shared.pipeline import video
 from shared.pipeline.delivery import SERVICE
+from shared.pipeline.metrics import metrics
 
 logger = Logger(service=SERVICE)
 processor = BatchProcessor(event_type=EventType.SQS, raise_on_entire_batch_failure=False)
@@ -21,6 +22,7 @@ def record_handler(record: SQSRecord, lambda_context: LambdaContext | None = Non
 
 
 @logger.inject_lambda_context
+@metrics.log_metrics(capture_cold_start_metric=True)  # ColdStart; each job's metrics: pipeline/metrics.py
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     """SQS batch in, `{"batchItemFailures": [...]}` out."""
     return process_partial_response(event=event, record_handler=record_handler, processor=processor, context=context)

@@ -5,10 +5,10 @@ import argparse
 import sys
 from typing import Sequence
 
-from lambdaface import client, engine_commands, invoke, local, watch
+from lambdaface import client, engine_commands, invoke, local, report, watch
 
 # Each module exposes register(subparsers); a subcommand's parser sets `func(args) -> int`.
-COMMAND_MODULES = [engine_commands, local, client, watch, invoke]
+COMMAND_MODULES = [engine_commands, local, client, watch, invoke, report]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -70,6 +70,8 @@ class PipelineConfig:
     job_ttl_days: int = 30  # JOB_TTL_DAYS: job records expire after this many days
     video_queue_url: str = ""  # VIDEO_QUEUE_URL: where recognize sends videos and the video function its segments
     annotate: bool = True  # LAMBDAFACE_ANNOTATE: write results/<key>.jpg, the photo with boxes and names (one S3 PUT)
+    gallery_shards: int = 4  # LAMBDAFACE_GALLERY_SHARDS: copies of the gallery's change counter recognitions read (one at random)
+    gallery_compact_every: int = 1000  # LAMBDAFACE_GALLERY_COMPACT_EVERY: changes between gallery snapshots
 
 
 @dataclass(frozen=True)
@@ -80,8 +82,9 @@ class VideoConfig:
     sample_fps: float = 3.0  # LAMBDAFACE_SAMPLE_FPS: frames analysed per second of video
     detector: str = "cnn"  # LAMBDAFACE_VIDEO_DETECTOR: the CNN also finds faces in profile, common in video
     detect_max_side: int = 640  # LAMBDAFACE_VIDEO_MAX_SIDE: frames are detected at this size at most
-    max_bytes: int = 500_000_000  # LAMBDAFACE_VIDEO_MAX_BYTES
-    max_duration_s: float = 600.0  # LAMBDAFACE_VIDEO_MAX_DURATION_S
+    max_bytes: int = 10_000_000_000  # LAMBDAFACE_VIDEO_MAX_BYTES: 10 GB (nothing is downloaded whole)
+    max_duration_s: float = 3600.0  # LAMBDAFACE_VIDEO_MAX_DURATION_S: 1 hour (the template allows up to 6)
+    read_block: int = 1 << 20  # LAMBDAFACE_VIDEO_READ_BLOCK: bytes per ranged S3 GET of a video
 
     def engine(self, base: EngineConfig) -> EngineConfig:
         """The engine settings used on video frames."""
@@ -119,6 +122,8 @@ _PIPELINE_ENV = {
     "job_ttl_days": "JOB_TTL_DAYS",
     "video_queue_url": "VIDEO_QUEUE_URL",
     "annotate": "LAMBDAFACE_ANNOTATE",
+    "gallery_shards": "LAMBDAFACE_GALLERY_SHARDS",
+    "gallery_compact_every": "LAMBDAFACE_GALLERY_COMPACT_EVERY",
 }
 
 _VIDEO_ENV = {
@@ -128,6 +133,7 @@ _VIDEO_ENV = {
     "detect_max_side": "LAMBDAFACE_VIDEO_MAX_SIDE",
     "max_bytes": "LAMBDAFACE_VIDEO_MAX_BYTES",
     "max_duration_s": "LAMBDAFACE_VIDEO_MAX_DURATION_S",
+    "read_block": "LAMBDAFACE_VIDEO_READ_BLOCK",
 }
 
 

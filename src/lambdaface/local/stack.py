@@ -208,6 +208,7 @@ class LocalStack:
     def _spawn(self, slot: _Slot) -> None:
         slot.busy.value = 0.0
         slot.started = time.monotonic()
+        self._drain(slot)  # what the previous process reported before it died is still printed
         # A pipe per process: a worker killed mid-write can only spoil its own pipe.
         slot.reports, writer = self._ctx.Pipe(duplex=False)
         slot.process = self._ctx.Process(
@@ -275,6 +276,19 @@ class LocalStack:
             except (EOFError, OSError):  # the worker is gone; its next process gets a new pipe
                 pipes[pipe].reports = None
                 pipe.close()
+
+    def _drain(self, slot: _Slot) -> None:
+        """Print every report left in a dead worker's pipe, then close it."""
+        pipe, slot.reports = slot.reports, None
+        if pipe is None:
+            return
+        try:
+            while pipe.poll():
+                for line in self.report_lines(pipe.recv()):
+                    print(line, file=self.out, flush=True)
+        except (EOFError, OSError):
+            pass
+        pipe.close()
 
     def report_lines(self, report: dict[str, Any]) -> list[str]:
         """One line per job of a processed message."""

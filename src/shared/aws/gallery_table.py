@@ -1,18 +1,26 @@
-"""The face gallery in DynamoDB: one item per enrolled image (hash `person`, range `image_key`).
+"""The face gallery in DynamoDB (hash `person`, range `image_key`) and its change log.
 
-Each item holds `embedding` (128 float32, little-endian), `etag` and `enrolled_at`; never
-images. A person is simply the set of their items: enrolling two images of one person at once
-writes two items, and a person whose last item is removed is gone.
+Items (bookkeeping partitions start with `#`, which no valid person name can):
+- a face: `person`, `image_key`, `embedding` (128 float32 LE), `etag`, `enrolled_at`; never images;
+- `#order/<image_key>`: the newest S3 event applied to that image (`sequencer`, `event_time`),
+  whether it left a tombstone (`deleted`), and the log entry that made it (`log_seq`);
+- `#meta/#version`: `version`, the sequence number of the newest change;
+- `#log/<seq, 20 digits>`: one change: `op` (put | del), `face_person`, `face_key`, `etag`, and for
+  a put `vector` (removed as soon as that face changes again);
+- `#shard/<i>`: copies of `version` that recognitions read (one, at random), so no item is hot;
+- `#snapshot/current`: where the newest snapshot is (see gallery_snapshot.py).
 
-Every change also bumps a version counter kept in a sentinel item (`person` = "#meta", which no
-valid person name can collide with). `load_gallery()` caches the matching-ready Gallery per
-process and rebuilds it whenever the counter moved, so a recognition that starts after an
-enrollment finished always sees it, at the cost of one strongly consistent GetItem per call.
+One change is one TransactWriteItems: the counter (conditional on the value read, so sequence
+numbers have no gaps and log entries appear in order), the log entry, the order item (conditional
+on the one read), the face, and every shard. A change either happened whole or not at all, so a
+retried message repeats nothing and misses nothing. Changes to one image apply in S3's order
+(sequencer, else eventTime); a stale event is skipped, and on a tie a deletion wins.
 """
 from __future__ import annotations
 
 import logging
-import threading
+import random
+import time
 from dataclasses import dataclass
 from typing import Any, Iterator
 
@@ -20,16 +28,15 @@ import numpy as np
 
 from shared.aws import dynamo
 from shared.aws.clients import client, error_code
-from shared.engine.matching import Gallery
+from shared.config import current_config
 
 log = logging.getLogger(__name__)
 
 META_PERSON, META_KEY = "#meta", "#version"
+ORDER, LOG, SHARD, SNAPSHOT = "#order", "#log", "#shard", "#snapshot"
 EMBEDDING_DTYPE = np.dtype("<f4")
 EMBEDDING_BYTES = 128 * EMBEDDING_DTYPE.itemsize
-
-_cache: dict[str, tuple[int, Gallery]] = {}
-_cache_lock = threading.Lock()
+CONFLICT_ATTEMPTS = 60
 
 
 @dataclass(frozen=True)
@@ -41,6 +48,45 @@ class GalleryFace:
     embedding: np.ndarray  # (128,) float32
     etag: str = ""
     enrolled_at: str = ""
+
+
+@dataclass(frozen=True)
+class Change:
+    """What one S3 event does to one image: enroll `embedding` (None: delete it)."""
+
+    person: str
+    image_key: str
+    sequencer: str
+    event_time: str
+    etag: str = ""
+    embedding: np.ndarray | None = None
+    enrolled_at: str = ""
+    wins_ties: bool = False  # an upload known to be newer than a tombstone of the same instant
+
+    @property
+    def deleted(self) -> bool:
+        return self.embedding is None
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What apply() did: `applied` (a new log entry `seq`), or `stale`/`repeat` (nothing to do)."""
+
+    applied: bool
+    seq: int = 0
+    removed: bool = False  # a live face left the gallery (for a delete; kept for a repeat)
+    stale: bool = False
+    tie: bool = False  # stale only because a delete had the same instant (moto: no sequencer)
+    previous_seq: int = 0  # the log entry of the face this change replaced or removed
+
+
+@dataclass(frozen=True)
+class LogEntry:
+    seq: int
+    op: str
+    person: str
+    image_key: str
+    embedding: np.ndarray | None
 
 
 def encode(embedding: np.ndarray) -> bytes:
@@ -58,97 +104,238 @@ def decode(data: bytes) -> np.ndarray:
     return np.frombuffer(data, dtype=EMBEDDING_DTYPE).astype(np.float32)
 
 
+def log_key(seq: int) -> str:
+    return f"{seq:020d}"
+
+
+def compare(a: tuple[str, str], b: tuple[str, str]) -> int:
+    """Order of two events on one key, each (sequencer, eventTime): S3's sequencers (hex, left-padded)
+    when both have one, else the event times. -1, 0 or 1."""
+    if a[0] and b[0]:
+        x, y = a[0].upper().rjust(32, "0"), b[0].upper().rjust(32, "0")
+    else:
+        x, y = a[1], b[1]
+    return (x > y) - (x < y)
+
+
+def _key(person: str, image_key: str) -> dict[str, Any]:
+    return {"person": {"S": person}, "image_key": {"S": image_key}}
+
+
 class GalleryTable:
-    """Enrolled faces, by person and source image key."""
+    """Enrolled faces, by person and source image key, with their ordered change log."""
 
-    def __init__(self, name: str) -> None:
+    def __init__(self, name: str, shards: int | None = None) -> None:
         self.name = name
+        self.shards = max(1, current_config().pipeline.gallery_shards if shards is None else shards)
 
-    def put_face(self, face: GalleryFace) -> None:
-        """Add (or replace) the face enrolled from `face.image_key`."""
-        item = {
-            "person": face.person,
-            "image_key": face.image_key,
-            "embedding": encode(face.embedding),
-            "etag": face.etag,
-            "enrolled_at": face.enrolled_at,
-        }
-        client("dynamodb").put_item(TableName=self.name, Item=dynamo.to_item(item))
-        self.bump_version()
+    # --- reading -----------------------------------------------------------------------------
 
-    def remove_face(self, person: str, image_key: str, etag: str | None = None) -> GalleryFace | None:
-        """Remove the face enrolled from `image_key` (only if its etag is `etag`, when given).
+    def get(self, person: str, image_key: str) -> dict[str, Any] | None:
+        found = client("dynamodb").get_item(TableName=self.name, Key=_key(person, image_key), ConsistentRead=True)
+        return dynamo.from_item(found["Item"]) if "Item" in found else None
 
-        Returns the removed face, or None when there was none (or its etag differed)."""
-        kwargs: dict[str, Any] = {}
-        if etag is not None:
-            kwargs = {
-                "ConditionExpression": "#etag = :etag",
-                "ExpressionAttributeNames": {"#etag": "etag"},
-                "ExpressionAttributeValues": {":etag": {"S": etag}},
-            }
-        try:
-            response = client("dynamodb").delete_item(
-                TableName=self.name,
-                Key={"person": {"S": person}, "image_key": {"S": image_key}},
-                ReturnValues="ALL_OLD",
-                **kwargs,
-            )
-        except Exception as exc:
-            if error_code(exc) == "ConditionalCheckFailedException":
-                return None
-            raise
-        old = response.get("Attributes")
-        if not old:
-            return None
-        self.bump_version()
-        return _face(dynamo.from_item(old))
+    def version(self) -> int:
+        """The sequence number of the newest change (0 before the first)."""
+        found = self.get(META_PERSON, META_KEY)
+        return int(found.get("version", 0)) if found else 0
+
+    def published_version(self) -> int:
+        """The newest change, read from one shard at random (what recognitions poll)."""
+        found = self.get(SHARD, str(random.randrange(self.shards)))
+        return int(found.get("version", 0)) if found else 0
+
+    def log_since(self, after: int, upto: int) -> list[LogEntry]:
+        """Log entries after..upto, in order (strongly consistent, paginated)."""
+        pages = client("dynamodb").get_paginator("query").paginate(
+            TableName=self.name, ConsistentRead=True,
+            KeyConditionExpression="person = :p AND image_key BETWEEN :a AND :b",
+            ExpressionAttributeValues={":p": {"S": LOG}, ":a": {"S": log_key(after + 1)}, ":b": {"S": log_key(upto)}},
+        )
+        entries = []
+        for page in pages:
+            for raw in page.get("Items", []):
+                item = dynamo.from_item(raw)
+                vector = item.get("vector")
+                entries.append(LogEntry(int(item["image_key"]), item["op"], item["face_person"], item["face_key"],
+                                        decode(vector) if vector else None))
+        return entries
 
     def faces(self) -> Iterator[GalleryFace]:
-        """Every enrolled face (paginated, strongly consistent scan)."""
+        """Every enrolled face (a paginated, strongly consistent scan: tools and tests, never the
+        recognition path)."""
         pages = client("dynamodb").get_paginator("scan").paginate(TableName=self.name, ConsistentRead=True)
         for page in pages:
             for raw in page.get("Items", []):
                 item = dynamo.from_item(raw)
-                if item.get("person") == META_PERSON:
+                if str(item.get("person", "")).startswith("#"):
                     continue
                 try:
                     yield _face(item)
                 except (KeyError, ValueError) as exc:
                     log.warning("skipping malformed gallery item %s/%s: %s", item.get("person"), item.get("image_key"), exc)
 
-    def version(self) -> int:
-        """The change counter (0 before the first change)."""
-        found = client("dynamodb").get_item(
-            TableName=self.name,
-            Key={"person": {"S": META_PERSON}, "image_key": {"S": META_KEY}},
-            ConsistentRead=True,
-        ).get("Item")
-        return int(found["version"]["N"]) if found and "version" in found else 0
+    def load_gallery(self) -> Any:
+        """Every enrolled face as a matching-ready Gallery (see gallery_cache.py: a snapshot once,
+        then only the changes since)."""
+        from shared.aws import gallery_cache
 
-    def bump_version(self) -> int:
-        """Count one change of the gallery; returns the new version."""
-        response = client("dynamodb").update_item(
-            TableName=self.name,
-            Key={"person": {"S": META_PERSON}, "image_key": {"S": META_KEY}},
-            UpdateExpression="ADD #v :one",
-            ExpressionAttributeNames={"#v": "version"},
-            ExpressionAttributeValues={":one": {"N": "1"}},
-            ReturnValues="UPDATED_NEW",
-        )
-        return int(response["Attributes"]["version"]["N"])
+        return gallery_cache.load(self)
 
-    def load_gallery(self) -> Gallery:
-        """Every enrolled face as a matching-ready Gallery, rebuilt only when the gallery changed."""
-        version = self.version()
-        with _cache_lock:
-            cached = _cache.get(self.name)
-        if cached and cached[0] == version:
-            return cached[1]
-        gallery = Gallery.from_pairs((face.person, face.embedding) for face in self.faces())
-        with _cache_lock:
-            _cache[self.name] = (version, gallery)
-        return gallery
+    # --- writing -----------------------------------------------------------------------------
+
+    def apply(self, change: Change) -> Outcome:
+        """Apply one event to one image, in S3's order, exactly once (see the module docstring)."""
+        for attempt in range(CONFLICT_ATTEMPTS):
+            order = self.get(ORDER, change.image_key)
+            decided = _decide(change, order)
+            if decided is not None:
+                return decided
+            version = self.version()
+            try:
+                self._commit(change, order, version)
+            except Exception as exc:
+                if error_code(exc) not in ("TransactionCanceledException", "TransactionConflictException"):
+                    raise
+                time.sleep(random.uniform(0, 0.01 * min(attempt + 1, 10)))  # another change won: read again
+                continue
+            previous = int(order.get("log_seq", 0)) if order and not order.get("deleted") else 0
+            return Outcome(True, version + 1, removed=change.deleted and bool(previous), previous_seq=previous)
+        raise RuntimeError(f"gallery change of {change.image_key} kept conflicting; will be retried")
+
+    def _commit(self, change: Change, order: dict[str, Any] | None, version: int) -> None:
+        seq = version + 1
+        entry = {"person": LOG, "image_key": log_key(seq), "op": "del" if change.deleted else "put",
+                 "face_person": change.person, "face_key": change.image_key, "etag": change.etag}
+        if not change.deleted:
+            entry["vector"] = encode(change.embedding)  # type: ignore[arg-type]
+        had_face = bool(order) and not order.get("deleted")  # type: ignore[union-attr]
+        new_order = {"person": ORDER, "image_key": change.image_key, "sequencer": change.sequencer or None,
+                     "event_time": change.event_time, "deleted": change.deleted, "log_seq": seq,
+                     "face_person": change.person, "etag": change.etag,
+                     "removed": change.deleted and had_face,
+                     "prev_log_seq": int(order.get("log_seq", 0)) if had_face else 0}  # type: ignore[union-attr]
+        items: list[dict[str, Any]] = [
+            {"Update": {"TableName": self.name, "Key": _key(META_PERSON, META_KEY), "UpdateExpression": "SET #v = :new",
+                        "ConditionExpression": "attribute_not_exists(#v) OR #v = :old",
+                        "ExpressionAttributeNames": {"#v": "version"},
+                        "ExpressionAttributeValues": {":new": {"N": str(seq)}, ":old": {"N": str(version)}}}},
+            {"Put": {"TableName": self.name, "Item": dynamo.to_item(entry),
+                     "ConditionExpression": "attribute_not_exists(image_key)"}},
+            {"Put": {"TableName": self.name, "Item": dynamo.to_item(new_order), **_same_order(order)}},
+            self._face_write(change),
+        ]
+        items += [
+            {"Update": {"TableName": self.name, "Key": _key(SHARD, str(i)), "UpdateExpression": "SET #v = :new",
+                        "ExpressionAttributeNames": {"#v": "version"}, "ExpressionAttributeValues": {":new": {"N": str(seq)}}}}
+            for i in range(self.shards)
+        ]
+        client("dynamodb").transact_write_items(TransactItems=items)
+
+    def _face_write(self, change: Change) -> dict[str, Any]:
+        if change.deleted:
+            return {"Delete": {"TableName": self.name, "Key": _key(change.person, change.image_key)}}
+        item = {"person": change.person, "image_key": change.image_key, "embedding": encode(change.embedding),  # type: ignore[arg-type]
+                "etag": change.etag, "enrolled_at": change.enrolled_at}
+        return {"Put": {"TableName": self.name, "Item": dynamo.to_item(item)}}
+
+    def put_face(self, face: GalleryFace, sequencer: str = "", event_time: str = "") -> Outcome:
+        """Enroll `face` as an upload event would (event time: now, unless given)."""
+        when = event_time or time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime()) + f".{int(time.time() * 1000) % 1000:03d}Z"
+        return self.apply(Change(face.person, face.image_key, sequencer, when, face.etag, face.embedding, face.enrolled_at))
+
+    def write_faces(self, people: list[str], keys: list[str], embeddings: np.ndarray, event_time: str) -> None:
+        """Face and order items for a bulk import (BatchWriteItem, 25 a request)."""
+        db, requests = client("dynamodb"), []
+        for person, key, vector in zip(people, keys, embeddings):
+            requests.append({"PutRequest": {"Item": dynamo.to_item(
+                {"person": person, "image_key": key, "embedding": encode(vector), "etag": "", "enrolled_at": event_time})}})
+            requests.append({"PutRequest": {"Item": dynamo.to_item(
+                {"person": ORDER, "image_key": key, "event_time": event_time, "deleted": False, "log_seq": 1,
+                 "face_person": person, "etag": "", "removed": False, "prev_log_seq": 0})}})
+        for start in range(0, len(requests), 25):
+            pending: dict[str, Any] = {self.name: requests[start:start + 25]}
+            while pending:
+                pending = db.batch_write_item(RequestItems=pending).get("UnprocessedItems") or {}
+
+    def start_counter(self, seq: int) -> None:
+        """Set the counter and its shards of a new gallery (a bulk import's single change)."""
+        db = client("dynamodb")
+        db.put_item(TableName=self.name, Item=dynamo.to_item({"person": META_PERSON, "image_key": META_KEY, "version": seq}),
+                    ConditionExpression="attribute_not_exists(image_key)")
+        for i in range(self.shards):
+            db.put_item(TableName=self.name, Item=dynamo.to_item({"person": SHARD, "image_key": str(i), "version": seq}))
+
+    def strip_log_vector(self, seq: int) -> None:
+        """Remove the embedding from log entry `seq` (its face changed since; idempotent)."""
+        if seq <= 0:
+            return
+        try:
+            client("dynamodb").update_item(
+                TableName=self.name, Key=_key(LOG, log_key(seq)), UpdateExpression="REMOVE vector",
+                ConditionExpression="attribute_exists(image_key)",
+            )
+        except Exception as exc:
+            if error_code(exc) != "ConditionalCheckFailedException":  # trimmed already
+                raise
+
+    def trim_log(self, upto: int, after: int = 0) -> int:
+        """Delete log entries after..upto (entries a snapshot has made unnecessary)."""
+        keys = [e.seq for e in self.log_since(after, upto)] if upto > after else []
+        db = client("dynamodb")
+        for start in range(0, len(keys), 25):
+            requests = [{"DeleteRequest": {"Key": _key(LOG, log_key(s))}} for s in keys[start:start + 25]]
+            pending: dict[str, Any] = {self.name: requests}
+            while pending:
+                pending = db.batch_write_item(RequestItems=pending).get("UnprocessedItems") or {}
+        return len(keys)
+
+    def snapshot_pointer(self) -> dict[str, Any] | None:
+        return self.get(SNAPSHOT, "current")
+
+    def set_snapshot_pointer(self, pointer: dict[str, Any], replaces: int | None) -> bool:
+        """Point at a new snapshot, only if the pointer still names snapshot `replaces` (None: none)."""
+        condition = "attribute_not_exists(image_key)" if replaces is None else "#s = :old"
+        kwargs: dict[str, Any] = {"ConditionExpression": condition}
+        if replaces is not None:
+            kwargs["ExpressionAttributeNames"] = {"#s": "seq"}
+            kwargs["ExpressionAttributeValues"] = {":old": {"N": str(replaces)}}
+        try:
+            client("dynamodb").put_item(TableName=self.name, Item=dynamo.to_item({"person": SNAPSHOT, "image_key": "current", **pointer}), **kwargs)
+        except Exception as exc:
+            if error_code(exc) == "ConditionalCheckFailedException":
+                return False
+            raise
+        return True
+
+
+def _decide(change: Change, order: dict[str, Any] | None) -> Outcome | None:
+    """None when `change` must be applied; else why not (stale, or this very event again)."""
+    if not order:
+        return None
+    mine, theirs = (change.sequencer, change.event_time), (order.get("sequencer") or "", order.get("event_time") or "")
+    c = compare(mine, theirs)
+    same = bool(order.get("deleted")) == change.deleted and (change.deleted or order.get("etag") == change.etag)
+    if c > 0 or (c == 0 and not same and change.deleted):
+        return None
+    if c == 0 and same:
+        return Outcome(False, int(order.get("log_seq", 0)), removed=bool(order.get("removed")),
+                       previous_seq=int(order.get("prev_log_seq", 0)))
+    if c == 0 and not change.deleted and order.get("deleted"):
+        # A tie between an upload and a delete: the delete wins unless the caller saw the upload
+        # is the one in S3 now.
+        return None if change.wins_ties else Outcome(False, stale=True, tie=True)
+    if c == 0:
+        return None  # two uploads in one millisecond (moto): the later apply wins
+    return Outcome(False, stale=True)
+
+
+def _same_order(order: dict[str, Any] | None) -> dict[str, Any]:
+    """The condition that the order item is still the one read."""
+    if not order:
+        return {"ConditionExpression": "attribute_not_exists(image_key)"}
+    return {"ConditionExpression": "#l = :l", "ExpressionAttributeNames": {"#l": "log_seq"},
+            "ExpressionAttributeValues": {":l": {"N": str(int(order.get("log_seq", 0)))}}}
 
 
 def _face(item: dict[str, Any]) -> GalleryFace:

@@ -60,13 +60,13 @@ def _resize(image: np.ndarray, scale: float) -> np.ndarray:
     return np.asarray(Image.fromarray(image).resize(size, Image.BILINEAR, reducing_gap=2.0))
 
 
-def _detect_rects(image: np.ndarray, cfg: EngineConfig) -> list[dlib.rectangle]:
+def detect_rects(image: np.ndarray, cfg: EngineConfig) -> list[dlib.rectangle]:
     """Face rectangles in original pixels (not clipped: a face may extend past the frame)."""
     return _detect_rects_batch([image], cfg)[0]
 
 
 def _detect_rects_batch(images: list[np.ndarray], cfg: EngineConfig) -> list[list[dlib.rectangle]]:
-    """`_detect_rects` of each image; frames of one size go through the CNN in one batch."""
+    """`detect_rects` of each image; frames of one size go through the CNN in one batch."""
     plans = [detection_plan(image.shape[0], image.shape[1], cfg) for image in images]
     smalls = [image if scale == 1.0 else _resize(image, scale) for image, (scale, _) in zip(images, plans)]
     if cfg.detector == "cnn" and cfg.backend == "onnx" and len({(p, s.shape) for p, s in zip(plans, smalls)}) == 1:
@@ -103,7 +103,7 @@ def detect_faces(image: np.ndarray, cfg: EngineConfig | None = None) -> list[Box
     """Boxes of every face in `image` (HxWx3 uint8 RGB), in reading order."""
     cfg = cfg or EngineConfig()
     height, width = image.shape[:2]
-    return [_to_box(r, height, width) for r in _sorted(_detect_rects(image, cfg))]
+    return [_to_box(r, height, width) for r in _sorted(detect_rects(image, cfg))]
 
 
 def _sorted(rects: list[dlib.rectangle]) -> list[dlib.rectangle]:

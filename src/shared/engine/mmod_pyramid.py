@@ -319,19 +319,19 @@ def tile_pyramid(image: np.ndarray, options: dict) -> tuple[np.ndarray, list[Rec
     for i in range(1, len(rects)):
         pl, pt, pr, pb = rects[i - 1]
         l, t, r, b = rects[i]
-        if _intersects(rects[i - 1], rects[i]):
-            _resize_in_place(tiled, rects[i - 1], rects[i])
+        if intersects(rects[i - 1], rects[i]):
+            resize_in_place(tiled, rects[i - 1], rects[i])
         else:
             tiled[t:b + 1, l:r + 1] = resize_bilinear(tiled[pt:pb + 1, pl:pr + 1],
                                                       b - t + 1, r - l + 1)
     return tiled, rects
 
 
-def _intersects(a: Rect, b: Rect) -> bool:
+def intersects(a: Rect, b: Rect) -> bool:
     return max(a[0], b[0]) <= min(a[2], b[2]) and max(a[1], b[1]) <= min(a[3], b[3])
 
 
-def _resize_in_place(tiled: np.ndarray, src: Rect, dst: Rect) -> None:
+def resize_in_place(tiled: np.ndarray, src: Rect, dst: Rect) -> None:
     """resize_bilinear from src to dst when the two regions of ``tiled`` overlap.
 
     Only happens for images narrower than ~55 px, where dlib's layout lets a level of the

@@ -1,14 +1,18 @@
 """Videos: recognize them by content, split them into segments, sample frames, merge appearances.
 
-OpenCV (with its bundled FFmpeg) decodes; each segment seeks to its own first frame, so segments
-can run in parallel on different workers without decoding from the start.
+OpenCV (with its bundled FFmpeg) decodes, from a path or from any seekable binary file object
+(io.BufferedIOBase, e.g. a view of a remote object that fetches only the byte ranges read); each
+segment seeks to its own first frame, so segments can run in parallel on different workers without
+decoding from the start, and read only their own part of the file (plus the container's index).
 """
 from __future__ import annotations
 
+import io
 import itertools
 import math
+import os
 from dataclasses import dataclass
-from typing import Callable, Iterator
+from typing import Callable, Iterator, Union
 
 import numpy as np
 
@@ -53,20 +57,27 @@ class VideoInfo:
         return self.frames / self.fps
 
 
-def _open(path: str):
+Source = Union[str, "os.PathLike[str]", io.BufferedIOBase]  # a video file's path, or a seekable binary stream
+
+
+def _open(source: Source):
     import cv2  # imported here: only video work needs OpenCV
 
-    capture = cv2.VideoCapture(path)
+    if isinstance(source, (str, os.PathLike)):
+        capture = cv2.VideoCapture(os.fspath(source))
+    else:  # FFmpeg reads the stream through read() and seek(): only what it needs
+        source.seek(0)
+        capture = cv2.VideoCapture(source, cv2.CAP_FFMPEG, [])
     if not capture.isOpened():
         raise FaceError(errors.NOT_A_VIDEO, "the file is not a video that can be decoded")
     return capture
 
 
-def probe_video(path: str) -> VideoInfo:
+def probe_video(source: Source) -> VideoInfo:
     """Read a video's header; FaceError NOT_A_VIDEO or EMPTY_VIDEO when there is nothing to decode."""
     import cv2
 
-    capture = _open(path)
+    capture = _open(source)
     try:
         fps = capture.get(cv2.CAP_PROP_FPS)
         frames = int(capture.get(cv2.CAP_PROP_FRAME_COUNT))
@@ -98,13 +109,13 @@ def sampled_frame_indices(info: VideoInfo, first: int, end: int, sample_fps: flo
     return indices
 
 
-def read_frames(path: str, indices: list[int]) -> Iterator[tuple[int, np.ndarray]]:
+def read_frames(source: Source, indices: list[int]) -> Iterator[tuple[int, np.ndarray]]:
     """(frame number, RGB frame) for each index (ascending), seeking to the first one only."""
     import cv2
 
     if not indices:
         return
-    capture = _open(path)
+    capture = _open(source)
     try:
         capture.set(cv2.CAP_PROP_POS_FRAMES, indices[0])
         position = indices[0]
@@ -148,11 +159,23 @@ def appearances(frames: list[dict], sample_interval_s: float, duration_s: float)
     return result
 
 
+def with_screen_time(found: list[dict]) -> list[dict]:
+    """`appearances` entries with, per person, `seconds` on screen (the intervals' total) and the
+    `first_s` and `last_s` seconds they are seen (start of the first interval, end of the last)."""
+    out = []
+    for entry in found:
+        spans = entry["intervals"]
+        seconds = round(sum(b - a for a, b in spans), 3)
+        out.append({**entry, "seconds": seconds, "first_s": spans[0][0] if spans else None,
+                    "last_s": spans[-1][1] if spans else None})
+    return out
+
+
 FRAME_BATCH = 4  # sampled frames detected together (one ONNX Runtime run of the CNN)
 
 
 def recognize_frames(
-    path: str, info: VideoInfo, indices: list[int], gallery, cfg, before_frame: Callable[[], None] | None = None
+    source: Source, info: VideoInfo, indices: list[int], gallery, cfg, before_frame: Callable[[], None] | None = None
 ) -> list[dict]:
     """{"t", "faces": [{"box", "person", "distance"}]} for each sampled frame, matched against `gallery`.
 
@@ -162,7 +185,7 @@ def recognize_frames(
     from shared.engine.matching import identify
 
     frames = []
-    for chunk in itertools.batched(read_frames(path, indices), FRAME_BATCH):
+    for chunk in itertools.batched(read_frames(source, indices), FRAME_BATCH):
         for _ in chunk:
             if before_frame is not None:
                 before_frame()

@@ -7,6 +7,7 @@ function takes the job over (pipeline/video.py).
 """
 from __future__ import annotations
 
+import dataclasses
 import time
 from dataclasses import dataclass, field
 from typing import Any, Callable
@@ -16,7 +17,8 @@ import numpy as np
 from shared import errors
 from shared.aws import s3
 from shared.aws.events import ObjectEvent
-from shared.aws.gallery_table import GalleryFace, GalleryTable
+from shared.aws import gallery_cache
+from shared.aws.gallery_table import ORDER, Change, GalleryTable, Outcome
 from shared.clock import iso, timed
 from shared.config import Config
 from shared.engine.annotate import annotate
@@ -74,44 +76,79 @@ def _decode(job: Job, data: bytes) -> np.ndarray:
 
 
 def enroll(job: Job) -> None:
-    """`models/<person>/<file>` was uploaded: its one face joins the gallery under <person>."""
+    """`models/<person>/<file>` was uploaded: its one face joins the gallery under <person>.
+
+    The change is ordered by the S3 event: if the image was deleted or replaced meanwhile, that
+    newer event wins however the two interleave, so no clean-up step is needed (or can fail)."""
     person, _ = keys.parse_model_key(job.key)
     job.fields["person"] = person
-    data = _download(job)
+    data = _download(job)  # OBJECT_NOT_FOUND when deleted since: its delete event forgets it
     assert data is not None
     etag = job.fields["source_etag"]
-    image = _decode(job, data)
     cfg = job.config.engine
-    with timed(job.timings, "detect_embed"):
-        face = enrollment_face(find_faces(image, cfg, jitters=cfg.enroll_jitters), cfg)
+    try:
+        image = _decode(job, data)
+        with timed(job.timings, "detect_embed"):
+            face = enrollment_face(find_faces(image, cfg, jitters=cfg.enroll_jitters), cfg)
+    except errors.FaceError:
+        _drop_replaced_face(job, person, etag)  # the image there now has no usable face
+        raise
     job.fields["faces"] = [results.face_entry(face.box, person=person)]
-    gallery = GalleryTable(job.config.pipeline.gallery_table)
     with timed(job.timings, "store"):
-        gallery.put_face(GalleryFace(person, job.key, face.embedding, etag, iso(time.time())))
-        # The image may have been deleted or replaced while we worked; its own event handles the
-        # new state, and this check makes sure a stale face does not outlive the image.
-        now = s3.stat(job.bucket, job.key)
-    if now is None:
-        gallery.remove_face(person, job.key, etag=etag)
-        raise errors.FaceError(errors.OBJECT_NOT_FOUND, f"s3://{job.bucket}/{job.key} was deleted during enrollment")
-    if now.etag != etag:
-        raise RuntimeError(f"s3://{job.bucket}/{job.key} changed during enrollment; retrying with the new content")
+        _change(job, person, etag, face.embedding)
 
 
 def forget(job: Job) -> None:
-    """`models/<person>/<file>` was deleted: its face leaves the gallery."""
+    """`models/<person>/<file>` was deleted: its face leaves the gallery (a tombstone ordered by the
+    event, so a late upload event cannot bring it back)."""
     person, _ = keys.parse_model_key(job.key)
     job.fields["person"] = person
-    gallery = GalleryTable(job.config.pipeline.gallery_table)
+    table = _gallery(job)
     with timed(job.timings, "store"):
-        removed = gallery.remove_face(person, job.key)
-        # Events may arrive out of order: if the image is back (uploaded again after this delete)
-        # and we just removed that very upload's face, put it back.
         now = s3.stat(job.bucket, job.key)
-        if removed is not None and now is not None and now.etag == removed.etag:
-            gallery.put_face(removed)
-            removed = None
-    job.fields["removed"] = removed is not None
+        current = table.get(ORDER, job.key)
+        if now is not None and current and not current.get("deleted") and current.get("etag") == now.etag:
+            # A stale delete (the image was uploaded again since): the face of the image there
+            # now stays; nothing is written, so nothing can be put back out of order.
+            job.fields["removed"] = False
+            return
+        job.fields["removed"] = _change(job, person, "", None).removed
+
+
+def _gallery(job: Job) -> GalleryTable:
+    return GalleryTable(job.config.pipeline.gallery_table, job.config.pipeline.gallery_shards)
+
+
+def _change(job: Job, person: str, etag: str, embedding: np.ndarray | None) -> Outcome:
+    """Apply this job's event to the gallery, remove the replaced face's embedding from the log, and
+    compact when due (every step idempotent: a redelivered message repeats the ones not done)."""
+    table = _gallery(job)
+    change = Change(person, job.key, job.event.sequencer, job.event.event_time, etag, embedding, iso(time.time()))
+    outcome = table.apply(change)
+    if outcome.tie and _is_there(job, etag):  # an upload in the same millisecond as a delete: S3 says which was last
+        outcome = table.apply(dataclasses.replace(change, wins_ties=True))
+    if outcome.stale:
+        return outcome
+    table.strip_log_vector(outcome.previous_seq)
+    gallery_cache.finish_compaction(table)
+    published = gallery_cache.snapshot_seq(table)
+    due = outcome.seq - published >= job.config.pipeline.gallery_compact_every
+    purge = 0 < outcome.previous_seq <= published < outcome.seq  # the snapshot holds the face just removed
+    if due or purge:
+        gallery_cache.compact(table, job.bucket)
+    return outcome
+
+
+def _is_there(job: Job, etag: str) -> bool:
+    now = s3.stat(job.bucket, job.key)
+    return now is not None and now.etag == etag
+
+
+def _drop_replaced_face(job: Job, person: str, etag: str) -> None:
+    """An upload without a usable face replaced an enrolled image: the old face goes."""
+    current = _gallery(job).get(ORDER, job.key)
+    if current and not current.get("deleted") and current.get("etag") != etag:
+        _change(job, person, etag, None)
 
 
 def recognize(job: Job) -> str | None:

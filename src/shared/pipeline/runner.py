@@ -27,7 +27,7 @@ from shared.aws.video_jobs_table import VIDEO, VideoJobsTable
 from shared.clock import timed
 from shared.config import SNAPSTART_ENV, Config, current_config
 from shared.engine import models
-from shared.pipeline import delivery, keys, results
+from shared.pipeline import delivery, keys, metrics, results
 from shared.pipeline.delivery import logger
 from shared.pipeline.images import ENROLL, HANDED_OFF, RECOGNIZE, USE_CASES, Job, kind_for, person_of
 from shared.pipeline.video import send_plan
@@ -118,6 +118,7 @@ class _Attempt:
         s3.put_json(self.job.bucket, keys.result_key(self.job.key), document)
         try:
             self.jobs.finish(self.job.job_id, self.id, document["status"], self.started, keys.result_key(self.job.key), error)
+            metrics.job_finished(document)  # counted by the attempt that recorded it
         except LeaseLost:
             logger.warning("lease lost before the job was recorded; the newer attempt owns it", extra=self.log)
         logger.info(f"job {document['status']}", extra={**self.log, "error": error, "timings_ms": document["timings_ms"]})
@@ -137,6 +138,7 @@ class _Attempt:
         key = keys.result_key(self.job.key)
         delivery.best_effort(lambda: s3.put_json(self.job.bucket, key, self.document(FAILED, error)), self.log)
         delivery.best_effort(lambda: self.jobs.finish(self.job.job_id, self.id, FAILED, self.started, key, error), self.log)
+        metrics.job_finished(self.document(FAILED, error))
 
     def document(self, status: str, error: dict[str, str] | None = None) -> dict[str, Any]:
         """The job's result document."""

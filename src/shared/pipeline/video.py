@@ -1,12 +1,16 @@
 """Videos under queries/: recognition fanned out across segments, merged by the last one.
 
     recognize (runner.py) sees a video by its first bytes: records the hand-off, then sends ONE plan message
-    plan                 the video function downloads and probes it, checks the limits, records the
-                         plan on the job and sends one segment message per segment (same queue)
-    segment              decodes only its own frames (seek), recognizes the sampled ones, stores its
-                         partial result at work/segments/<job_id>/<index>.json, then ADDs its index
-                         to the job's `segments_done` set; the update that completes the set merges
-    merge                claims the job's final lease, writes results/<key>.json, marks it succeeded
+    plan                 the video function checks the object (one listing) and probes it through ranged
+                         GETs (header and index only), checks the limits, records the plan on the job,
+                         and sends the segment messages ten per SendMessageBatch, recording how many
+                         are sent every SEND_STEP: a redelivered plan resumes there
+    segment              reads only its own part of the video (ranged GETs; FFmpeg seeks), recognizes
+                         the sampled frames, stores its partial result at work/segments/<job_id>/<index>.json,
+                         then counts itself in its chunk item (video_jobs_table.py); the update that
+                         completes the last chunk merges
+    merge                claims the job's final lease, reads the partials (in parallel, a window at a
+                         time), writes results/<key>.json, marks it succeeded
 
 A permanent error (FaceError) fails the job at once; a segment or plan that keeps failing fails it
 on its last delivery (SEGMENT_FAILED / RETRIES_EXHAUSTED) before its message goes to the DLQ.
@@ -18,7 +22,7 @@ import json
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 
@@ -26,19 +30,21 @@ from shared import errors
 from shared.aws import s3, sqs
 from shared.aws.gallery_table import GalleryTable
 from shared.aws.jobs_table import FAILED, RUNNING, SUCCEEDED, JobBusy, JobDone
-from shared.aws.video_jobs_table import VIDEO, VideoJobsTable
+from shared.aws.video_jobs_table import VIDEO, VideoJobsTable, chunk_size
 from shared.clock import timed
 from shared.config import Config, current_config
 from shared.engine.video import (VideoInfo, appearances, plan_segments, probe_video, recognize_frames,
-                                 sampled_frame_indices)
+                                 sampled_frame_indices, with_screen_time)
 from shared.errors import FaceError
-from shared.pipeline import delivery, keys, results
+from shared.pipeline import delivery, keys, metrics, results
 from shared.pipeline.delivery import logger
-from shared.pipeline.video_copy import local_copy
+from shared.pipeline.video_copy import check_source, reading, video_view
 
 PLAN, SEGMENT = "plan", "segment"
 RESERVE_S = 5.0  # time kept after the last frame: store the partial, count it, maybe merge
 MERGE_THREADS = 8
+MERGE_WINDOW = 64  # partials read before their frames are folded in (bounded memory for any length)
+SEND_STEP = 100  # segment messages sent (10 SendMessageBatch calls) between checkpoints of `segments_sent`
 
 
 class OutOfTime(Exception):
@@ -54,6 +60,11 @@ def send_plan(queue_url: str, record: dict[str, Any]) -> None:
     """Send the plan message of the video job `record` (once the record says `media: video`)."""
     sqs.send(queue_url, plan_message(record["job_id"], record["bucket"], record["key"],
                                      record.get("source_etag") or "", record.get("event_time") or ""))
+
+
+def segment_bounds(info: VideoInfo, segment_s: float, sample_fps: float) -> list[list[int]]:
+    """[first, end) frames of every segment that has a sampled frame: recomputed from the plan, never stored."""
+    return [[a, b] for a, b in plan_segments(info, segment_s) if sampled_frame_indices(info, a, b, sample_fps)]
 
 
 # --- the video function's messages ----------------------------------------------------------------
@@ -120,39 +131,51 @@ class Step:
     # --- plan ---------------------------------------------------------------------------------
 
     def plan(self) -> None:
-        """Probe the video, check the limits, record the segments and send one message per segment."""
+        """Probe the video, check the limits, record the plan and send one message per segment."""
         record = self._running_record()
         if "segments_total" not in record:
-            video = self.config.video
-            path = local_copy(self.bucket, self.key, self.etag, self.timings, max_bytes=video.max_bytes)
-            with timed(self.timings, "probe"):
-                info = probe_video(path)
-            self.info = info
-            if info.duration_s > video.max_duration_s:
-                raise FaceError(errors.VIDEO_TOO_LONG,
-                                f"the video lasts {info.duration_s:.1f} s, more than the {video.max_duration_s:g} s allowed")
-            bounds = [[a, b] for a, b in plan_segments(info, video.segment_s)
-                      if sampled_frame_indices(info, a, b, video.sample_fps)]
-            record = self.table.plan(self.job_id, {
-                "video": {"fps": info.fps, "frames": info.frames, "width": info.width, "height": info.height},
-                "segment_s": video.segment_s, "sample_fps": video.sample_fps, "segment_bounds": bounds,
-                "segments_total": len(bounds), "plan_ms": results.timings(self.timings),
-            })
-        if not record.get("segments_sent"):
+            record = self._record_plan()
+        if int(record.get("segments_sent") or 0) < int(record["segments_total"]):
             self._send_segments(record)
 
+    def _record_plan(self) -> dict[str, Any]:
+        video = self.config.video
+        with timed(self.timings, "check"):
+            size = check_source(self.bucket, self.key, self.etag, video.max_bytes)
+        source = video_view(self.bucket, self.key, self.etag, size, video.read_block)
+        with timed(self.timings, "probe"), reading(source):
+            info = probe_video(source)
+        self.info = info
+        if info.duration_s > video.max_duration_s:
+            raise FaceError(errors.VIDEO_TOO_LONG,
+                            f"the video lasts {info.duration_s:.1f} s, more than the {video.max_duration_s:g} s allowed")
+        total = len(segment_bounds(info, video.segment_s, video.sample_fps))
+        return self.table.plan(self.job_id, {
+            "video": {"fps": info.fps, "frames": info.frames, "width": info.width, "height": info.height},
+            "size": size, "segment_s": video.segment_s, "sample_fps": video.sample_fps, "segments_total": total,
+            "chunk_size": chunk_size(total), "segments_sent": 0, "plan_ms": results.timings(self.timings),
+            "plan_reads": {"bytes": source.bytes_read, "requests": source.requests},
+        })
+
     def _send_segments(self, record: dict[str, Any]) -> None:
-        done = set(record.get("segments_done") or [])
-        messages = [
-            {"type": SEGMENT, "job_id": self.job_id, "bucket": self.bucket, "key": self.key, "etag": self.etag,
-             "index": i, "count": record["segments_total"], "first": a, "end": b,
-             "video": record["video"], "sample_fps": record["sample_fps"]}
-            for i, (a, b) in enumerate(record["segment_bounds"]) if keys.segment_id(i) not in done
-        ]
-        sqs.send_batch(self.config.pipeline.video_queue_url, messages)
-        self.table.mark_sent(self.job_id)
-        logger.info("video planned", extra={**self.log, "segments": record["segments_total"], "sent": len(messages),
-                                            "video": record["video"]})
+        """Send the segment messages not sent yet, ten per SendMessageBatch, checkpointing every SEND_STEP."""
+        info = VideoInfo(**{k: record["video"][k] for k in ("fps", "frames", "width", "height")})
+        bounds = segment_bounds(info, float(record["segment_s"]), float(record["sample_fps"]))
+        start = sent = int(record.get("segments_sent") or 0)
+        deadline = Deadline(self.context, RESERVE_S, Deadline.FAN_OUT)
+        while sent < len(bounds):
+            deadline()
+            step = bounds[sent : sent + SEND_STEP]
+            sqs.send_batch(self.config.pipeline.video_queue_url, [
+                {"type": SEGMENT, "job_id": self.job_id, "bucket": self.bucket, "key": self.key, "etag": self.etag,
+                 "index": i, "count": len(bounds), "first": a, "end": b, "video": record["video"],
+                 "sample_fps": record["sample_fps"], "size": record.get("size")}
+                for i, (a, b) in enumerate(step, start=sent)
+            ])
+            sent += len(step)
+            self.table.mark_sent(self.job_id, sent)
+        logger.info("video planned", extra={**self.log, "segments": len(bounds), "sent": sent - start,
+                                            "resumed_at": start, "video": record["video"]})
 
     # --- segment ------------------------------------------------------------------------------
 
@@ -160,12 +183,11 @@ class Step:
         """Recognize the segment's sampled frames, store them, count the segment; the last one merges."""
         record = self._running_record()
         index = int(self.message["index"])
-        if keys.segment_id(index) not in (record.get("segments_done") or []):
+        if not self.table.segment_is_done(record, index):
             self._store_segment(index)
-            record = self.table.segment_done(self.job_id, index)
-        done, total = len(record.get("segments_done") or []), int(record["segments_total"])
-        logger.info("segment done", extra={**self.log, "done": done, "total": total})
-        if done >= total:
+        complete = self.table.segment_done(record, index)
+        logger.info("segment done", extra={**self.log, "total": record["segments_total"], "complete": complete})
+        if complete:
             self.merge()
 
     def _store_segment(self, index: int) -> None:
@@ -173,18 +195,19 @@ class Step:
         info = VideoInfo(**{k: message["video"][k] for k in ("fps", "frames", "width", "height")})
         first, end = int(message["first"]), int(message["end"])
         indices = sampled_frame_indices(info, first, end, float(message["sample_fps"]))
-        path = local_copy(self.bucket, self.key, self.etag, self.timings)
         with timed(self.timings, "load_gallery"):
             gallery = GalleryTable(self.config.pipeline.gallery_table).load_gallery()
         cfg = self.config.video.engine(self.config.engine)
-        with timed(self.timings, "detect_embed"):
-            frames = recognize_frames(path, info, indices, gallery, cfg, before_frame=Deadline(self.context, RESERVE_S))
+        source = video_view(self.bucket, self.key, self.etag, message.get("size"), self.config.video.read_block)
+        with timed(self.timings, "detect_embed"), reading(source):
+            frames = recognize_frames(source, info, indices, gallery, cfg, before_frame=Deadline(self.context, RESERVE_S))
         if indices and not frames:
             raise FaceError(errors.EMPTY_VIDEO, f"none of the {len(indices)} sampled frames could be decoded")
         self.timings["total"] = (time.perf_counter() - started) * 1000
         with timed(self.timings, "store"):
             s3.put_json(self.bucket, keys.partial_key(self.job_id, index), {
                 "index": index, "first": first, "end": end, "frames_expected": len(indices), "frames": frames,
+                "reads": {"bytes": source.bytes_read, "requests": source.requests},
                 "timings_ms": results.timings(self.timings),
             })
 
@@ -195,19 +218,29 @@ class Step:
         record = self.table.claim_final(self.job_id, self.owner, delivery.lease_s(self.context))
         started = time.perf_counter()
         total = int(record["segments_total"])
-        with ThreadPoolExecutor(MERGE_THREADS) as pool:
-            partials = list(pool.map(lambda i: json.loads(s3.get_object(self.bucket, keys.partial_key(self.job_id, i)).data),
-                                     range(total)))
-        frames = sorted((f for p in partials for f in p["frames"]), key=lambda f: f["t"])
+        frames: list[dict[str, Any]] = []
+        segment_ms: list[float] = []
+        for partial in self._partials(total):  # a window at a time: memory holds the frames, not every partial
+            frames.extend(partial["frames"])
+            segment_ms.append(float(partial["timings_ms"].get("total", 0.0)))
+        frames.sort(key=lambda f: f["t"])
         info = VideoInfo(**{k: record["video"][k] for k in ("fps", "frames", "width", "height")})
         interval = max(1.0, info.fps / float(record["sample_fps"])) / info.fps
-        found = appearances(frames, interval, info.duration_s)
-        segment_ms = [float(p["timings_ms"].get("total", 0.0)) for p in partials]
+        found = with_screen_time(appearances(frames, interval, info.duration_s))
         timings = {**(record.get("plan_ms") or {}), "segments": sum(segment_ms), "slowest_segment": max(segment_ms, default=0.0),
                    "merge": (time.perf_counter() - started) * 1000}
         fields = {"frames_sampled": len(frames), "segments": total, "people": [a["person"] for a in found],
                   "appearances": found, "frames": frames}
         self._finish(record, SUCCEEDED, fields, timings)
+
+    def _partials(self, total: int) -> Iterator[dict[str, Any]]:
+        """Every segment's partial result, in order, read MERGE_THREADS at a time in parallel."""
+        def read(i: int) -> dict[str, Any]:
+            return json.loads(s3.get_object(self.bucket, keys.partial_key(self.job_id, i)).data)
+
+        with ThreadPoolExecutor(MERGE_THREADS) as pool:
+            for start in range(0, total, MERGE_WINDOW):
+                yield from pool.map(read, range(start, min(start + MERGE_WINDOW, total)))
 
     def fail(self, error: dict[str, str]) -> None:
         """Fail the job with `error` (once: the holder of the final lease writes the failed result)."""
@@ -233,6 +266,7 @@ class Step:
             threshold=self.config.engine.threshold, timings_ms=timings)
         s3.put_json(self.bucket, key, document)
         self.table.finish_video(self.job_id, self.owner, status, key, started, error)
+        metrics.job_finished(document)
         logger.info(f"video job {status}", extra={**self.log, "error": error, "timings_ms": document["timings_ms"]})
 
     # --- helpers ------------------------------------------------------------------------------
@@ -254,11 +288,16 @@ class Step:
 
 
 class Deadline:
-    """Called before each frame: raises OutOfTime when the next frame might not finish in time."""
+    """Called before each frame (or batch of messages): raises OutOfTime when the next one might not
+    finish in time. `why` ends the message (the default: a segment's)."""
 
-    def __init__(self, context: Any, reserve_s: float) -> None:
+    SEGMENT = "frames", "the function's timeout is too short for this segment (lower SegmentSeconds or SampleFps)"
+    FAN_OUT = "message batches", "the rest is sent when the plan message comes back"
+
+    def __init__(self, context: Any, reserve_s: float, why: tuple[str, str] = SEGMENT) -> None:
         self.remaining: Callable[[], int] | None = getattr(context, "get_remaining_time_in_millis", None)
         self.reserve_s = reserve_s
+        self.why = why
         self.last: float | None = None
         self.slowest = 0.0
         self.frames = 0
@@ -269,6 +308,6 @@ class Deadline:
             self.slowest = max(self.slowest, now - self.last)
         self.last = now
         if self.remaining is not None and self.remaining() / 1000.0 < self.slowest + self.reserve_s:
-            raise OutOfTime(f"stopped after {self.frames} frames ({self.slowest:.1f} s each at most): the function's "
-                            "timeout is too short for this segment (lower SegmentSeconds or SampleFps)")
+            unit, advice = self.why
+            raise OutOfTime(f"stopped after {self.frames} {unit} ({self.slowest:.1f} s each at most): {advice}")
         self.frames += 1

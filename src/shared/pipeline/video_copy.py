@@ -1,55 +1,71 @@
-"""The video a worker processes, as a local file: downloaded once per process and video.
+"""The video a worker reads: a ranged view of the S3 object, never a download of the whole file.
 
-A Lambda execution environment keeps /tmp between invocations, so the segments of one video that
-reach the same worker download it once. Only one video is kept: the next one replaces it.
+Plan checks the object (size, ETag) with one listing, then probes it through ranged GETs: only the
+container's header and index are read. A segment opens the same view and FFmpeg seeks to its first
+frame: its S3 bytes are its own frames plus the index. The view of the last video is kept for the
+process's next message (a Lambda execution environment lives on between invocations): segments of
+one video that reach the same worker fetch the index blocks once.
 """
 from __future__ import annotations
 
-import os
-import shutil
-import tempfile
-from pathlib import Path
-from typing import Any
+from contextlib import contextmanager
+from typing import Any, Iterator
 
 from shared import errors
 from shared.aws import s3
-from shared.clock import timed
+from shared.aws.s3_ranges import RangedObject
 from shared.errors import FaceError
 
-_copy: dict[str, Any] = {}  # this process's one downloaded video: {"id": (bucket, key, etag), "path": str}
+_kept: dict[str, Any] = {}  # {"id": (bucket, key, etag), "video": RangedObject}
 
 
-def local_copy(bucket: str, key: str, etag: str, timings: dict[str, float], max_bytes: int | None = None) -> str:
-    """A file holding the video (the same ETag), downloaded once per process and video."""
+def check_source(bucket: str, key: str, etag: str, max_bytes: int) -> int:
+    """The video's size, after the plan's checks: OBJECT_NOT_FOUND (gone or replaced), EMPTY_VIDEO,
+    VIDEO_TOO_LARGE. One listing (s3:ListBucket on queries/*); nothing is downloaded."""
+    found = s3.stat(bucket, key)
+    if found is None:
+        raise FaceError(errors.OBJECT_NOT_FOUND, f"s3://{bucket}/{key} does not exist")
+    if etag and found.etag != etag:
+        raise FaceError(errors.OBJECT_NOT_FOUND,
+                        f"s3://{bucket}/{key} was replaced (its ETag is no longer {etag}); the new upload is a job of its own")
+    if found.size == 0:
+        raise FaceError(errors.EMPTY_VIDEO, "the video file is empty (0 bytes)")
+    if found.size > max_bytes:
+        raise FaceError(errors.VIDEO_TOO_LARGE, f"the video is {found.size} bytes, more than the {max_bytes} allowed")
+    return found.size
+
+
+def video_view(bucket: str, key: str, etag: str, size: int | None, block: int) -> RangedObject:
+    """The ranged view of the video (the process's kept one when it is the same object and ETag)."""
     ident = (bucket, key, etag)
-    if _copy.get("id") == ident and os.path.exists(_copy["path"]):
-        return _copy["path"]
-    drop_local_copy()
-    folder = Path(tempfile.gettempdir()) / "lambdaface-video"
-    folder.mkdir(exist_ok=True)
-    fd, path = tempfile.mkstemp(dir=folder, suffix=Path(key).suffix[:8])
-    with timed(timings, "download"):
-        try:
-            with os.fdopen(fd, "wb") as out, s3.open_object(bucket, key, if_match=etag or None) as (info, body):
-                if info.size == 0:
-                    raise FaceError(errors.EMPTY_VIDEO, "the video file is empty (0 bytes)")
-                if max_bytes is not None and info.size > max_bytes:
-                    raise FaceError(errors.VIDEO_TOO_LARGE, f"the video is {info.size} bytes, more than the {max_bytes} allowed")
-                shutil.copyfileobj(body, out, 1 << 20)
-        except BaseException as exc:
-            Path(path).unlink(missing_ok=True)
-            if isinstance(exc, s3.ObjectMissing):
-                raise FaceError(errors.OBJECT_NOT_FOUND, str(exc)) from None
-            if isinstance(exc, s3.ObjectChanged):
-                raise FaceError(errors.OBJECT_NOT_FOUND, f"{exc}; the new upload is a job of its own") from None
-            raise
-    _copy.update(id=ident, path=path)
-    return path
+    kept = _kept.get("video")
+    if _kept.get("id") == ident and kept is not None and kept.error is None and kept.block == block:
+        kept.bytes_read = kept.requests = 0  # counted per message
+        return kept
+    video = RangedObject(bucket, key, etag, size, block=block)
+    _kept.update(id=ident, video=video)
+    return video
+
+
+@contextmanager
+def reading(video: RangedObject) -> Iterator[RangedObject]:
+    """Decode inside: a failed ranged GET surfaces as itself (retried) or as OBJECT_NOT_FOUND (the
+    video was deleted or replaced: permanent), never as the decoder's 'not a video'."""
+    try:
+        with video.reading():
+            yield video
+    except s3.ObjectMissing as exc:
+        drop_local_copy()
+        raise FaceError(errors.OBJECT_NOT_FOUND, str(exc)) from None
+    except s3.ObjectChanged as exc:
+        drop_local_copy()
+        raise FaceError(errors.OBJECT_NOT_FOUND, f"{exc}; the new upload is a job of its own") from None
+    except BaseException:
+        if video.error is not None:
+            drop_local_copy()
+        raise
 
 
 def drop_local_copy() -> None:
-    """Delete the kept video file, if any (the next segment downloads its video again)."""
-    path = _copy.pop("path", None)
-    _copy.clear()
-    if path:
-        Path(path).unlink(missing_ok=True)
+    """Forget the kept view of the last video (the next message fetches what it reads again)."""
+    _kept.clear()

@@ -1,8 +1,10 @@
 """A handler with failures on demand, to test the local stack's SQS event source (not a stand-in
-for the real handlers, which tests/test_e2e_*.py run). Keys decide what happens to a record:
-`fail` is reported in batchItemFailures, `crash` kills the process on its first delivery,
-`raise` raises on its first delivery, `slow` outlives any timeout on its first delivery; anything
-else succeeds."""
+for the real handlers, which tests/test_e2e_*.py run). The stack's workers import it as
+`support.scripted_handler.handler` (support.stack.SCRIPTED_HANDLER, with tests/ on PYTHONPATH).
+
+Keys decide what happens to a record: `fail` is reported in batchItemFailures, `crash` kills the
+process on its first delivery, `raise` raises on its first delivery, `slow` outlives any timeout
+on its first delivery; anything else succeeds."""
 from __future__ import annotations
 
 import json

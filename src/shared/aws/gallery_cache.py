@@ -1,0 +1,168 @@
+"""The gallery a worker matches against: a snapshot loaded once, then only the changes since.
+
+`load(table)` (every recognition): one strongly consistent GetItem of one `#shard` item, picked at
+random; when it names a newer sequence number, one Query of the log entries in between, applied in
+order. Freshness: a recognition that starts after a change's result was written sees the change
+(the shards are written in the change's own transaction). No scan, ever. When the log no longer
+holds the entries a worker needs (trimmed after a newer snapshot), it loads that snapshot.
+
+`compact(table, bucket)` writes a new snapshot from this worker's up-to-date gallery, publishes it,
+then deletes the previous snapshot and the log entries older than it. The enroll function runs
+it after `compact_every` changes, and right after a change removed a face that the published
+snapshot holds (so a deleted face's embedding leaves S3 before its forget result is written).
+"""
+from __future__ import annotations
+
+import logging
+import threading
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from shared.aws import gallery_snapshot
+from shared.aws.gallery_table import GalleryTable, LogEntry
+from shared.engine.matching import Gallery
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class _State:
+    gallery: Gallery
+    seq: int
+
+
+_states: dict[str, _State] = {}
+_lock = threading.RLock()
+
+
+def load(table: GalleryTable) -> Gallery:
+    """The current gallery of `table` (see the module docstring)."""
+    with _lock:
+        target = table.published_version()
+        state = _states.get(table.name) or _cold(table)
+        if target > state.seq and not _catch_up(table, state, target):
+            state = _cold(table)
+            if target > state.seq and not _catch_up(table, state, target):
+                raise RuntimeError(f"gallery log of {table.name} is missing entries up to {target}")
+        _states[table.name] = state
+        return state.gallery
+
+
+def forget_cache() -> None:
+    """Drop every cached gallery (tests; a process that must not keep embeddings)."""
+    with _lock:
+        _states.clear()
+
+
+def _cold(table: GalleryTable) -> _State:
+    """The published snapshot (or an empty gallery), at its sequence number."""
+    for _ in range(3):
+        pointer = table.snapshot_pointer()
+        if not pointer:
+            return _State(Gallery(), 0)
+        try:
+            gallery, seq = gallery_snapshot.read(pointer["bucket"], pointer["prefix"])
+            return _State(gallery, seq)
+        except Exception as exc:  # replaced and deleted while we read it: read the new pointer
+            if table.snapshot_pointer() == pointer:
+                raise
+            log.info("snapshot %s replaced while loading (%s); loading the new one", pointer["prefix"], exc)
+    raise RuntimeError("the gallery snapshot kept changing while loading it")
+
+
+def _catch_up(table: GalleryTable, state: _State, target: int) -> bool:
+    """Apply log entries state.seq+1..target; False when some are gone (trimmed)."""
+    entries = table.log_since(state.seq, target)
+    if [e.seq for e in entries] != list(range(state.seq + 1, target + 1)):
+        return False
+    for entry in entries:
+        apply_entry(state.gallery, entry)
+    state.seq = target
+    return True
+
+
+def apply_entry(gallery: Gallery, entry: LogEntry) -> None:
+    """One change: a put with its embedding enrolls; a delete, or a put whose embedding was stripped
+    (that face changed again later), removes."""
+    if entry.op == "put" and entry.embedding is not None:
+        gallery.put(entry.image_key, entry.person, entry.embedding)
+    else:
+        gallery.remove(entry.image_key)
+
+
+def snapshot_seq(table: GalleryTable) -> int:
+    pointer = table.snapshot_pointer()
+    return int(pointer["seq"]) if pointer else 0
+
+
+def compact(table: GalleryTable, bucket: str) -> int | None:
+    """Publish a snapshot of the current gallery; returns its sequence number (None: a newer one
+    was already published)."""
+    with _lock:
+        old = table.snapshot_pointer()
+        gallery = load(table)
+        seq = _states[table.name].seq
+        old_seq = int(old["seq"]) if old else None
+        if old_seq is not None and old_seq >= seq:
+            return None
+        prefix = gallery_snapshot.new_prefix(seq)
+        pointer = gallery_snapshot.pointer(seq, bucket, prefix, 0)
+        pointer.update(dirty=True, previous_seq=old_seq or 0)
+        try:
+            pointer["rows"] = gallery_snapshot.write(bucket, prefix, gallery, seq)
+            published = table.set_snapshot_pointer(pointer, old_seq)
+        except BaseException:
+            _try(gallery_snapshot.delete, bucket, prefix)  # never leave an unpublished copy behind
+            raise
+        if not published:
+            gallery_snapshot.delete(bucket, prefix)  # another worker published first
+            return None
+    log.info("gallery snapshot %s: %d faces at change %d", prefix, pointer["rows"], seq)
+    finish_compaction(table)
+    return seq
+
+
+def finish_compaction(table: GalleryTable) -> None:
+    """Delete every snapshot older than the published one (replaced, or left by a compaction that
+    failed half-way) and the log entries older than the snapshot it replaced. Idempotent: the
+    enroll function calls it after every change, so a crash here is repaired by the next one."""
+    pointer = table.snapshot_pointer()
+    if not pointer or not pointer.get("dirty", True):
+        return
+    for prefix, seq in gallery_snapshot.prefixes(pointer["bucket"]).items():
+        if prefix != pointer["prefix"] and seq <= int(pointer["seq"]):
+            gallery_snapshot.delete(pointer["bucket"], prefix)
+    if pointer.get("previous_seq"):
+        table.trim_log(int(pointer["previous_seq"]))
+    done = {k: v for k, v in pointer.items() if k not in ("person", "image_key")}
+    table.set_snapshot_pointer({**done, "dirty": False}, int(pointer["seq"]))
+
+
+def _try(action: Any, *args: Any) -> None:
+    try:
+        action(*args)
+    except Exception as exc:  # the next compaction's clean-up deletes it
+        log.warning("could not delete an unpublished snapshot: %s", exc)
+
+
+def import_faces(table: GalleryTable, bucket: str, people: list[str], keys: list[str], embeddings: np.ndarray,
+                 items: bool = True, event_time: str = "") -> int:
+    """Bulk-load an empty gallery: one snapshot (what workers read) published at change 1, and
+    with `items` the per-image face and order items (what writers and tools read), written in
+    batches. Returns the change number. Refuses a gallery that has changes already."""
+    if table.version() or table.snapshot_pointer():
+        raise RuntimeError(f"{table.name} is not empty: bulk import is for a new gallery")
+    names = sorted(set(people))
+    ids = {name: i for i, name in enumerate(names)}
+    gallery = Gallery.from_arrays(np.ascontiguousarray(embeddings, dtype=np.float32),
+                                  np.fromiter((ids[p] for p in people), np.int32, len(people)), names, keys)
+    if items:
+        table.write_faces(people, keys, embeddings, event_time)
+    prefix = gallery_snapshot.new_prefix(1)
+    rows = gallery_snapshot.write(bucket, prefix, gallery, 1)
+    table.start_counter(1)
+    if not table.set_snapshot_pointer(gallery_snapshot.pointer(1, bucket, prefix, rows), None):
+        raise RuntimeError(f"{table.name}: another import published first")
+    return 1
