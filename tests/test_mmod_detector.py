@@ -14,7 +14,7 @@ import cv2
 import dlib
 import numpy as np
 import pytest
-from PIL import Image
+from support.images import max_side
 
 from shared.engine import models
 from shared.engine.mmod import (MmodDetector, box_iou, boxes_overlap, input_tensor_to_output_tensor,
@@ -72,14 +72,6 @@ def summary(what: str, stats: list) -> str:
             f"boxes identical, worst IoU {min(s[2] for s in stats):.4f}, worst |dconf| {max(s[3] for s in stats):.2e}")
 
 
-def max_side(image: np.ndarray, side: int = MAX_SIDE) -> np.ndarray:
-    scale = side / max(image.shape[:2])
-    if scale >= 1:
-        return image
-    size = (round(image.shape[1] * scale), round(image.shape[0] * scale))
-    return np.asarray(Image.fromarray(image).resize(size, Image.BILINEAR))
-
-
 @pytest.fixture(scope="module")
 def ort_det() -> MmodDetector:
     return models.mmod_detector()
@@ -128,7 +120,7 @@ def test_photos_match_dlib(photos, labels, ort_det, dlib_det):
     assert len(stills) >= 20
     problems, faces, stats = [], 0, []
     for rel in stills:
-        image = max_side(photos.image(rel))
+        image = max_side(photos.image(rel), MAX_SIDE)
         ref = detections_from_dlib(dlib_det(image, 0))
         problems += compare(f"{rel} {image.shape[1]}x{image.shape[0]}", ref, ort_det(image, 0), stats)
         faces += len(ref)
@@ -166,7 +158,7 @@ def test_upsample_and_gray_match_dlib(photos, ort_det, dlib_det):
 
 def test_detect_batch_equals_single_calls(frames, photos, ort_det):
     """Frames of one size share one run (also split by max_batch); other sizes run on their own."""
-    others = [max_side(photos.image(rel)) for rel in ("multi/two_people.jpg", "seed/john1.jpg")]
+    others = [max_side(photos.image(rel), MAX_SIDE) for rel in ("multi/two_people.jpg", "seed/john1.jpg")]
     images = [frames[0], others[0], *frames[1:4], others[1]]
     single = [ort_det(im, 0) for im in images]
     assert sum(len(s) for s in single) >= 4

@@ -16,7 +16,7 @@ import dlib
 import numpy as np
 import onnx
 import pytest
-from PIL import Image
+from support.images import max_side
 from support import ROOT
 
 from shared.config import EngineConfig
@@ -40,15 +40,6 @@ def still_photos(labels: list[dict[str, str]]) -> list[str]:
 
 def dat(name: str) -> str:
     return models.model_path(name)
-
-
-def max_side(image: np.ndarray, side: int) -> np.ndarray:
-    """`image` scaled down (bilinear) so that its longer side is at most `side`."""
-    scale = side / max(image.shape[:2])
-    if scale >= 1:
-        return image
-    size = (round(image.shape[1] * scale), round(image.shape[0] * scale))
-    return np.asarray(Image.fromarray(image).resize(size, Image.BILINEAR))
 
 
 # ----------------------------------------------------------------------------- descriptor vs dlib
