@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 
 from shared.aws import gallery_snapshot
-from shared.aws.gallery_table import GalleryTable, LogEntry
+from shared.aws.gallery_table import GalleryTable, LogEntry, Outcome
 from shared.engine.matching import Gallery
 
 log = logging.getLogger(__name__)
@@ -107,7 +107,7 @@ def compact(table: GalleryTable, bucket: str) -> int | None:
         old_seq = int(old["seq"]) if old else None
         if old_seq is not None and old_seq >= seq:
             return None
-        prefix = gallery_snapshot.new_prefix(seq)
+        prefix = gallery_snapshot.new_prefix(seq, table.snapshot_root)
         pointer = gallery_snapshot.pointer(seq, bucket, prefix, 0)
         pointer.update(dirty=True, previous_seq=old_seq or 0)
         try:
@@ -124,6 +124,26 @@ def compact(table: GalleryTable, bucket: str) -> int | None:
     return seq
 
 
+def after_changes(table: GalleryTable, bucket: str, outcomes: list[Outcome], compact_every: int) -> None:
+    """After applied changes: remove each replaced face's embedding from the log, finish an earlier
+    compaction, and compact when `compact_every` changes have piled up or when a change removed a
+    face the published snapshot holds (its embedding leaves S3 now). Every step is idempotent, and
+    a repeated change (a redelivered message) repeats them, in case the first delivery stopped
+    half-way."""
+    applied = [o for o in outcomes if not o.stale and o.seq]
+    for outcome in applied:
+        table.strip_log_vector(outcome.previous_seq)
+    if not applied:
+        return
+    finish_compaction(table)
+    published = snapshot_seq(table)
+    newest = max(o.seq for o in applied)
+    due = newest - published >= compact_every
+    purge = any(0 < o.previous_seq <= published < o.seq for o in applied)
+    if due or purge:
+        compact(table, bucket)
+
+
 def finish_compaction(table: GalleryTable) -> None:
     """Delete every snapshot older than the published one (replaced, or left by a compaction that
     failed half-way) and the log entries older than the snapshot it replaced. Idempotent: the
@@ -131,7 +151,7 @@ def finish_compaction(table: GalleryTable) -> None:
     pointer = table.snapshot_pointer()
     if not pointer or not pointer.get("dirty", True):
         return
-    for prefix, seq in gallery_snapshot.prefixes(pointer["bucket"]).items():
+    for prefix, seq in gallery_snapshot.prefixes(pointer["bucket"], table.snapshot_root).items():
         if prefix != pointer["prefix"] and seq <= int(pointer["seq"]):
             gallery_snapshot.delete(pointer["bucket"], prefix)
     if pointer.get("previous_seq"):
@@ -160,7 +180,7 @@ def import_faces(table: GalleryTable, bucket: str, people: list[str], keys: list
                                   np.fromiter((ids[p] for p in people), np.int32, len(people)), names, keys)
     if items:
         table.write_faces(people, keys, embeddings, event_time)
-    prefix = gallery_snapshot.new_prefix(1)
+    prefix = gallery_snapshot.new_prefix(1, table.snapshot_root)
     rows = gallery_snapshot.write(bucket, prefix, gallery, 1)
     table.start_counter(1)
     if not table.set_snapshot_pointer(gallery_snapshot.pointer(1, bucket, prefix, rows), None):

@@ -24,8 +24,9 @@ PART_ROWS = 65536  # 32 MiB multipart parts
 READERS = 8
 
 
-def new_prefix(seq: int) -> str:
-    return f"{PREFIX}{seq:020d}-{uuid.uuid4().hex[:8]}/"
+def new_prefix(seq: int, root: str = PREFIX) -> str:
+    """A new snapshot's folder under `root` (the gallery's, or the unknown faces' store)."""
+    return f"{root}{seq:020d}-{uuid.uuid4().hex[:8]}/"
 
 
 def write(bucket: str, prefix: str, gallery: Gallery, seq: int) -> int:
@@ -101,14 +102,14 @@ def delete(bucket: str, prefix: str) -> None:
         s3.delete_object(Bucket=bucket, Key=prefix + name)
 
 
-def prefixes(bucket: str) -> dict[str, int]:
-    """Every snapshot under gallery/snapshots/ (prefix -> sequence number), complete or not."""
+def prefixes(bucket: str, root: str = PREFIX) -> dict[str, int]:
+    """Every snapshot under `root` (prefix -> sequence number), complete or not."""
     found: dict[str, int] = {}
-    pages = client("s3").get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=PREFIX)
+    pages = client("s3").get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=root)
     for page in pages:
         for obj in page.get("Contents", []):
-            name = obj["Key"][len(PREFIX):].split("/", 1)[0]
-            found[f"{PREFIX}{name}/"] = int(name.split("-", 1)[0])
+            name = obj["Key"][len(root):].split("/", 1)[0]
+            found[f"{root}{name}/"] = int(name.split("-", 1)[0])
     return found
 
 

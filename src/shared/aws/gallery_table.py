@@ -62,6 +62,7 @@ class Change:
     embedding: np.ndarray | None = None
     enrolled_at: str = ""
     wins_ties: bool = False  # an upload known to be newer than a tombstone of the same instant
+    extra: dict[str, Any] | None = None  # more attributes of the face item (the unknown store's source, box, ...)
 
     @property
     def deleted(self) -> bool:
@@ -125,9 +126,12 @@ def _key(person: str, image_key: str) -> dict[str, Any]:
 class GalleryTable:
     """Enrolled faces, by person and source image key, with their ordered change log."""
 
-    def __init__(self, name: str, shards: int | None = None) -> None:
+    def __init__(self, name: str, shards: int | None = None, snapshot_root: str = "gallery/snapshots/",
+                 order_ttl_s: int = 0) -> None:
         self.name = name
         self.shards = max(1, current_config().pipeline.gallery_shards if shards is None else shards)
+        self.snapshot_root = snapshot_root  # where this store's snapshots live in the bucket
+        self.order_ttl_s = order_ttl_s  # >0: `#order` items expire (DynamoDB TTL `expires_at`) this long after their change
 
     # --- reading -----------------------------------------------------------------------------
 
@@ -214,7 +218,8 @@ class GalleryTable:
                      "event_time": change.event_time, "deleted": change.deleted, "log_seq": seq,
                      "face_person": change.person, "etag": change.etag,
                      "removed": change.deleted and had_face,
-                     "prev_log_seq": int(order.get("log_seq", 0)) if had_face else 0}  # type: ignore[union-attr]
+                     "prev_log_seq": int(order.get("log_seq", 0)) if had_face else 0,  # type: ignore[union-attr]
+                     "expires_at": int(time.time()) + self.order_ttl_s if self.order_ttl_s else None}
         items: list[dict[str, Any]] = [
             {"Update": {"TableName": self.name, "Key": _key(META_PERSON, META_KEY), "UpdateExpression": "SET #v = :new",
                         "ConditionExpression": "attribute_not_exists(#v) OR #v = :old",
@@ -223,7 +228,7 @@ class GalleryTable:
             {"Put": {"TableName": self.name, "Item": dynamo.to_item(entry),
                      "ConditionExpression": "attribute_not_exists(image_key)"}},
             {"Put": {"TableName": self.name, "Item": dynamo.to_item(new_order), **_same_order(order)}},
-            self._face_write(change),
+            *self._face_writes(change, order),
         ]
         items += [
             {"Update": {"TableName": self.name, "Key": _key(SHARD, str(i)), "UpdateExpression": "SET #v = :new",
@@ -232,12 +237,16 @@ class GalleryTable:
         ]
         client("dynamodb").transact_write_items(TransactItems=items)
 
-    def _face_write(self, change: Change) -> dict[str, Any]:
+    def _face_writes(self, change: Change, order: dict[str, Any] | None) -> list[dict[str, Any]]:
+        """Put or delete the face item; a face that moves to another person (the unknown store's
+        cluster merges) leaves its old item."""
+        had = order.get("face_person") if order and not order.get("deleted") else None
+        old = [{"Delete": {"TableName": self.name, "Key": _key(had, change.image_key)}}] if had and had != change.person else []
         if change.deleted:
-            return {"Delete": {"TableName": self.name, "Key": _key(change.person, change.image_key)}}
-        item = {"person": change.person, "image_key": change.image_key, "embedding": encode(change.embedding),  # type: ignore[arg-type]
-                "etag": change.etag, "enrolled_at": change.enrolled_at}
-        return {"Put": {"TableName": self.name, "Item": dynamo.to_item(item)}}
+            return old or [{"Delete": {"TableName": self.name, "Key": _key(change.person, change.image_key)}}]
+        item = {**(change.extra or {}), "person": change.person, "image_key": change.image_key,
+                "embedding": encode(change.embedding), "etag": change.etag, "enrolled_at": change.enrolled_at}  # type: ignore[arg-type]
+        return [{"Put": {"TableName": self.name, "Item": dynamo.to_item(item)}}, *old]
 
     def put_face(self, face: GalleryFace, sequencer: str = "", event_time: str = "") -> Outcome:
         """Enroll `face` as an upload event would (event time: now, unless given)."""

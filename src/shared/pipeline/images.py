@@ -26,7 +26,7 @@ from shared.engine.decode import check_size, decode_image
 from shared.engine.faces import enrollment_face, find_faces
 from shared.engine.matching import identify
 from shared.engine.video import SNIFF_BYTES, looks_like_video
-from shared.pipeline import keys, results
+from shared.pipeline import keys, results, unknowns
 
 ENROLL, FORGET, RECOGNIZE = "enroll", "forget", "recognize"
 HANDED_OFF = "handed_off"  # what `recognize` returns for a video
@@ -129,13 +129,7 @@ def _change(job: Job, person: str, etag: str, embedding: np.ndarray | None) -> O
         outcome = table.apply(dataclasses.replace(change, wins_ties=True))
     if outcome.stale:
         return outcome
-    table.strip_log_vector(outcome.previous_seq)
-    gallery_cache.finish_compaction(table)
-    published = gallery_cache.snapshot_seq(table)
-    due = outcome.seq - published >= job.config.pipeline.gallery_compact_every
-    purge = 0 < outcome.previous_seq <= published < outcome.seq  # the snapshot holds the face just removed
-    if due or purge:
-        gallery_cache.compact(table, job.bucket)
+    gallery_cache.after_changes(table, job.bucket, [outcome], job.config.pipeline.gallery_compact_every)
     return outcome
 
 
@@ -172,6 +166,10 @@ def recognize(job: Job) -> str | None:
         matches = identify(embeddings, gallery, cfg.threshold, cfg.top_k)
     job.fields["faces"] = [results.face_entry(f.box, m) for f, m in zip(faces, matches)]
     job.fields["people"] = sorted({m.person for m in matches if m.person})
+    if job.config.pipeline.remember_unknowns:
+        with timed(job.timings, "remember"):
+            unknowns.remember_photo(job.config, job.bucket, job.key, job.fields["source_etag"], job.event, faces,
+                                    job.fields["faces"])
     if job.config.pipeline.annotate:
         with timed(job.timings, "annotate"):
             jpeg = annotate(image, [f.box for f in faces], [m.person for m in matches])
