@@ -33,7 +33,7 @@ from lambdaface.template import TEMPLATE, load_template, parameter_defaults
 
 SAM = ROOT / ".venv-sam" / "bin" / "sam"
 EVENTS = ROOT / "events"
-FUNCTIONS = ("EnrollFunction", "RecognizeFunction", "VideoFunction")
+FUNCTIONS = ("EnrollFunction", "RecognizeFunction", "VideoFunction", "UnknownsSweepFunction")
 WITH_OPENCV = {"VideoFunction"}  # the others must stay without it (150 MB)
 LAMBDA_UNZIPPED_LIMIT = 250 * 1024 * 1024
 MODEL_FILES = {  # dlib's landmarks, and what shared/engine/onnx_convert.py makes of its networks (src/Makefile)
@@ -160,6 +160,10 @@ def record(params, model, event_name, **kwargs):
         for table in sorted({op[kind]["TableName"] for op in params["TransactItems"] for kind in op}):
             aws_calls.append([event_name.split(".")[1], model.name, {"TableName": table}])
         return
+    if "RequestItems" in params:  # BatchWriteItem / BatchGetItem: one call per table
+        for table in sorted(params["RequestItems"]):
+            aws_calls.append([event_name.split(".")[1], model.name, {"TableName": table}])
+        return
     aws_calls.append([event_name.split(".")[1], model.name, target])
 boto3.DEFAULT_SESSION.events.register("provide-client-params", record)
 
@@ -181,7 +185,7 @@ class Moto:
         self.endpoint, self.template = endpoint, template
         suffix = uuid.uuid4().hex[:8]
         self.bucket = f"lambdaface-package-{suffix}"
-        self.tables = {lid: f"{lid}-{suffix}" for lid in ("JobsTable", "GalleryTable")}
+        self.tables = {lid: f"{lid}-{suffix}" for lid in ("JobsTable", "GalleryTable", "UnknownsTable")}
         self.s3 = self.client("s3")
         self.dynamodb = self.client("dynamodb")
         self.s3.create_bucket(Bucket=self.bucket)
@@ -201,7 +205,7 @@ class Moto:
             **{f"{lid}.Arn": f"arn:aws:sqs:{REGION}:123456789012:{lid}" for lid in ("EnrollQueue", "RecognizeQueue")},
             "VideoQueue": self.video_queue, "VideoQueue.Arn": self.queue_arns[self.video_queue],
             **{f"{lid}.Arn": f"arn:aws:logs:{REGION}:123456789012:log-group:{lid}:*"
-               for lid in ("EnrollLogGroup", "RecognizeLogGroup", "VideoLogGroup")},
+               for lid in ("EnrollLogGroup", "RecognizeLogGroup", "VideoLogGroup", "UnknownsSweepLogGroup")},
             **parameter_defaults(template),
         }
 
@@ -248,7 +252,7 @@ class Moto:
     def event(self, sample: str | dict[str, Any]) -> dict[str, Any]:
         """events/<sample> (or an event) with this bucket, and the ETag and size of the object it names."""
         event = json.loads((EVENTS / sample).read_text()) if isinstance(sample, str) else sample
-        for message in event["Records"]:
+        for message in event.get("Records", []):  # a scheduled event has none
             body = json.loads(message["body"])
             if body.get("Event") == "s3:TestEvent":
                 body["Bucket"] = self.bucket
@@ -394,6 +398,31 @@ def test_built_package_runs_the_seed_example_with_the_template_permissions(
     jobs = moto.dynamodb.scan(TableName=moto.tables["JobsTable"])["Items"]
     assert {j["status"]["S"] for j in jobs} == {"succeeded"}
     assert len(jobs) >= 2
+
+
+def test_built_packages_remember_and_sweep_unknown_faces_with_the_template_permissions(
+    build_dir: Path, boto3_dir: Path, moto: Moto, faces_dir: Path, tmp_path: Path
+) -> None:
+    """recognize remembers an unknown face (and snapshots the store); the sweep, with remembering
+    off (the template's default), forgets it: each call allowed by its role."""
+    query = "queries/unknown jim.jpg"
+    moto.s3.put_object(Bucket=moto.bucket, Key=query, Body=(faces_dir / "seed" / "jim-carrey.jpg").read_bytes())
+    recognize = invoke(build_dir, boto3_dir, moto, "RecognizeFunction", [sample_for("recognize.json", query)], tmp_path,
+                       LAMBDAFACE_REMEMBER_UNKNOWNS="true", LAMBDAFACE_GALLERY_COMPACT_EVERY="1")
+    assert recognize["responses"] == [{"batchItemFailures": []}], recognize["logs"]
+    (face,) = moto.json(f"results/{query}.json")["faces"]
+    assert face["person"] is None and face["cluster"].startswith("u-")
+
+    def remembered() -> list[dict[str, Any]]:
+        items = moto.dynamodb.scan(TableName=moto.tables["UnknownsTable"])["Items"]
+        return [i for i in items if "embedding" in i or "vector" in i]
+
+    assert [i["person"]["S"] for i in remembered() if "embedding" in i] == [face["cluster"]]
+    assert moto.exists("unknowns/snapshots/")
+    scheduled = {"version": "0", "detail-type": "Scheduled Event", "source": "aws.events", "detail": {}}
+    sweep = invoke(build_dir, boto3_dir, moto, "UnknownsSweepFunction", [scheduled], tmp_path)
+    assert sweep["responses"] == [{"remembering": False, "forgotten": 1, "complete": True}], sweep["logs"]
+    assert remembered() == []
 
 
 def sample_for(name: str, key: str) -> dict[str, Any]:

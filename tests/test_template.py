@@ -122,7 +122,7 @@ def test_sam_translation_adds_no_roles_or_managed_policies() -> None:
     assert run.returncode == 0, run.stderr
     translated = json.loads(run.stdout)["Resources"]
     roles = {lid: r for lid, r in translated.items() if r["Type"] == "AWS::IAM::Role"}
-    assert set(roles) == {"EnrollFunctionRole", "RecognizeFunctionRole", "VideoFunctionRole"}
+    assert set(roles) == {"EnrollFunctionRole", "RecognizeFunctionRole", "VideoFunctionRole", "UnknownsSweepFunctionRole"}
     for lid, role in roles.items():
         assert "ManagedPolicyArns" not in role["Properties"], lid
     mappings = [r["Properties"] for r in translated.values() if r["Type"] == "AWS::Lambda::EventSourceMapping"]
@@ -156,6 +156,8 @@ def test_s3_reads_models_or_queries_and_writes_only_results(resources: dict[str,
 
     bucket = json.dumps({"Fn::GetAtt": ["Bucket", "Arn"]}, sort_keys=True)
     snapshots = objects("gallery/snapshots/*")  # the gallery's snapshots: enroll writes them, every function reads them
+    # the unknown faces' snapshots: written (compaction) by the functions that remember unknown faces
+    unknowns = objects("unknowns/snapshots/*")
     assert grants(resources, "EnrollFunction", "s3") == {
         "s3:GetObject": {objects("models/*"), snapshots},
         "s3:ListBucket": {bucket},
@@ -164,19 +166,23 @@ def test_s3_reads_models_or_queries_and_writes_only_results(resources: dict[str,
         "s3:AbortMultipartUpload": {snapshots},
     }
     assert grants(resources, "RecognizeFunction", "s3") == {
-        "s3:GetObject": {objects("queries/*"), snapshots},
+        "s3:GetObject": {objects("queries/*"), snapshots, unknowns},
         "s3:ListBucket": {bucket},
-        "s3:PutObject": {objects("results/queries/*")},
+        "s3:PutObject": {objects("results/queries/*"), unknowns},
+        "s3:DeleteObject": {unknowns},
     }
     # Video: the video, and each segment's frames until the merge (work/ expires, notifies nothing).
     assert grants(resources, "VideoFunction", "s3") == {
-        "s3:GetObject": {objects("queries/*"), objects("work/segments/*"), snapshots},
+        "s3:GetObject": {objects("queries/*"), objects("work/segments/*"), snapshots, unknowns},
         "s3:ListBucket": {bucket},
-        "s3:PutObject": {objects("results/queries/*"), objects("work/segments/*")},
+        "s3:PutObject": {objects("results/queries/*"), objects("work/segments/*"), unknowns},
+        "s3:DeleteObject": {unknowns},
     }
-    # Listing is limited to the prefixes the function reads (enroll also lists old snapshots to delete them).
-    listed = {"EnrollFunction": {"models/*", "gallery/snapshots/*"}, "RecognizeFunction": {"queries/*"},
-              "VideoFunction": {"queries/*"}}
+    # Listing is limited to the prefixes the function reads (enroll also lists old snapshots to delete
+    # them, and recognition the unknown faces' old snapshots).
+    listed = {"EnrollFunction": {"models/*", "gallery/snapshots/*"},
+              "RecognizeFunction": {"queries/*", "unknowns/snapshots/*"},
+              "VideoFunction": {"queries/*", "unknowns/snapshots/*"}}
     for function, prefixes in listed.items():
         listings = [s for s in role_statements(resources, function) if s["Action"] == "s3:ListBucket"]
         assert {s["Condition"]["StringLike"]["s3:prefix"] for s in listings} == prefixes, function
@@ -189,8 +195,13 @@ def test_s3_reads_models_or_queries_and_writes_only_results(resources: dict[str,
 def test_dynamodb_actions_only_on_the_project_tables(resources: dict[str, Any]) -> None:
     jobs = json.dumps({"Fn::GetAtt": ["JobsTable", "Arn"]}, sort_keys=True)
     gallery = json.dumps({"Fn::GetAtt": ["GalleryTable", "Arn"]}, sort_keys=True)
+    unknowns = json.dumps({"Fn::GetAtt": ["UnknownsTable", "Arn"]}, sort_keys=True)
     # What src/shared/aws/{jobs,gallery}_table.py call (test_lambda_package.py checks each call).
     job_actions = {"dynamodb:GetItem", "dynamodb:UpdateItem"}
+    # Recognition remembers unknown faces (one transaction per change): no Scan (test_template_unknowns.py).
+    unknown_actions = {"dynamodb:GetItem", "dynamodb:Query", "dynamodb:PutItem", "dynamodb:UpdateItem",
+                       "dynamodb:DeleteItem", "dynamodb:ConditionCheckItem", "dynamodb:BatchWriteItem",
+                       "dynamodb:TransactWriteItems"}
     for function, gallery_actions in {
         # enroll writes each change as one transaction (face, log entry, order item, counter shards)
         "EnrollFunction": {"dynamodb:GetItem", "dynamodb:Query", "dynamodb:PutItem", "dynamodb:DeleteItem",
@@ -202,7 +213,8 @@ def test_dynamodb_actions_only_on_the_project_tables(resources: dict[str, Any]) 
         granted = grants(resources, function, "dynamodb")
         assert {a for a, r in granted.items() if jobs in r} == job_actions, function
         assert {a for a, r in granted.items() if gallery in r} == gallery_actions, function
-        assert all(r <= {jobs, gallery} for r in granted.values()), function
+        assert {a for a, r in granted.items() if unknowns in r} == (set() if function == "EnrollFunction" else unknown_actions), function
+        assert all(r <= {jobs, gallery, unknowns} for r in granted.values()), function
 
 
 def test_each_role_consumes_only_its_queue_and_logs_only_to_its_group(resources: dict[str, Any]) -> None:
@@ -378,6 +390,8 @@ def test_environment_is_wired_to_parameters_with_the_engine_defaults(template: d
         "JOBS_TABLE", "GALLERY_TABLE", "LAMBDAFACE_THRESHOLD", "LAMBDAFACE_DETECTOR",
         "LAMBDAFACE_ENROLL_JITTERS", "LAMBDAFACE_MAX_BYTES", "LAMBDAFACE_MAX_PIXELS",
         "MAX_RECEIVE_COUNT", "JOB_TTL_DAYS", "POWERTOOLS_SERVICE_NAME", "LOG_LEVEL",
+        "UNKNOWNS_TABLE", "LAMBDAFACE_REMEMBER_UNKNOWNS", "LAMBDAFACE_UNKNOWN_RETENTION_DAYS",
+        "LAMBDAFACE_UNKNOWN_THRESHOLD",
     }
     assert env["JOBS_TABLE"] == {"Ref": "JobsTable"} and env["GALLERY_TABLE"] == {"Ref": "GalleryTable"}
     defaults = parameter_defaults(template)
@@ -392,6 +406,10 @@ def test_environment_is_wired_to_parameters_with_the_engine_defaults(template: d
     assert int(value["MAX_RECEIVE_COUNT"]) == pipeline.max_receive_count
     assert int(value["JOB_TTL_DAYS"]) == pipeline.job_ttl_days
     assert value["POWERTOOLS_SERVICE_NAME"] == "lambdaface"
+    assert env["UNKNOWNS_TABLE"] == {"Ref": "UnknownsTable"}
+    assert value["LAMBDAFACE_REMEMBER_UNKNOWNS"] == str(pipeline.remember_unknowns).lower() == "false"  # opt-in
+    assert int(value["LAMBDAFACE_UNKNOWN_RETENTION_DAYS"]) == pipeline.unknown_retention_days
+    assert float(value["LAMBDAFACE_UNKNOWN_THRESHOLD"]) == pipeline.unknown_threshold
 
 
 def test_video_settings_are_parameters_with_the_engine_defaults(template: dict[str, Any], resources: dict[str, Any]) -> None:
@@ -425,7 +443,8 @@ def test_outputs_name_the_bucket_queues_and_tables(template: dict[str, Any]) -> 
     for name, lid in {
         "BucketName": "Bucket", "EnrollQueueUrl": "EnrollQueue", "RecognizeQueueUrl": "RecognizeQueue",
         "VideoQueueUrl": "VideoQueue", "VideoFunctionName": "VideoFunction",
-        "JobsTableName": "JobsTable", "GalleryTableName": "GalleryTable",
+        "JobsTableName": "JobsTable", "GalleryTableName": "GalleryTable", "UnknownsTableName": "UnknownsTable",
+        "UnknownsSweepFunctionName": "UnknownsSweepFunction",
     }.items():
         assert outputs[name] == {"Ref": lid}
 

@@ -5,10 +5,10 @@ import argparse
 import sys
 from typing import Sequence
 
-from lambdaface import client, engine_commands, invoke, local, report, watch
+from lambdaface import client, engine_commands, invoke, local, report, unknowns, watch
 
 # Each module exposes register(subparsers); a subcommand's parser sets `func(args) -> int`.
-COMMAND_MODULES = [engine_commands, local, client, watch, invoke, report]
+COMMAND_MODULES = [engine_commands, local, client, watch, invoke, report, unknowns]
 
 
 def build_parser() -> argparse.ArgumentParser:

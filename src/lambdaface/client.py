@@ -32,10 +32,15 @@ def _previous_job(s3: Any, bucket: str, source: str) -> str | None:
 
 def upload(s3: Any, bucket: str, path: Path, key: str, kind: str) -> Expectation:
     """Upload `path` to `key`; returns what its result must look like."""
+    return upload_bytes(s3, bucket, path.read_bytes(), key, kind)
+
+
+def upload_bytes(s3: Any, bucket: str, data: bytes, key: str, kind: str) -> Expectation:
+    """Upload `data` to `key` (its type guessed from the name); returns what its result must look like."""
     previous = _previous_job(s3, bucket, key)
-    content_type = mimetypes.guess_type(path.name)[0] or "application/octet-stream"
+    content_type = mimetypes.guess_type(key)[0] or "application/octet-stream"
     sent = time.time()
-    response = s3.put_object(Bucket=bucket, Key=key, Body=path.read_bytes(), ContentType=content_type)
+    response = s3.put_object(Bucket=bucket, Key=key, Body=data, ContentType=content_type)
     return Expectation(key, not_job_id=previous, not_before=_server_time(response),
                        etag=response["ETag"].strip('"'), kind=kind, sent_at=sent)
 
@@ -69,7 +74,7 @@ def _images(paths: list[str]) -> list[Path]:
     return files
 
 
-def _wait(args: argparse.Namespace, s3: Any, sent: list[Expectation]) -> tuple[int, dict[str, Any]]:
+def wait_for_jobs(args: argparse.Namespace, s3: Any, sent: list[Expectation]) -> tuple[int, dict[str, Any]]:
     """Wait for the jobs (unless --no-wait) and print a line (or with --json, the document) per result."""
     if args.no_wait:
         for e in sent:
@@ -88,7 +93,7 @@ def enroll(args: argparse.Namespace) -> int:
     s3 = watch.s3_client(args)
     files = _images(args.images)
     sent = [upload(s3, args.bucket, f, f"{person_prefix(args.person)}{f.name}", "enroll") for f in files]
-    return _wait(args, s3, sent)[0]
+    return wait_for_jobs(args, s3, sent)[0]
 
 
 def recognize(args: argparse.Namespace) -> int:
@@ -96,7 +101,7 @@ def recognize(args: argparse.Namespace) -> int:
     s3 = watch.s3_client(args)
     files = _images(args.images)
     sent = [upload(s3, args.bucket, f, f"{QUERIES_PREFIX}{f.name}", "recognize") for f in files]
-    code, found = _wait(args, s3, sent)
+    code, found = wait_for_jobs(args, s3, sent)
     for f, e in zip(files, sent):
         doc = found.get(e.source)
         if doc is None:
@@ -119,7 +124,7 @@ def forget(args: argparse.Namespace) -> int:
     if not keys:
         print(f"lambdaface: no images under {person_prefix(args.person)}", file=sys.stderr)
         return watch.EXIT_FAILED
-    code, found = _wait(args, s3, [delete(s3, args.bucket, k) for k in keys])
+    code, found = wait_for_jobs(args, s3, [delete(s3, args.bucket, k) for k in keys])
     if not args.no_wait and code == 0:
         removed = sum(1 for doc in found.values() if doc and doc.get("removed"))
         print(f"forgot {args.person}: {removed} face(s) removed from the gallery, {len(keys)} image(s) deleted")

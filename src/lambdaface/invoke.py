@@ -2,7 +2,8 @@
 
 Runs the function's handler in this process, with the environment the template gives it, against
 the local stack (or any endpoint), and prints the handler's response as JSON on stdout; logs go
-to stderr.
+to stderr. A scheduled function (UnknownsSweepFunction) needs no event file: without one it gets
+the Scheduled Event EventBridge would send.
 """
 from __future__ import annotations
 
@@ -47,7 +48,7 @@ def with_bucket(event: dict[str, Any], bucket: str) -> dict[str, Any]:
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add the `invoke` subcommand."""
-    from lambdaface.local import add_stack_args
+    from lambdaface.local import add_parameter_args, add_stack_args
 
     p = subparsers.add_parser(
         "invoke",
@@ -56,23 +57,38 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "template's environment. Exit 0 when it returned with no batchItemFailures.",
     )
     p.add_argument("function", help="logical id (EnrollFunction) or short name (enroll)")
-    p.add_argument("-e", "--event", required=True, help="event JSON file, - for stdin (see events/)")
+    p.add_argument("-e", "--event", default=None,
+                   help="event JSON file, - for stdin (see events/); a scheduled function's default: "
+                   "a Scheduled Event")
     p.add_argument("--endpoint-url", default=os.environ.get("AWS_ENDPOINT_URL") or DEFAULT_ENDPOINT,
                    help="the local stack (default: $AWS_ENDPOINT_URL or %(default)s)")
-    add_stack_args(p, "point the event's S3 records at this bucket, '' to leave them")
+    add_stack_args(p, "point the event's S3 records at this bucket, '' to leave them; the stack's bucket")
+    add_parameter_args(p)
     p.set_defaults(func=main)
 
 
 def main(args: argparse.Namespace) -> int:
-    from lambdaface.local.spec import stack_spec
+    from lambdaface.local import parameters
+    from lambdaface.local.spec import TemplateError, stack_spec
     from lambdaface.local.stack import function_env
-    from lambdaface.local.workers import LambdaContext, apply_env, load_handler
+    from lambdaface.local.workers import LambdaContext, apply_env, load_handler, scheduled_event
     from lambdaface.template import TEMPLATE, load_template
 
-    spec = stack_spec(load_template(args.template or TEMPLATE), region=args.region)
-    fn = find_function(spec.functions, args.function)
-    text = sys.stdin.read() if args.event == "-" else Path(args.event).read_text()
-    event = json.loads(text)
+    try:
+        spec = stack_spec(load_template(args.template or TEMPLATE), region=args.region,
+                          bucket=args.bucket or None, parameters=parameters(args))
+    except TemplateError as exc:
+        print(f"lambdaface invoke: {exc}", file=sys.stderr)
+        return 2
+    fn = find_function({**spec.functions, **spec.scheduled}, args.function)
+    if args.event is not None:
+        text = sys.stdin.read() if args.event == "-" else Path(args.event).read_text()
+        event = json.loads(text)
+    elif fn.logical_id in spec.scheduled:
+        event = scheduled_event(spec.scheduled[fn.logical_id], args.region)
+    else:
+        print(f"lambdaface invoke: {fn.logical_id} needs an event: -e FILE (see events/)", file=sys.stderr)
+        return 2
     if args.bucket:
         event = with_bucket(event, args.bucket)
     apply_env(function_env(fn, args.endpoint_url, args.region))

@@ -72,6 +72,17 @@ class PipelineConfig:
     annotate: bool = True  # LAMBDAFACE_ANNOTATE: write results/<key>.jpg, the photo with boxes and names (one S3 PUT)
     gallery_shards: int = 4  # LAMBDAFACE_GALLERY_SHARDS: copies of the gallery's change counter recognitions read (one at random)
     gallery_compact_every: int = 1000  # LAMBDAFACE_GALLERY_COMPACT_EVERY: changes between gallery snapshots
+    unknowns_table: str = "lambdaface-unknowns"  # UNKNOWNS_TABLE: remembered unknown faces and their clusters
+    remember_unknowns: bool = False  # LAMBDAFACE_REMEMBER_UNKNOWNS: remember every unknown face (opt-in); off: forget them all
+    unknown_retention_days: int = 30  # LAMBDAFACE_UNKNOWN_RETENTION_DAYS: a remembered face is forgotten after this many days
+    unknown_threshold: float = 0.55  # LAMBDAFACE_UNKNOWN_THRESHOLD: an unknown face joins the cluster of a face this close
+    bucket: str = ""  # LAMBDAFACE_BUCKET: the stack's bucket (the scheduled sweep has no S3 event to name it)
+
+    def __post_init__(self) -> None:
+        if self.unknown_retention_days < 1:
+            raise ValueError("unknown_retention_days must be at least 1")
+        if not 0 < self.unknown_threshold < 2:
+            raise ValueError("unknown_threshold must be between 0 and 2")
 
 
 @dataclass(frozen=True)
@@ -124,6 +135,11 @@ _PIPELINE_ENV = {
     "annotate": "LAMBDAFACE_ANNOTATE",
     "gallery_shards": "LAMBDAFACE_GALLERY_SHARDS",
     "gallery_compact_every": "LAMBDAFACE_GALLERY_COMPACT_EVERY",
+    "unknowns_table": "UNKNOWNS_TABLE",
+    "remember_unknowns": "LAMBDAFACE_REMEMBER_UNKNOWNS",
+    "unknown_retention_days": "LAMBDAFACE_UNKNOWN_RETENTION_DAYS",
+    "unknown_threshold": "LAMBDAFACE_UNKNOWN_THRESHOLD",
+    "bucket": "LAMBDAFACE_BUCKET",
 }
 
 _VIDEO_ENV = {

@@ -11,6 +11,7 @@ light, because the local stack imports `support.scripted_handler` in its worker 
     images, video     test inputs made from the sample photos
     template          reading template.yaml's roles and intrinsic functions
     scripted_handler  a handler with failures on demand, run by the stack's workers
+    scheduled_handler a scheduled handler with failures on demand, run by the stack's schedule
 
 Fixtures live in tests/conftest.py.
 """

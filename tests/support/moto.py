@@ -1,5 +1,5 @@
 """moto's server in this process, on a port the operating system picks, and fresh resources per
-test: a bucket and the two tables, named uniquely, with the handlers' environment pointing at them.
+test: a bucket and the three tables, named uniquely, with the handlers' environment pointing at them.
 
 moto's backends are global to the process: every server in it shares them (hence unique names).
 """
@@ -37,7 +37,7 @@ class MotoResources(Clients):
     def __init__(self, endpoint: str, versioned: bool = False) -> None:
         n = f"{next(_names)}-{uuid.uuid4().hex[:6]}"
         super().__init__(endpoint, f"lambdaface-{n}")
-        self.jobs_table, self.gallery_table = f"jobs-{n}", f"gallery-{n}"
+        self.jobs_table, self.gallery_table, self.unknowns_table = f"jobs-{n}", f"gallery-{n}", f"unknowns-{n}"
         self.s3.create_bucket(Bucket=self.bucket)
         if versioned:
             self.s3.put_bucket_versioning(Bucket=self.bucket, VersioningConfiguration={"Status": "Enabled"})
@@ -47,19 +47,21 @@ class MotoResources(Clients):
             AttributeDefinitions=[{"AttributeName": "job_id", "AttributeType": "S"}],
             BillingMode="PAY_PER_REQUEST",
         )
-        self.dynamodb.create_table(
-            TableName=self.gallery_table,
-            KeySchema=[{"AttributeName": "person", "KeyType": "HASH"}, {"AttributeName": "image_key", "KeyType": "RANGE"}],
-            AttributeDefinitions=[
-                {"AttributeName": "person", "AttributeType": "S"},
-                {"AttributeName": "image_key", "AttributeType": "S"},
-            ],
-            BillingMode="PAY_PER_REQUEST",
-        )
+        for table in (self.gallery_table, self.unknowns_table):
+            self.dynamodb.create_table(
+                TableName=table,
+                KeySchema=[{"AttributeName": "person", "KeyType": "HASH"}, {"AttributeName": "image_key", "KeyType": "RANGE"}],
+                AttributeDefinitions=[
+                    {"AttributeName": "person", "AttributeType": "S"},
+                    {"AttributeName": "image_key", "AttributeType": "S"},
+                ],
+                BillingMode="PAY_PER_REQUEST",
+            )
 
     def env(self) -> dict[str, str]:
         """The handlers' environment for these resources (besides the endpoint's)."""
-        return {"JOBS_TABLE": self.jobs_table, "GALLERY_TABLE": self.gallery_table}
+        return {"JOBS_TABLE": self.jobs_table, "GALLERY_TABLE": self.gallery_table,
+                "UNKNOWNS_TABLE": self.unknowns_table, "LAMBDAFACE_BUCKET": self.bucket}
 
     def jobs(self) -> list[dict[str, Any]]:
         """The job records."""

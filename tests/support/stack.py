@@ -32,6 +32,7 @@ JOBS_TABLE, GALLERY_TABLE = "lambdaface-JobsTable", "lambdaface-GalleryTable"
 QUEUES = ("EnrollQueue", "RecognizeQueue", "VideoQueue")
 DEAD_LETTER_QUEUES = ("EnrollDeadLetterQueue", "RecognizeDeadLetterQueue", "VideoDeadLetterQueue")
 SCRIPTED_HANDLER = "support.scripted_handler.handler"  # needs pythonpath_with_tests()
+SCHEDULED_HANDLER = "support.scheduled_handler.handler"  # the same; a scheduled function's
 
 
 def pythonpath_with_tests() -> dict[str, str]:

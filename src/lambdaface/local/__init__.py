@@ -38,7 +38,42 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--handler-env", action="append", default=[], type=_name_value, metavar="NAME=VALUE",
                    help="set in every function's environment, after everything else (tests: e.g. "
                    "AWS_ENDPOINT_URL of a fault-injecting proxy; the workers still poll the server directly)")
+    add_parameter_args(p)
+    p.add_argument("--schedule-interval", type=_seconds, default=None, metavar="SECONDS",
+                   help="run each scheduled function (e.g. UnknownsSweepFunction) this often; it always runs "
+                   "once at start, before the stack says it is ready; 0: only then (default: the template's rate)")
     p.set_defaults(func=main)
+
+
+def add_parameter_args(p: argparse.ArgumentParser) -> None:
+    """--parameter NAME=VALUE and its shortcuts: template parameters (`local` and `invoke`)."""
+    p.add_argument("--parameter", action="append", default=[], type=_name_value, metavar="NAME=VALUE",
+                   help="a template parameter's value instead of its default (repeatable), like "
+                   "`sam deploy --parameter-overrides`")
+    p.add_argument("--remember-unknowns", action="store_true",
+                   help="remember unknown faces so they can be grouped and named: --parameter RememberUnknowns=true")
+    p.add_argument("--unknown-retention-days", type=int, default=None, metavar="DAYS",
+                   help="days a remembered unknown face is kept: --parameter UnknownRetentionDays=DAYS")
+
+
+def parameters(args: argparse.Namespace) -> dict[str, str]:
+    """The template parameters `add_parameter_args`' options set, the shortcuts last."""
+    values = dict(args.parameter)
+    if args.remember_unknowns:
+        values["RememberUnknowns"] = "true"
+    if args.unknown_retention_days is not None:
+        values["UnknownRetentionDays"] = str(args.unknown_retention_days)
+    return values
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected seconds, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected seconds >= 0, got {text!r}")
+    return value
 
 
 def add_stack_args(p: argparse.ArgumentParser, bucket_help: str) -> None:
@@ -63,7 +98,8 @@ def main(args: argparse.Namespace) -> int:
     from lambdaface.template import TEMPLATE, load_template
 
     try:
-        spec = stack_spec(load_template(args.template or TEMPLATE), region=args.region, bucket=args.bucket)
+        spec = stack_spec(load_template(args.template or TEMPLATE), region=args.region, bucket=args.bucket,
+                          parameters=parameters(args))
     except (OSError, TemplateError) as exc:
         print(f"lambdaface local: {exc}", file=sys.stderr)
         return 2
@@ -77,6 +113,7 @@ def main(args: argparse.Namespace) -> int:
         autosave_s=args.autosave,
         log_to_stderr=args.log_stderr,
         handler_env=dict(args.handler_env),
+        schedule_interval=args.schedule_interval,
     )
     stack = LocalStack(spec, options)
     try:

@@ -19,7 +19,7 @@ import sys
 import threading
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Mapping
 
 import boto3
 
@@ -52,17 +52,20 @@ class StackProcess:
         stderr_path: Path | None = None,
         new_session: bool = False,
         startup_s: float = STARTUP_S,
+        parameters: Mapping[str, str] | None = None,
     ) -> None:
-        """Start the stack and wait until it is ready. `args` are more `lambdaface local` options;
-        `env` is added to the environment (LAMBDAFACE_* settings reach the functions);
-        `new_session` keeps a terminal's Ctrl-C from reaching it before its parent decides."""
+        """Start the stack and wait until it is ready (its scheduled functions have run once).
+        `args` are more `lambdaface local` options; `env` is added to the environment (LAMBDAFACE_*
+        settings reach the functions); `parameters` are template parameters (`--parameter
+        NAME=VALUE`); `new_session` keeps a terminal's Ctrl-C from reaching it before its parent decides."""
         self.state_dir = Path(state_dir)
         self.stderr_path = stderr_path or self.state_dir.parent / f"{self.state_dir.name}.stderr"
         self.lines: list[str] = []
         self._eof = False
         self._changed = threading.Condition()
         command = [sys.executable, "-m", "lambdaface.cli", "local", "--port", "0", "--workers", str(workers),
-                   "--state-dir", str(self.state_dir), *args]
+                   "--state-dir", str(self.state_dir), *args,
+                   *(f"--parameter={name}={value}" for name, value in (parameters or {}).items())]
         self._stderr = open(self.stderr_path, "a")
         self.process = subprocess.Popen(
             command, cwd=ROOT, env=clean_env(env), stdout=subprocess.PIPE, stderr=self._stderr, text=True,

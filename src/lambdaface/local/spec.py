@@ -2,8 +2,10 @@
 
 `stack_spec(template)` resolves the intrinsic functions the template uses (`Ref`, `Fn::GetAtt`,
 `Fn::Sub`, `Fn::If`, `Fn::Equals`, `Fn::Not`) against parameter defaults and deterministic local
-physical names, and returns the bucket, its notification rules, the queues, the tables and the
-SQS-triggered functions. Any other intrinsic function is refused with a TemplateError.
+physical names, and returns the bucket, its notification rules, the queues, the tables, the
+SQS-triggered functions and the scheduled ones (every event a `rate(...)` Schedule). Any other
+intrinsic function is refused with a TemplateError. `parameters` override the parameters' defaults,
+as `sam deploy --parameter-overrides` would.
 """
 from __future__ import annotations
 
@@ -61,6 +63,21 @@ class FunctionSpec:
 
 
 @dataclass(frozen=True)
+class ScheduledSpec:
+    """A function run on a schedule (EventBridge's `rate(...)`), with a Scheduled Event."""
+
+    logical_id: str
+    name: str
+    handler: str  # "module.function"
+    rate_s: int  # seconds between runs
+    timeout_s: int = 3
+    memory_mb: int = 128
+    environment: dict[str, str] = field(default_factory=dict)
+    rule: str = ""  # the EventBridge rule's name, in the event's `resources`
+    input: str | None = None  # the event's `Input` (JSON text): sent instead of the Scheduled Event
+
+
+@dataclass(frozen=True)
 class StackSpec:
     bucket: str
     notifications: tuple[NotificationSpec, ...]
@@ -68,6 +85,7 @@ class StackSpec:
     tables: dict[str, TableSpec]
     functions: dict[str, FunctionSpec]
     region: str
+    scheduled: dict[str, ScheduledSpec] = field(default_factory=dict)
 
     def queue_arn(self, logical_id: str) -> str:
         return f"arn:aws:sqs:{self.region}:{ACCOUNT_ID}:{self.queues[logical_id].name}"
@@ -79,11 +97,15 @@ _SUB = re.compile(r"\$\{([^}!]+)\}")
 class _Resolver:
     """Evaluates CloudFormation intrinsic functions for a local, deterministic stack."""
 
-    def __init__(self, template: Mapping[str, Any], region: str, names: Mapping[str, str]):
+    def __init__(self, template: Mapping[str, Any], region: str, names: Mapping[str, str],
+                 parameters: Mapping[str, str] | None = None):
         self.resources: dict[str, Any] = dict(template.get("Resources") or {})
-        self.params = {
-            name: str(p.get("Default", "")) for name, p in (template.get("Parameters") or {}).items()
-        }
+        declared: dict[str, Any] = dict(template.get("Parameters") or {})
+        self.params = {name: str(p.get("Default", "")) for name, p in declared.items()}
+        for name, value in (parameters or {}).items():
+            if name not in declared:
+                raise TemplateError(f"no parameter {name!r} in the template; it has {', '.join(declared)}")
+            self.params[name] = _checked_parameter(name, declared[name] or {}, str(value))
         self.conditions: dict[str, Any] = dict(template.get("Conditions") or {})
         self.region = region
         self.names = dict(names)  # logical id -> physical name overrides
@@ -188,6 +210,38 @@ class _Resolver:
         return self.ref(name)
 
 
+def _checked_parameter(name: str, declared: Mapping[str, Any], value: str) -> str:
+    """`value` for parameter `name`, refused (TemplateError) where CloudFormation would refuse it."""
+    allowed = declared.get("AllowedValues")
+    if allowed is not None and value not in [str(a) for a in allowed]:
+        raise TemplateError(f"parameter {name}={value!r}: not one of {', '.join(map(str, allowed))}")
+    pattern = declared.get("AllowedPattern")
+    if pattern is not None and not re.fullmatch(str(pattern), value):
+        raise TemplateError(f"parameter {name}={value!r}: does not match {pattern}")
+    if declared.get("Type") == "Number":
+        try:
+            number = float(value)
+        except ValueError:
+            raise TemplateError(f"parameter {name}={value!r}: not a number") from None
+        if "MinValue" in declared and number < float(declared["MinValue"]):
+            raise TemplateError(f"parameter {name}={value}: below its MinValue {declared['MinValue']}")
+        if "MaxValue" in declared and number > float(declared["MaxValue"]):
+            raise TemplateError(f"parameter {name}={value}: above its MaxValue {declared['MaxValue']}")
+    return value
+
+
+_RATE = re.compile(r"^rate\(\s*(\d+)\s+(minute|minutes|hour|hours|day|days)\s*\)$")
+_UNIT_S = {"minute": 60, "hour": 3600, "day": 86400}
+
+
+def rate_seconds(expression: str) -> int:
+    """Seconds between runs of an EventBridge `rate(N minute|minutes|hour|hours|day|days)`."""
+    match = _RATE.match(str(expression).strip())
+    if not match or int(match[1]) < 1:
+        raise TemplateError(f"schedule {expression!r}: the local stack runs only rate(N minutes|hours|days)")
+    return int(match[1]) * _UNIT_S[match[2].rstrip("s")]
+
+
 def local_url(value: str, endpoint: str) -> str:
     """A resolved value with the local endpoint filled in (queue URLs)."""
     return value.replace(ENDPOINT, endpoint)
@@ -227,23 +281,28 @@ def _queue_attributes(props: Mapping[str, Any]) -> dict[str, str]:
 
 
 def stack_spec(
-    template: Mapping[str, Any], region: str = "us-east-1", bucket: str | None = None
+    template: Mapping[str, Any], region: str = "us-east-1", bucket: str | None = None,
+    parameters: Mapping[str, str] | None = None,
 ) -> StackSpec:
-    """The resources of `template` as the local stack creates them; `bucket` renames the bucket."""
+    """The resources of `template` as the local stack creates them; `bucket` renames the bucket,
+    `parameters` override parameter defaults (TemplateError for a name the template lacks or a
+    value it does not allow)."""
     resources = template.get("Resources") or {}
     buckets = _of_type(resources, "AWS::S3::Bucket")
     if len(buckets) != 1:
         raise TemplateError(f"expected one AWS::S3::Bucket, found {len(buckets)}")
-    r = _Resolver(template, region, {buckets[0]: bucket} if bucket else {})
+    r = _Resolver(template, region, {buckets[0]: bucket} if bucket else {}, parameters)
     queues = _queues(r)
     arn_to_queue = {r.get_att(lid, "Arn"): lid for lid in queues}
+    functions, scheduled = _functions(r, template, arn_to_queue)
     return StackSpec(
         bucket=r.physical_name(buckets[0]),
         notifications=_notifications(r, buckets[0], arn_to_queue),
         queues=queues,
         tables=_tables(r),
-        functions=_functions(r, template, arn_to_queue),
+        functions=functions,
         region=region,
+        scheduled=scheduled,
     )
 
 
@@ -306,15 +365,31 @@ def _tables(r: _Resolver) -> dict[str, TableSpec]:
     return tables
 
 
-def _functions(r: _Resolver, template: Mapping[str, Any], arn_to_queue: Mapping[str, str]) -> dict[str, FunctionSpec]:
-    """Every AWS::Serverless::Function with an enabled SQS event source (SAM's Globals merged in)."""
+SCHEDULES = ("Schedule", "ScheduleV2")
+
+
+def _functions(
+    r: _Resolver, template: Mapping[str, Any], arn_to_queue: Mapping[str, str]
+) -> tuple[dict[str, FunctionSpec], dict[str, ScheduledSpec]]:
+    """Every AWS::Serverless::Function with an enabled SQS event source, and every one whose
+    events are all schedules (SAM's Globals merged in)."""
     globals_ = r.value((template.get("Globals") or {}).get("Function") or {})
     functions: dict[str, FunctionSpec] = {}
+    scheduled: dict[str, ScheduledSpec] = {}
     for lid in _of_type(r.resources, "AWS::Serverless::Function"):
         props = _merge_globals(globals_, r.value(r.resources[lid].get("Properties") or {}))
-        sqs_events = [e["Properties"] for e in (props.get("Events") or {}).values() if e.get("Type") == "SQS"]
-        if len(sqs_events) != 1:
-            raise TemplateError(f"{lid}: expected one SQS event source, found {len(sqs_events)}")
+        events = props.get("Events") or {}
+        if events and all(e.get("Type") in SCHEDULES for e in events.values()):
+            spec = _scheduled(r, lid, props, events)
+            if spec is not None:
+                scheduled[lid] = spec
+            continue
+        sqs_events = [e["Properties"] for e in events.values() if e.get("Type") == "SQS"]
+        if len(sqs_events) != 1 or any(e.get("Type") in SCHEDULES for e in events.values()):
+            raise TemplateError(
+                f"{lid}: expected one SQS event source or only Schedule events, found "
+                f"{', '.join(str(e.get('Type')) for e in events.values()) or 'none'}"
+            )
         source = sqs_events[0]
         if source.get("Enabled") is False:
             continue
@@ -332,4 +407,33 @@ def _functions(r: _Resolver, template: Mapping[str, Any], arn_to_queue: Mapping[
         )
     if not functions:
         raise TemplateError("no SQS-triggered AWS::Serverless::Function in the template")
-    return functions
+    return functions, scheduled
+
+
+def _scheduled(r: _Resolver, lid: str, props: Mapping[str, Any], events: Mapping[str, Any]) -> ScheduledSpec | None:
+    """A function whose events are all schedules: the one enabled schedule, or None if none is."""
+    enabled = []
+    for event_id, event in events.items():
+        source = event.get("Properties") or {}
+        state = str(source.get("State", "ENABLED")).upper()
+        if source.get("Enabled") is False or state == "DISABLED":
+            continue
+        enabled.append((event_id, source))
+    if not enabled:
+        return None
+    if len(enabled) > 1:
+        raise TemplateError(f"{lid}: expected one enabled schedule, found {len(enabled)}")
+    event_id, source = enabled[0]
+    expression = source.get("Schedule") or source.get("ScheduleExpression") or ""
+    payload = source.get("Input")
+    return ScheduledSpec(
+        logical_id=lid,
+        name=r.physical_name(lid),
+        handler=str(props["Handler"]),
+        rate_s=rate_seconds(expression),
+        timeout_s=int(props.get("Timeout", 3)),
+        memory_mb=int(props.get("MemorySize", 128)),
+        environment={k: str(v) for k, v in ((props.get("Environment") or {}).get("Variables") or {}).items()},
+        rule=f"{STACK_NAME}-{lid}{event_id}",
+        input=None if payload is None else payload if isinstance(payload, str) else json.dumps(payload),
+    )

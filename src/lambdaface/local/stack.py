@@ -1,9 +1,14 @@
 """The local stack: moto's server on loopback, the template's resources, worker processes.
 
     stack = LocalStack(spec, Options(port=4566))
-    stack.start()        # server, resources, restored state, notifications, workers
-    stack.run()          # prints a line per finished job until SIGINT/SIGTERM
-    stack.stop()         # finishes in-flight jobs, saves the state, stops the server
+    stack.start()        # server, resources, restored state, notifications, workers, first scheduled runs
+    stack.run()          # prints a line per finished job until SIGINT/SIGTERM; runs the schedules
+    stack.stop()         # finishes in-flight jobs and scheduled runs, saves the state, stops the server
+
+A scheduled function (every event a `rate(...)` Schedule, spec.ScheduledSpec) runs once in
+start(), after the resources exist and while the workers start, and start() returns when that run
+has finished; then every `schedule_interval` seconds (default: the template's rate), one run at a
+time, each in a new process (workers.run_scheduled) with the environment a worker of it would get.
 """
 from __future__ import annotations
 
@@ -24,7 +29,8 @@ from typing import Any, TextIO
 import boto3
 
 from lambdaface.local import lines, state, workers
-from lambdaface.local.spec import FunctionSpec, StackSpec, local_url
+from lambdaface.local.spec import FunctionSpec, ScheduledSpec, StackSpec, local_url
+from shared.config import BUCKET_ENV
 
 CREDENTIALS = {"aws_access_key_id": "testing", "aws_secret_access_key": "testing"}
 
@@ -40,6 +46,7 @@ class Options:
     autosave_s: float = 60.0  # 0: save on clean stop only
     log_to_stderr: bool = False  # handler logs on stderr instead of <state_dir>/logs/
     handler_env: dict[str, str] = field(default_factory=dict)  # tests: set last in every function's environment
+    schedule_interval: float | None = None  # seconds between a scheduled function's runs (None: its rate; 0: at start only)
 
 
 @dataclass
@@ -54,11 +61,32 @@ class _Slot:
     reports: Any = None  # our end of the worker's report pipe (a new pipe per process)
 
 
-def function_env(function: FunctionSpec, endpoint: str, region: str) -> dict[str, str]:
+# A run of a scheduled function that has not called its handler after this long is killed (the
+# import of the handler: Lambda's init phase, generous for a cold 2-core machine).
+SCHEDULED_INIT_S = 120.0
+
+
+@dataclass
+class _Schedule:
+    """A scheduled function: its current run (a process) and when the next one starts."""
+
+    function: ScheduledSpec
+    interval_s: float  # 0: only the run at start
+    runs: int = 0
+    next_at: float = 0.0
+    process: Any = None  # the current run, None between runs
+    reports: Any = None  # our end of its report pipe
+    busy: Any = None  # multiprocessing.Value("d"): time.time() when the handler was called, else 0
+    started: float = 0.0
+    report: dict[str, Any] | None = None
+
+
+def function_env(function: FunctionSpec | ScheduledSpec, endpoint: str, region: str) -> dict[str, str]:
     """A function's environment: the template's variables, then the endpoint and credentials.
-    LAMBDAFACE_* variables set in our own environment override the template's."""
+    LAMBDAFACE_* variables set in our own environment override the template's (not the bucket's
+    name: the stack's bucket is the one its functions use)."""
     env = {k: local_url(v, endpoint) for k, v in function.environment.items()}
-    env.update({k: v for k, v in os.environ.items() if k.startswith("LAMBDAFACE_") and k in env})
+    env.update({k: v for k, v in os.environ.items() if k.startswith("LAMBDAFACE_") and k in env and k != BUCKET_ENV})
     env.update(
         {
             "AWS_ENDPOINT_URL": endpoint,
@@ -99,6 +127,7 @@ class LocalStack:
         self.server: Any = None
         self.endpoint = ""
         self.slots: list[_Slot] = []
+        self.schedules: list[_Schedule] = []
         self._ctx = multiprocessing.get_context("spawn")
         self._stop = self._ctx.Event()
         self._signals = 0
@@ -128,6 +157,7 @@ class LocalStack:
             self.log(f"restored {objects} objects, {items} items, {messages} messages from {state_dir}")
         self._put_notifications(s3)
         self._start_workers(urls)
+        self._start_schedules()
 
     def client(self, service: str) -> Any:
         if service not in self._clients:
@@ -176,7 +206,7 @@ class LocalStack:
             Bucket=self.spec.bucket, NotificationConfiguration={"QueueConfigurations": rules}
         )
 
-    def worker_env(self, function: FunctionSpec) -> dict[str, str]:
+    def worker_env(self, function: FunctionSpec | ScheduledSpec) -> dict[str, str]:
         # handler_env comes last: e.g. AWS_ENDPOINT_URL of a fault-injecting proxy (the workers
         # themselves still poll the stack's server directly)
         return {**function_env(function, self.endpoint, self.spec.region), **self.options.handler_env}
@@ -221,6 +251,103 @@ class LocalStack:
         writer.close()  # the worker holds the only write end: its death reads as EOF
         self.log(lines.worker_started(slot.index, slot.config.function.logical_id, slot.process.pid))
 
+    # --- scheduled functions ---------------------------------------------------------------
+
+    def _start_schedules(self) -> None:
+        """Run each scheduled function once, now, and wait until every such run has finished."""
+        for fn in self.spec.scheduled.values():
+            if self.options.function_timeout is not None:
+                fn = replace(fn, timeout_s=self.options.function_timeout)
+            interval = fn.rate_s if self.options.schedule_interval is None else self.options.schedule_interval
+            schedule = _Schedule(fn, float(interval))
+            self.schedules.append(schedule)
+            self.log(f"{fn.logical_id} runs now, then " + (f"every {interval:g} s" if interval else "never again"))
+            self._start_run(schedule)
+        while any(s.process is not None for s in self.schedules):
+            self._wait_for_runs(0.2)
+            for schedule in self.schedules:
+                if schedule.process is not None:
+                    self._check_run(schedule, time.monotonic())
+
+    def _start_run(self, schedule: _Schedule) -> None:
+        fn = schedule.function
+        schedule.runs += 1
+        logs = self.options.state_dir / "logs"
+        logs.mkdir(exist_ok=True)
+        config = workers.ScheduledConfig(
+            function=fn,
+            region=self.spec.region,
+            run=schedule.runs,
+            env=self.worker_env(fn),
+            log_path=None if self.options.log_to_stderr else str(logs / f"{fn.logical_id}.log"),
+        )
+        schedule.busy = self._ctx.Value("d", 0.0)
+        schedule.reports, writer = self._ctx.Pipe(duplex=False)
+        schedule.report = None
+        schedule.process = self._ctx.Process(
+            target=workers.run_scheduled,
+            args=(config, schedule.busy, writer),
+            name=f"lambdaface-{fn.logical_id}-run-{schedule.runs}",
+            daemon=False,
+        )
+        schedule.started = time.monotonic()
+        schedule.next_at = schedule.started + schedule.interval_s if schedule.interval_s else float("inf")
+        schedule.process.start()
+        writer.close()
+
+    def _wait_for_runs(self, timeout: float) -> None:
+        """Wait up to `timeout` for a running scheduled function to report or exit."""
+        waits = [w for s in self.schedules if s.process is not None for w in (s.process.sentinel, s.reports) if w is not None]
+        if waits:
+            multiprocessing.connection.wait(waits, timeout)
+
+    def _check_runs(self) -> None:
+        """Collect finished runs (one line each), kill the ones past their timeout, start due ones."""
+        now = time.monotonic()
+        for schedule in self.schedules:
+            if schedule.process is not None:
+                self._check_run(schedule, now)
+            if schedule.process is None and not self._stop.is_set() and now >= schedule.next_at:
+                self._start_run(schedule)
+
+    def _check_run(self, schedule: _Schedule, now: float) -> None:
+        fn, process = schedule.function, schedule.process
+        self._read_run_report(schedule)
+        busy = schedule.busy.value
+        why = None
+        if process.is_alive():
+            if busy and time.time() - busy > fn.timeout_s + 1:
+                why = f"timed out after {fn.timeout_s} s"  # Lambda's timeout
+            elif not busy and schedule.report is None and now - schedule.started > SCHEDULED_INIT_S:
+                why = f"not started after {SCHEDULED_INIT_S:.0f} s"
+            else:
+                return
+            process.kill()
+        process.join()
+        self._read_run_report(schedule)
+        report = schedule.report
+        if why is None and report is None:
+            why = f"exited with {process.exitcode}"
+        if report is not None and why is None:
+            ok, seconds, why = report["ok"], report["seconds"], report["error"]
+        else:  # killed, or gone without a word (os._exit, a signal): from the handler's call if it was made
+            ok, seconds = False, time.time() - busy if busy else now - schedule.started
+        print(lines.scheduled_run(fn.logical_id, schedule.runs, ok, seconds, why), file=self.out, flush=True)
+        if schedule.reports is not None:
+            schedule.reports.close()
+        schedule.process, schedule.reports, schedule.report = None, None, None
+
+    def _read_run_report(self, schedule: _Schedule) -> None:
+        pipe = schedule.reports
+        if pipe is None:
+            return
+        try:
+            while pipe.poll():
+                schedule.report = pipe.recv()
+        except (EOFError, OSError):  # the run is over (its process closed the pipe)
+            pipe.close()
+            schedule.reports = None
+
     # --- run -------------------------------------------------------------------------------
 
     def run(self) -> None:
@@ -232,6 +359,7 @@ class LocalStack:
         while not self._stop.is_set():
             self._print_reports(timeout=0.2)
             self._supervise()
+            self._check_runs()
             if self.options.autosave_s and time.monotonic() >= next_save:
                 self.save()
                 next_save = time.monotonic() + self.options.autosave_s
@@ -239,10 +367,13 @@ class LocalStack:
     def _on_signal(self, signum: int, _frame: Any) -> None:
         self._signals += 1
         self._stop.set()
-        if self._signals > 1:  # a second Ctrl-C: do not wait for in-flight jobs
+        if self._signals > 1:  # a second Ctrl-C: do not wait for in-flight jobs or scheduled runs
             for slot in self.slots:
                 if slot.process is not None and slot.process.is_alive():
                     slot.process.kill()
+            for schedule in self.schedules:
+                if schedule.process is not None and schedule.process.is_alive():
+                    schedule.process.kill()
 
     def _supervise(self) -> None:
         for slot in self.slots:
@@ -330,6 +461,10 @@ class LocalStack:
                 slot.process.kill()
             slot.process.join()
         self._print_reports(timeout=0.0)
+        # a scheduled run in progress finishes (it ignores SIGTERM), unless past its timeout
+        while any(s.process is not None for s in self.schedules):
+            self._wait_for_runs(0.2)
+            self._check_runs()
         if self.server is not None:
             saved = self.save()
             self.log(

@@ -5,6 +5,9 @@ handler once (cold start), then long-polls the function's queue over HTTP, calls
 `handler(event, context)` with the same SQS batch event Lambda builds, deletes the messages that
 succeeded and leaves the failed ones to come back after the queue's visibility timeout (and to go
 to the dead-letter queue after maxReceiveCount, which moto's SQS does).
+
+A scheduled function's run (`run_scheduled`) is a process of its own: it imports the handler,
+calls it once with EventBridge's Scheduled Event, reports how it went and exits.
 """
 from __future__ import annotations
 
@@ -17,11 +20,12 @@ import time
 import traceback
 import uuid
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from typing import Any, Callable
 
 import boto3
 
-from lambdaface.local.spec import ACCOUNT_ID, FunctionSpec
+from lambdaface.local.spec import ACCOUNT_ID, FunctionSpec, ScheduledSpec
 from shared.aws.events import BadEvent, parse_body
 from shared.pipeline.keys import result_key
 
@@ -225,6 +229,70 @@ def _invoke(handler: Callable[..., Any], records: list[dict[str, Any]], config: 
     print(f"REPORT RequestId: {context.aws_request_id}\tDuration: {seconds * 1000:.2f} ms\t"
           f"Messages: {len(records)}\tFailed: {len(failed)}", flush=True)
     return failed, seconds, error
+
+
+# --- scheduled functions -----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ScheduledConfig:
+    """What one run of a scheduled function needs (pickled across `spawn`)."""
+
+    function: ScheduledSpec
+    region: str
+    run: int  # 1 for the run at start, then 2, 3, ...
+    env: dict[str, str] = field(default_factory=dict)
+    log_path: str | None = None
+
+
+def scheduled_event(function: ScheduledSpec, region: str, when: datetime | None = None) -> dict[str, Any]:
+    """The event EventBridge sends a scheduled function (or the schedule's own `Input`)."""
+    if function.input is not None:
+        return json.loads(function.input)
+    when = when or datetime.now(timezone.utc)
+    return {
+        "version": "0",
+        "id": str(uuid.uuid4()),
+        "detail-type": "Scheduled Event",
+        "source": "aws.events",
+        "account": ACCOUNT_ID,
+        "time": when.strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "region": region,
+        "resources": [f"arn:aws:events:{region}:{ACCOUNT_ID}:rule/{function.rule or function.name}"],
+        "detail": {},
+    }
+
+
+def run_scheduled(config: ScheduledConfig, busy: Any, reports: Any) -> None:
+    """One run of a scheduled function in this (new) process: report {"ok", "seconds", "error"}."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides: it waits for the run or kills it
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    _redirect_output(config.log_path)
+    apply_env(config.env)
+    fn = config.function
+    try:
+        handler = load_handler(fn.handler)
+    except Exception as exc:  # Lambda: Runtime.ImportModuleError, the invocation fails
+        traceback.print_exc(file=sys.stderr)
+        reports.send({"ok": False, "seconds": 0.0, "error": f"{type(exc).__name__}: {exc}"})
+        return
+    context = LambdaContext(fn.name, fn.memory_mb, fn.timeout_s, config.region)
+    event = scheduled_event(fn, config.region)
+    print(f"START RequestId: {context.aws_request_id} Version: $LATEST", flush=True)
+    busy.value = time.time()
+    started = time.monotonic()
+    error = None
+    try:
+        handler(event, context)
+    except Exception as exc:
+        traceback.print_exc(file=sys.stderr)
+        error = f"{type(exc).__name__}: {exc}"
+    seconds = time.monotonic() - started
+    busy.value = 0.0
+    print(f"END RequestId: {context.aws_request_id}", flush=True)
+    print(f"REPORT RequestId: {context.aws_request_id}\tDuration: {seconds * 1000:.2f} ms\t"
+          f"Scheduled run: {config.run}", flush=True)
+    reports.send({"ok": error is None, "seconds": seconds, "error": error})
 
 
 def _delete(sqs: Any, queue_url: str, done: list[dict[str, Any]]) -> None:

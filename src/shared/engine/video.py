@@ -137,25 +137,29 @@ def read_frames(source: Source, indices: list[int]) -> Iterator[tuple[int, np.nd
 
 
 def appearances(frames: list[dict], sample_interval_s: float, duration_s: float) -> list[dict]:
-    """Per person, the [start_s, end_s] intervals in which they are seen in consecutive samples.
+    """Per person, the [start_s, end_s] intervals in which they are seen in consecutive samples;
+    then per unknown cluster (`person` None, `cluster` its id) when faces carry one.
 
-    `frames` are {"t": seconds, "faces": [{"person": name or None, ...}]}; samples further apart than
+    `frames` are {"t": seconds, "faces": [{"person": name or None, "cluster"?: id, ...}]}; samples further apart than
     1.5 sampling intervals start a new interval; each interval lasts until its last sample's interval ends.
     """
-    seen: dict[str, list[float]] = {}
+    seen: dict[tuple[str, str], list[float]] = {}
     for frame in sorted(frames, key=lambda f: f["t"]):
-        for person in {face["person"] for face in frame["faces"] if face.get("person")}:
-            seen.setdefault(person, []).append(frame["t"])
+        who = {("person", f["person"]) if f.get("person") else ("cluster", f["cluster"])
+               for f in frame["faces"] if f.get("person") or f.get("cluster")}
+        for label in who:
+            seen.setdefault(label, []).append(frame["t"])
     result = []
-    for person in sorted(seen):
+    for kind, name in sorted(seen, key=lambda label: (label[0] != "person", label[1])):
         intervals: list[list[float]] = []
-        for t in seen[person]:
+        for t in seen[(kind, name)]:
             if intervals and t - intervals[-1][1] <= 1.5 * sample_interval_s:
                 intervals[-1][1] = t
             else:
                 intervals.append([t, t])
         closed = [[round(a, 3), round(min(b + sample_interval_s, duration_s), 3)] for a, b in intervals]
-        result.append({"person": person, "intervals": closed})
+        result.append({"person": name, "intervals": closed} if kind == "person"
+                      else {"person": None, "cluster": name, "intervals": closed})
     return result
 
 
@@ -175,12 +179,14 @@ FRAME_BATCH = 4  # sampled frames detected together (one ONNX Runtime run of the
 
 
 def recognize_frames(
-    source: Source, info: VideoInfo, indices: list[int], gallery, cfg, before_frame: Callable[[], None] | None = None
+    source: Source, info: VideoInfo, indices: list[int], gallery, cfg, before_frame: Callable[[], None] | None = None,
+    unknown: list[tuple[int, int, np.ndarray]] | None = None,
 ) -> list[dict]:
     """{"t", "faces": [{"box", "person", "distance"}]} for each sampled frame, matched against `gallery`.
 
     Frames are analysed FRAME_BATCH at a time; `before_frame` is called before each frame is
-    analysed (it may raise to stop, e.g. near a deadline)."""
+    analysed (it may raise to stop, e.g. near a deadline). With `unknown`, each face that matches
+    nobody is appended to it as (frame position, face position, embedding)."""
     from shared.engine.faces import find_faces_batch
     from shared.engine.matching import identify
 
@@ -191,6 +197,8 @@ def recognize_frames(
                 before_frame()
         for (index, _), faces in zip(chunk, find_faces_batch([image for _, image in chunk], cfg)):
             matches = identify(np.array([f.embedding for f in faces]), gallery, cfg.threshold, cfg.top_k) if faces else []
+            if unknown is not None:
+                unknown.extend((len(frames), i, f.embedding) for i, (f, m) in enumerate(zip(faces, matches)) if m.person is None)
             frames.append({
                 "t": round(index / info.fps, 3),
                 "faces": [

@@ -1,12 +1,15 @@
 """Result documents (`results/<source key>.json`, see keys.py), read by outside tools, so the field names are fixed.
 
     job_id, kind, source, source_etag, event_time, status, person, image {width, height},
-    faces [{box {left, top, width, height}, person, distance, candidates [{person, distance}]}],
+    faces [{box {left, top, width, height}, person, distance, candidates [{person, distance}], cluster}],
     people, annotated, removed, error {code, message}, model {name, threshold}, timings_ms, finished_at
 
 A video under queries/ (media "video") has, instead of image/faces/annotated: duration_s, fps,
 frames_sampled, segments, appearances [{person, intervals [[start_s, end_s]]}] and
-frames [{t, faces [{box, person, distance}]}] (see shared/pipeline/video.py).
+frames [{t, faces [{box, person, distance, cluster}]}] (see shared/pipeline/video.py).
+
+`cluster` (an unknown face, when remembering unknown faces is on) is the id (`u-...`) of the group
+of look-alike unknown faces it joined; an appearance of one has `person` null and its `cluster`.
 
 `kind` is "enroll", "recognize" or "forget" (an image under models/ was deleted: `person`,
 `removed`). `source_etag` is the ETag of the bytes processed; `event_time` the S3 event's time.

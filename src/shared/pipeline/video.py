@@ -36,7 +36,7 @@ from shared.config import Config, current_config
 from shared.engine.video import (VideoInfo, appearances, plan_segments, probe_video, recognize_frames,
                                  sampled_frame_indices, with_screen_time)
 from shared.errors import FaceError
-from shared.pipeline import delivery, keys, metrics, results
+from shared.pipeline import delivery, keys, metrics, results, unknowns
 from shared.pipeline.delivery import logger
 from shared.pipeline.video_copy import check_source, reading, video_view
 
@@ -184,13 +184,13 @@ class Step:
         record = self._running_record()
         index = int(self.message["index"])
         if not self.table.segment_is_done(record, index):
-            self._store_segment(index)
+            self._store_segment(index, record.get("event_time") or "")
         complete = self.table.segment_done(record, index)
         logger.info("segment done", extra={**self.log, "total": record["segments_total"], "complete": complete})
         if complete:
             self.merge()
 
-    def _store_segment(self, index: int) -> None:
+    def _store_segment(self, index: int, event_time: str) -> None:
         started, message = time.perf_counter(), self.message
         info = VideoInfo(**{k: message["video"][k] for k in ("fps", "frames", "width", "height")})
         first, end = int(message["first"]), int(message["end"])
@@ -199,10 +199,16 @@ class Step:
             gallery = GalleryTable(self.config.pipeline.gallery_table).load_gallery()
         cfg = self.config.video.engine(self.config.engine)
         source = video_view(self.bucket, self.key, self.etag, message.get("size"), self.config.video.read_block)
+        unknown: list[tuple[int, int, Any]] | None = [] if self.config.pipeline.remember_unknowns else None
         with timed(self.timings, "detect_embed"), reading(source):
-            frames = recognize_frames(source, info, indices, gallery, cfg, before_frame=Deadline(self.context, RESERVE_S))
+            frames = recognize_frames(source, info, indices, gallery, cfg, before_frame=Deadline(self.context, RESERVE_S),
+                                      unknown=unknown)
         if indices and not frames:
             raise FaceError(errors.EMPTY_VIDEO, f"none of the {len(indices)} sampled frames could be decoded")
+        if unknown:
+            with timed(self.timings, "remember"):
+                unknowns.remember_segment(self.config, self.bucket, self.key, self.etag, event_time,
+                                          index, frames, [unknowns.SeenFace(*u) for u in unknown])
         self.timings["total"] = (time.perf_counter() - started) * 1000
         with timed(self.timings, "store"):
             s3.put_json(self.bucket, keys.partial_key(self.job_id, index), {
@@ -229,7 +235,7 @@ class Step:
         found = with_screen_time(appearances(frames, interval, info.duration_s))
         timings = {**(record.get("plan_ms") or {}), "segments": sum(segment_ms), "slowest_segment": max(segment_ms, default=0.0),
                    "merge": (time.perf_counter() - started) * 1000}
-        fields = {"frames_sampled": len(frames), "segments": total, "people": [a["person"] for a in found],
+        fields = {"frames_sampled": len(frames), "segments": total, "people": [a["person"] for a in found if a["person"]],
                   "appearances": found, "frames": frames}
         self._finish(record, SUCCEEDED, fields, timings)
 

@@ -1,0 +1,168 @@
+"""The unknown faces recognitions remember (opt-in), grouped into clusters: the gallery's design reused.
+
+The store is a GalleryTable of its own (table UNKNOWNS_TABLE, snapshots under `unknowns/snapshots/`,
+loaded by recognitions exactly like the gallery: a snapshot, then the change log since). In it a
+face's `person` is its cluster id and its `image_key` the face id `<source key>#<etag>#<n>`; the
+face item also keeps `source`, `box`, `t` (seconds into a video) and `seen_at`. Every change (a
+face remembered, moved by a merge, forgotten) goes through the change log, so no worker keeps a
+forgotten face. Bookkeeping items hold no embedding and expire (DynamoDB TTL, `expires_at`):
+- `#merged/<id>`: `into`, the cluster it was merged into (an id in an old result still resolves);
+- `#named/<id>`: `name`, `named_at`: the cluster became enrollments of the person `name`.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any, Iterator
+
+import numpy as np
+
+from shared.aws import dynamo, gallery_cache
+from shared.aws.clients import client, error_code
+from shared.aws.gallery_table import Change, GalleryTable, Outcome, decode
+from shared.clock import iso
+from shared.engine.matching import Gallery
+
+SNAPSHOT_ROOT = "unknowns/snapshots/"
+MERGED, NAMED = "#merged", "#named"
+ORDER_TTL_S = 15 * 86400  # a face's `#order` item (its source key and cluster id, no embedding) outlives
+# the longest an SQS message can be redelivered (14 days), then expires
+
+
+@dataclass(frozen=True)
+class UnknownFace:
+    """One remembered face: where it was seen and its cluster."""
+
+    face_id: str
+    cluster: str
+    source: str
+    box: dict[str, int]
+    seen_at: str
+    t: float | None = None  # seconds into a video; None for a photo
+    embedding: np.ndarray | None = field(default=None, repr=False)
+    etag: str = ""
+
+
+def face_id(source: str, etag: str, n: str) -> str:
+    """The id of face `n` of one version (etag) of `source`."""
+    return f"{source}#{etag}#{n}"
+
+
+def now_iso() -> str:
+    return iso(time.time())
+
+
+class UnknownStore:
+    """Remembered unknown faces by cluster, their merges and namings."""
+
+    def __init__(self, table_name: str, bucket: str, shards: int | None = None) -> None:
+        self.table = GalleryTable(table_name, shards, SNAPSHOT_ROOT, ORDER_TTL_S)
+        self.bucket = bucket
+
+    # --- faces -------------------------------------------------------------------------------
+
+    def gallery(self) -> Gallery:
+        """Every remembered face as a Gallery whose `person` is the cluster id (snapshot + log)."""
+        return gallery_cache.load(self.table)
+
+    def remember(self, face: UnknownFace, sequencer: str, event_time: str) -> Outcome:
+        """Store `face`, ordered by the recognition's S3 event (a redelivered message repeats nothing)."""
+        return self.table.apply(Change(face.cluster, face.face_id, sequencer, event_time, face.etag, face.embedding,
+                                       face.seen_at, extra=_extra(face)))
+
+    def move(self, face: UnknownFace, cluster: str) -> Outcome:
+        """Move `face` into `cluster` (a merge)."""
+        return self.table.apply(Change(cluster, face.face_id, "", now_iso(), face.etag, face.embedding, face.seen_at,
+                                       extra=_extra(face)))
+
+    def delete(self, face: UnknownFace) -> Outcome:
+        """Forget `face` (a tombstone: a late redelivery of its recognition cannot bring it back)."""
+        return self.table.apply(Change(face.cluster, face.face_id, "", now_iso()))
+
+    def settle(self, outcomes: list[Outcome], compact_every: int) -> None:
+        """After changes: strip replaced embeddings from the log and compact when due, or at once
+        when a forgotten face is in the published snapshot."""
+        gallery_cache.after_changes(self.table, self.bucket, outcomes, compact_every)
+
+    def faces(self, embeddings: bool = False) -> Iterator[UnknownFace]:
+        """Every remembered face (a scan: tools and the sweep, never the recognition path)."""
+        pages = client("dynamodb").get_paginator("scan").paginate(TableName=self.table.name, ConsistentRead=True)
+        for page in pages:
+            for raw in page.get("Items", []):
+                item = dynamo.from_item(raw)
+                if not str(item.get("person", "#")).startswith("#"):
+                    yield _face(item, embeddings)
+
+    def cluster_faces(self, cluster: str, embeddings: bool = False) -> list[UnknownFace]:
+        """The faces stored under one cluster id (a Query on its partition)."""
+        pages = client("dynamodb").get_paginator("query").paginate(
+            TableName=self.table.name, ConsistentRead=True, KeyConditionExpression="person = :p",
+            ExpressionAttributeValues={":p": {"S": cluster}})
+        return [_face(dynamo.from_item(raw), embeddings) for page in pages for raw in page.get("Items", [])]
+
+    # --- merges and names --------------------------------------------------------------------
+
+    def records(self, partition: str) -> list[dict[str, Any]]:
+        """Every bookkeeping item of `partition` (MERGED or NAMED)."""
+        pages = client("dynamodb").get_paginator("query").paginate(
+            TableName=self.table.name, ConsistentRead=True, KeyConditionExpression="person = :p",
+            ExpressionAttributeValues={":p": {"S": partition}})
+        return [dynamo.from_item(raw) for page in pages for raw in page.get("Items", [])]
+
+    def record_keys(self, partition: str) -> list[str]:
+        return [item["image_key"] for item in self.records(partition)]
+
+    def delete_record(self, partition: str, item_key: str) -> None:
+        client("dynamodb").delete_item(TableName=self.table.name,
+                                       Key=dynamo.to_item({"person": partition, "image_key": item_key}))
+
+    def aliases(self) -> dict[str, str]:
+        """{retired cluster id: the id it was merged into}."""
+        return {item["image_key"]: item["into"] for item in self.records(MERGED)}
+
+    def resolve(self, cluster: str, aliases: dict[str, str] | None = None) -> str:
+        """The id `cluster` goes by now (following merges)."""
+        aliases = self.aliases() if aliases is None else aliases
+        seen = {cluster}
+        while cluster in aliases and aliases[cluster] not in seen:
+            cluster = aliases[cluster]
+            seen.add(cluster)
+        return cluster
+
+    def record_merge(self, retired: str, into: str, keep_days: int) -> None:
+        self._put({"person": MERGED, "image_key": retired, "into": into, "merged_at": now_iso()}, keep_days)
+
+    def named(self, cluster: str) -> dict[str, Any] | None:
+        """The `#named` item ({"name", "named_at", ...}) when `cluster` was named."""
+        return self.table.get(NAMED, cluster)
+
+    def mark_named(self, cluster: str, person: str, keep_days: int) -> bool:
+        """Record that `cluster` is `person`; False when it was named already."""
+        try:
+            self._put({"person": NAMED, "image_key": cluster, "name": person, "named_at": now_iso()}, keep_days,
+                      condition="attribute_not_exists(image_key)")
+        except Exception as exc:
+            if error_code(exc) == "ConditionalCheckFailedException":
+                return False
+            raise
+        return True
+
+    def unmark_named(self, cluster: str) -> None:
+        self.delete_record(NAMED, cluster)
+
+    def _put(self, item: dict[str, Any], keep_days: int, condition: str | None = None) -> None:
+        item = {**item, "expires_at": int(time.time()) + keep_days * 86400}
+        kwargs = {"ConditionExpression": condition} if condition else {}
+        client("dynamodb").put_item(TableName=self.table.name, Item=dynamo.to_item(item), **kwargs)
+
+
+def _extra(face: UnknownFace) -> dict[str, Any]:
+    return {"source": face.source, "box": face.box, "t": face.t, "seen_at": face.seen_at}
+
+
+def _face(item: dict[str, Any], embeddings: bool) -> UnknownFace:
+    return UnknownFace(
+        face_id=item["image_key"], cluster=item["person"], source=item.get("source", ""),
+        box={k: int(v) for k, v in (item.get("box") or {}).items()}, seen_at=item.get("seen_at", ""),
+        t=item.get("t"), embedding=decode(item["embedding"]) if embeddings else None, etag=item.get("etag", ""),
+    )

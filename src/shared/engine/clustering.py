@@ -1,0 +1,116 @@
+"""Grouping unknown faces into clusters: assign each new face to its nearest cluster, group a video
+segment's faces into tracks, and re-group everything with dlib's Chinese whispers (merges only).
+
+A cluster id (`u-` and 12 hex digits) never changes while faces join it; re-grouping merges whole
+clusters into the one with the most faces and never splits one, so an id is only ever retired by
+a merge (which the store records, so the old id still resolves). Pure: numpy and dlib only.
+"""
+from __future__ import annotations
+
+import uuid
+from collections import Counter
+from typing import Sequence
+
+import numpy as np
+
+from shared.engine.matching import DIM, Gallery, identify
+
+CLUSTER_PREFIX = "u-"
+EDGE_BLOCK = 256  # query rows per distance block while building the graph (256 x 10^5 floats: 100 MB)
+
+
+def new_cluster_id() -> str:
+    """A fresh cluster id, e.g. `u-3f9c0a1b2c4d`."""
+    return f"{CLUSTER_PREFIX}{uuid.uuid4().hex[:12]}"
+
+
+def is_cluster_id(text: str) -> bool:
+    """True for a well-formed cluster id."""
+    tail = text[len(CLUSTER_PREFIX):]
+    return text.startswith(CLUSTER_PREFIX) and len(tail) == 12 and all(c in "0123456789abcdef" for c in tail)
+
+
+def assign(queries: np.ndarray, remembered: Gallery, threshold: float) -> list[str]:
+    """The cluster of each query face: that of its nearest remembered face when within `threshold`,
+    else a new one. The queries are faces of one photo, so two of them never share a cluster: the
+    nearer keeps it, the other starts a new one."""
+    queries = np.asarray(queries, dtype=np.float32).reshape(-1, DIM)
+    matches = identify(queries, remembered, threshold, top_k=1)
+    order = sorted(range(len(matches)), key=lambda i: matches[i].distance if matches[i].person else np.inf)
+    taken: set[str] = set()
+    clusters = [""] * len(matches)
+    for i in order:
+        cluster = matches[i].person
+        if cluster is None or cluster in taken:
+            cluster = new_cluster_id()
+        taken.add(cluster)
+        clusters[i] = cluster
+    return clusters
+
+
+def tracks(frames: Sequence[int], embeddings: np.ndarray, threshold: float) -> list[int]:
+    """Group faces seen across a video segment's frames (`frames[i]`: the frame of face i, in time
+    order) into tracks: a face joins the track of its nearest earlier face within `threshold`,
+    unless that track already has a face in the same frame. Returns a track number per face."""
+    embeddings = np.asarray(embeddings, dtype=np.float32).reshape(-1, DIM)
+    track_of: list[int] = []
+    last_frame: dict[int, int] = {}
+    for i in range(len(frames)):
+        best, best_d = -1, threshold
+        if i:
+            d = np.linalg.norm(embeddings[:i] - embeddings[i], axis=1)
+            for j in np.argsort(d):
+                if d[j] > threshold:
+                    break
+                if last_frame.get(track_of[j]) != frames[i]:
+                    best, best_d = track_of[j], float(d[j])
+                    break
+        if best < 0:
+            best = len(last_frame)
+        track_of.append(best)
+        last_frame[best] = frames[i]
+    return track_of
+
+
+def edges(embeddings: np.ndarray, threshold: float) -> list[tuple[int, int]]:
+    """Every pair of faces (i < j) within `threshold` of each other, computed a block at a time."""
+    x = np.ascontiguousarray(embeddings, dtype=np.float32).reshape(-1, DIM)
+    sq = np.einsum("ij,ij->i", x, x)
+    limit = threshold * threshold
+    found: list[tuple[int, int]] = []
+    for start in range(0, x.shape[0], EDGE_BLOCK):
+        block = x[start:start + EDGE_BLOCK]
+        d2 = sq[start:start + EDGE_BLOCK, None] - 2.0 * (block @ x[start:].T) + sq[None, start:]
+        rows, cols = np.nonzero(d2 <= limit)
+        keep = cols > rows  # each pair once, no self-loops (cols index from `start`)
+        found.extend(zip((rows[keep] + start).tolist(), (cols[keep] + start).tolist()))
+    return found
+
+
+def regroup(embeddings: np.ndarray, clusters: Sequence[str], threshold: float,
+            first_seen: dict[str, str] | None = None) -> dict[str, str]:
+    """Which clusters to merge, as {retired id: surviving id}, from Chinese whispers over the graph
+    of faces within `threshold`. Each cluster goes to the group holding most of its faces; the
+    clusters of one group merge into the one with the most faces (then the first seen, then the
+    smallest id). Nothing is split."""
+    import dlib
+
+    if len(clusters) < 2:
+        return {}
+    labels = list(dlib.chinese_whispers(edges(embeddings, threshold)))
+    top = max(labels, default=-1)
+    labels += range(top + 1, top + 1 + len(clusters) - len(labels))  # trailing faces without an edge: alone
+    votes: dict[str, Counter] = {}
+    for cluster, label in zip(clusters, labels):
+        votes.setdefault(cluster, Counter())[label] += 1
+    groups: dict[int, list[str]] = {}
+    for cluster, counter in votes.items():
+        groups.setdefault(counter.most_common(1)[0][0], []).append(cluster)
+    seen = first_seen or {}
+    merges: dict[str, str] = {}
+    for members in groups.values():
+        if len(members) < 2:
+            continue
+        survivor = min(members, key=lambda c: (-sum(votes[c].values()), seen.get(c, ""), c))
+        merges.update({c: survivor for c in members if c != survivor})
+    return merges

@@ -1,0 +1,193 @@
+"""Unknown faces, remembered and grouped (opt-in: LAMBDAFACE_REMEMBER_UNKNOWNS).
+
+- `remember_photo` / `remember_segment` (recognize and video functions): every face that matches
+  nobody joins the cluster of its nearest remembered face, or starts one; the result says which
+  (`cluster`). A video segment remembers one face per track (its largest), not every frame's.
+- `sweep` (the scheduled function, hourly): forgets faces older than the retention, then re-groups
+  (Chinese whispers; merges only, recorded). With remembering off it forgets everything kept.
+- `clusters`, `forget_cluster`, `regroup`: what the `lambdaface unknowns` commands use.
+Storage and its guarantees: shared/aws/unknowns_table.py.
+"""
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from typing import Any, Callable
+
+import numpy as np
+
+from shared.aws.gallery_table import Outcome
+from shared.aws.unknowns_table import UnknownFace, UnknownStore, face_id, now_iso
+from shared.clock import iso
+from shared.config import Config, PipelineConfig, current_config
+from shared.engine import clustering
+
+log = logging.getLogger(__name__)
+RESERVE_MS = 30_000  # the sweep stops this long before its deadline (then compacts); the next run goes on
+
+
+def store_for(config: Config, bucket: str) -> UnknownStore:
+    return UnknownStore(config.pipeline.unknowns_table, bucket, config.pipeline.gallery_shards)
+
+
+def remember_photo(config: Config, bucket: str, key: str, etag: str, event: Any, faces: list[Any],
+                   entries: list[dict[str, Any]]) -> None:
+    """Remember the unknown faces of one photo; each one's result entry gains its `cluster`."""
+    unknown = [i for i, entry in enumerate(entries) if entry.get("person") is None]
+    if not config.pipeline.remember_unknowns or not unknown:
+        return
+    store = store_for(config, bucket)
+    embeddings = np.stack([faces[i].embedding for i in unknown])
+    clusters = clustering.assign(embeddings, store.gallery(), config.pipeline.unknown_threshold)
+    seen = now_iso()  # the retention counts from when a face is remembered
+    outcomes = []
+    for i, cluster in zip(unknown, clusters):
+        face = UnknownFace(face_id(key, etag, str(i)), cluster, key, entries[i]["box"], seen,
+                           embedding=faces[i].embedding, etag=etag)
+        outcome = store.remember(face, event.sequencer, event.event_time)
+        if not outcome.stale:  # stale: this face was named or forgotten since (a redelivery)
+            entries[i]["cluster"] = cluster
+        outcomes.append(outcome)
+    store.settle(outcomes, config.pipeline.gallery_compact_every)
+
+
+@dataclass(frozen=True)
+class SeenFace:
+    """An unknown face of a video frame: where it is in the segment's `frames` and its embedding."""
+
+    frame: int  # index into frames
+    face: int  # index into frames[frame]["faces"]
+    embedding: np.ndarray
+
+
+def remember_segment(config: Config, bucket: str, key: str, etag: str, event_time: str, index: int,
+                     frames: list[dict[str, Any]], seen: list[SeenFace]) -> None:
+    """Remember one face per track of a video segment's unknown faces (the largest); every face of
+    the track gains the track's `cluster` in `frames`."""
+    if not config.pipeline.remember_unknowns or not seen:
+        return
+    threshold = config.pipeline.unknown_threshold
+    track_of = clustering.tracks([s.frame for s in seen], np.stack([s.embedding for s in seen]), threshold)
+    best: dict[int, SeenFace] = {}
+    for s, track in zip(seen, track_of):
+        if track not in best or _area(frames, s) > _area(frames, best[track]):
+            best[track] = s
+    tracks = sorted(best)
+    store = store_for(config, bucket)
+    clusters = clustering.assign(np.stack([best[t].embedding for t in tracks]), store.gallery(), threshold)
+    named: dict[int, str] = {}
+    outcomes = []
+    for track, cluster in zip(tracks, clusters):
+        s = best[track]
+        frame = frames[s.frame]
+        face = UnknownFace(face_id(key, etag, f"s{index}t{track}"), cluster, key, frame["faces"][s.face]["box"],
+                           now_iso(), t=frame["t"], embedding=s.embedding, etag=etag)
+        outcome = store.remember(face, "", event_time or now_iso())
+        if not outcome.stale:
+            named[track] = cluster
+        outcomes.append(outcome)
+    for s, track in zip(seen, track_of):
+        if track in named:
+            frames[s.frame]["faces"][s.face]["cluster"] = named[track]
+    store.settle(outcomes, config.pipeline.gallery_compact_every)
+
+
+def _area(frames: list[dict[str, Any]], s: SeenFace) -> int:
+    box = frames[s.frame]["faces"][s.face]["box"]
+    return int(box["width"]) * int(box["height"])
+
+
+# --- the store's housekeeping and the commands' queries --------------------------------------
+
+
+def sweep(deadline_ms: Callable[[], int] | None = None, config: Config | None = None) -> dict[str, Any]:
+    """Expire, then re-group; or, with remembering off, forget everything. Stops RESERVE_MS before
+    the deadline (`complete` false: the next run goes on)."""
+    config = config or current_config()
+    p = config.pipeline
+    if not p.bucket:
+        raise ValueError("the sweep needs the stack's bucket (LAMBDAFACE_BUCKET)")
+    store = store_for(config, p.bucket)
+    time_left = (lambda: deadline_ms() > RESERVE_MS) if deadline_ms else (lambda: True)
+    if not p.remember_unknowns:
+        forgotten, complete = forget_faces(store, p, lambda f: True, time_left)
+        if complete:
+            forget_records(store)
+        report = {"remembering": False, "forgotten": forgotten, "complete": complete}
+    else:
+        cutoff = iso(time.time() - p.unknown_retention_days * 86400)
+        expired, complete = forget_faces(store, p, lambda f: f.seen_at < cutoff, time_left)
+        merges = regroup(store, p) if complete else {}
+        report = {"remembering": True, "expired": expired, "merged": len(merges), "complete": complete}
+    log.info("unknown faces swept: %s", report)
+    return report
+
+
+def forget_faces(store: UnknownStore, p: PipelineConfig, which: Callable[[UnknownFace], bool],
+                 time_left: Callable[[], bool] = lambda: True) -> tuple[int, bool]:
+    """Forget every remembered face `which` selects; (how many, whether all were done)."""
+    outcomes: list[Outcome] = []
+    complete = True
+    for face in store.faces():
+        if not which(face):
+            continue
+        if not time_left():
+            complete = False
+            break
+        outcomes.append(store.delete(face))
+    store.settle(outcomes, p.gallery_compact_every)
+    return sum(1 for o in outcomes if o.removed), complete
+
+
+def forget_records(store: UnknownStore) -> None:
+    """Delete the merge and naming records (remembering was switched off)."""
+    from shared.aws.unknowns_table import MERGED, NAMED
+
+    for partition in (MERGED, NAMED):
+        for item_key in store.record_keys(partition):
+            store.delete_record(partition, item_key)
+
+
+def members(store: UnknownStore, cluster: str, aliases: dict[str, str]) -> set[str]:
+    """`cluster` and every retired id that resolves to it."""
+    return {cluster} | {old for old in aliases if store.resolve(old, aliases) == cluster}
+
+
+def forget_cluster(store: UnknownStore, p: PipelineConfig, cluster: str) -> int:
+    """Forget every face of `cluster` (and of the clusters merged into it); how many."""
+    ids = members(store, cluster, store.aliases())
+    return forget_faces(store, p, lambda f: f.cluster in ids)[0]
+
+
+def regroup(store: UnknownStore, p: PipelineConfig) -> dict[str, str]:
+    """Merge clusters that Chinese whispers puts together; {retired id: surviving id}."""
+    gallery = store.gallery()
+    rows, person_ids, _ = gallery.live()
+    clusters = [gallery.names[i] for i in person_ids]
+    merges = clustering.regroup(gallery.embeddings[rows], clusters, p.unknown_threshold)
+    outcomes = []
+    for retired, survivor in merges.items():
+        for face in store.cluster_faces(retired, embeddings=True):
+            outcomes.append(store.move(face, survivor))
+        store.record_merge(retired, survivor, p.unknown_retention_days)
+    store.settle(outcomes, p.gallery_compact_every)
+    if merges:
+        log.info("merged %d clusters: %s", len(merges), merges)
+    return merges
+
+
+def clusters(store: UnknownStore) -> list[dict[str, Any]]:
+    """Each cluster: `cluster`, `faces`, `sources` (distinct keys), `first_seen`, `last_seen`, most faces first."""
+    aliases = store.aliases()
+    found: dict[str, dict[str, Any]] = {}
+    for face in store.faces():
+        cluster = store.resolve(face.cluster, aliases)
+        entry = found.setdefault(cluster, {"cluster": cluster, "faces": 0, "sources": set(),
+                                           "first_seen": face.seen_at, "last_seen": face.seen_at})
+        entry["faces"] += 1
+        entry["sources"].add(face.source)
+        entry["first_seen"] = min(entry["first_seen"], face.seen_at)
+        entry["last_seen"] = max(entry["last_seen"], face.seen_at)
+    rows = [{**e, "sources": sorted(e["sources"])} for e in found.values()]
+    return sorted(rows, key=lambda e: (-e["faces"], e["first_seen"], e["cluster"]))
