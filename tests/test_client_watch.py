@@ -57,6 +57,10 @@ def test_job_names(name: str) -> None:
 
 def test_result_lines() -> None:
     assert line(RESULT, 1.25) == "queries/a.jpg  recognize succeeded  john, 1 unknown  1.2 s"
+    remembered = {**RESULT, "faces": [{"person": "john"}, {"person": None, "cluster": "u-3f9c0a1b2c4d"}]}
+    assert line(remembered, 1.0) == "queries/a.jpg  recognize succeeded  john, 1 unknown (u-3f9c0a1b2c4d)  1.0 s"
+    video = {**RESULT, "faces": None, "appearances": [{"person": "john"}, {"person": None, "cluster": "u-000000000001"}]}
+    assert line(video, 1.0) == "queries/a.jpg  recognize succeeded  john, 1 unknown (u-000000000001)  1.0 s"
     failed = {"source": "models/x/y.jpg", "kind": "enroll", "status": "failed", "person": "x",
               "error": {"code": "NO_FACE", "message": "no face"}}
     assert line(failed, None) == "models/x/y.jpg  enroll failed NO_FACE  x  -"

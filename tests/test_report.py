@@ -246,7 +246,7 @@ def test_the_page_in_a_browser(scenario: dict[str, Any], browser: Browser) -> No
     assert len(video["spans"]) >= 2 and all(w > 0 for w in video["spans"])
     assert video["segments"] == 4
 
-    # The summary: jobs by kind and status, people recognised most often.
+    # The summary: jobs by kind and status, people recognized most often.
     jobs = {row[0]: row[1:] for row in dom["jobs"][1:]}
     assert jobs["enroll"] == ["2", "1", "3"] and jobs["recognize"] == ["2", "1", "3"] and jobs["video"] == ["1", "0", "1"]
     assert dom["top"][0] in ("obama", "lin_manuel_miranda") and set(dom["top"]) == {"obama", "lin_manuel_miranda"}
@@ -359,3 +359,16 @@ def test_without_annotated_copies_the_page_draws_the_boxes_and_the_listing_pages
     page = render(found)
     assert page.count('stroke="#2ecc40"') == 1 and page.count('stroke="#ff4136"') == 1  # obama, unknown
     assert '<svg viewBox="0 0 1126 661"' in page and "ü photo.jpg" in page
+
+
+def test_a_video_timeline_names_remembered_unknown_clusters() -> None:
+    """With remembering on, an unknown person's appearance is a row of its own, named by its cluster."""
+    from lambdaface.report_page import timeline
+
+    doc = {"duration_s": 4.0, "appearances": [
+        {"person": "obama", "intervals": [[0.0, 2.0]]},
+        {"person": None, "cluster": "u-3f9c0a1b2c4d", "intervals": [[2.0, 4.0]]}],
+        "frames": [{"t": 0.0, "faces": [{"person": "obama"}]}, {"t": 2.0, "faces": [{"person": None, "cluster": "u-3f9c0a1b2c4d"}]}]}
+    svg = timeline(doc, None)
+    assert 'data-person="obama"' in svg and 'data-person="unknown u-3f9c0a1b2c4d"' in svg
+    assert "None" not in svg and "unknown faces" not in svg  # every unknown face here has its cluster's row

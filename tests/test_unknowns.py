@@ -14,7 +14,10 @@ from handlers import recognize
 from shared.aws import gallery_cache, gallery_snapshot
 from shared.aws.gallery_table import GalleryFace
 from shared.aws.unknowns_table import MERGED, NAMED, SNAPSHOT_ROOT, UnknownFace, UnknownStore, face_id
-from shared.config import current_config
+from lambdaface.unknowns import face_crop
+from shared.config import EngineConfig, current_config
+from shared.engine.decode import decode_image
+from shared.engine.faces import find_faces
 from shared.pipeline import unknowns
 
 
@@ -209,4 +212,21 @@ def test_an_unknown_in_a_video_is_remembered_once_per_track_and_joins_its_photo_
         assert all(i["source"] == "queries/scenes.mp4" and 2.0 <= i["t"] < 4.0 for i in items)
         doc = recognize_all(vstack.aws, faces_dir, ["people/biden/biden.jpg"])["people/biden/biden.jpg"]
         assert doc["faces"][0]["cluster"] == cluster
+        # `name` and `unknowns show` crop a video's face from its frame, read with ranged GETs.
+        for face in store_of(vstack.aws).cluster_faces(cluster):
+            crop = face_crop(vstack.aws.bucket, face)
+            (found,) = find_faces(decode_image(crop, EngineConfig()), EngineConfig())
+            assert np.linalg.norm(found.embedding - photos.faces("people/biden/biden2.jpg")[0].embedding) < 0.45
         gallery_cache.forget_cache()
+
+
+def test_the_sweep_forgets_faces_that_joined_a_cluster_while_it_was_named(remembering: MotoResources,
+                                                                          photos: Any) -> None:
+    store = store_of(remembering)
+    kit = photos.faces("people/kit_harington/kit1.jpg")[0]
+    late = UnknownFace(face_id("queries/late.jpg", "e", "0"), "u-0000000000cc", "queries/late.jpg", kit.box.to_dict(),
+                       "2099-01-01T00:00:00.000Z", embedding=kit.embedding)
+    store.remember(late, "", "")
+    store.mark_named("u-0000000000cc", "kit", 30)
+    assert unknowns.sweep(config=current_config())["expired"] == 1
+    assert face_items(remembering) == []

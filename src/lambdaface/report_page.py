@@ -154,14 +154,14 @@ def summary(report: Report) -> str:
                       for fr in (r.doc.get("frames") or []))
     faces = (f'<section><h3>Faces found</h3><table id="faces-table">'
              f'<tr><th>in photos</th><td class="num">{len(photo_faces)}</td></tr>'
-             f'<tr><th>recognised</th><td class="num">{known}</td></tr>'
+             f'<tr><th>recognized</th><td class="num">{known}</td></tr>'
              f'<tr><th>unknown</th><td class="num">{len(photo_faces) - known}</td></tr>'
              f'<tr><th>in sampled video frames</th><td class="num">{video_faces}</td></tr></table></section>')
 
     seen = Counter(p for r in report.results for p in set(r.doc.get("people") or []))
     top = seen.most_common(10)
     most = max((n for _, n in top), default=1)
-    people = ('<section><h3>People recognised most often</h3>'
+    people = ('<section><h3>People recognized most often</h3>'
               + ('<table id="top-people"><tr><th>person</th><th>photos and videos</th></tr>'
                  + "".join(f'<tr><td>{e(p)}</td><td><span class="bar" style="width:{round(120 * n / most)}px"></span> {n}</td></tr>'
                            for p, n in top) + "</table>" if top else '<p class="note">Nobody yet.</p>') + "</section>")
@@ -261,7 +261,7 @@ def photo_body(r: Result) -> str:
         rows = []
         for i, f in enumerate(faces, 1):
             name = (f'<span class="known">{e(f["person"])}</span>' if f.get("person")
-                    else '<span class="unknown">unknown</span>')
+                    else f'<span class="unknown">unknown{" " + e(f["cluster"]) if f.get("cluster") else ""}</span>')
             distance = _number(f.get("distance"))
             candidates = ", ".join(f'{e(c.get("person"))} {_number(c.get("distance"))}' for c in f.get("candidates") or [])
             box = f.get("box") or {}
@@ -280,7 +280,7 @@ def _box(face: dict[str, Any]) -> str:
     colour = "#2ecc40" if face.get("person") else "#ff4136"
     return (f'<rect x="{e(b.get("left", 0))}" y="{e(b.get("top", 0))}" width="{e(b.get("width", 0))}" height="{e(b.get("height", 0))}" '
             f'fill="none" stroke="{colour}" stroke-width="4" vector-effect="non-scaling-stroke">'
-            f'<title>{e(face.get("person") or "unknown")}</title></rect>')
+            f'<title>{e(face.get("person") or ("unknown " + face["cluster"] if face.get("cluster") else "unknown"))}</title></rect>')
 
 
 # --- videos -------------------------------------------------------------------------------------
@@ -315,11 +315,13 @@ def timeline(doc: dict[str, Any], segments: list[tuple[float, float]] | None) ->
     the segments as bands behind; seconds along the top."""
     duration = float(doc["duration_s"])
     label_w, plot_w, row_h, top = 170, 760, 24, 30
-    rows: list[tuple[str, list[tuple[float, float]], bool]] = [
-        (str(a.get("person")), [(float(s), float(t)) for s, t in a.get("intervals") or []], False)
+    rows: list[tuple[str, list[tuple[float, float]], bool]] = [  # people, then unknown clusters (remembered)
+        (str(a.get("person") or f'unknown {a.get("cluster")}'), [(float(s), float(t)) for s, t in a.get("intervals") or []],
+         not a.get("person"))
         for a in doc.get("appearances") or []]
     frames = doc.get("frames") or []
-    unknown_t = sorted({float(f["t"]) for f in frames if any(not x.get("person") for x in f.get("faces") or [])})
+    unknown_t = sorted({float(f["t"]) for f in frames
+                        if any(not x.get("person") and not x.get("cluster") for x in f.get("faces") or [])})
     if unknown_t:
         step = _sample_interval(frames)
         rows.append(("unknown faces", [(t, min(t + step, duration)) for t in unknown_t], True))

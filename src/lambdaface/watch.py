@@ -106,13 +106,15 @@ def seconds_to_result(doc: dict[str, Any], uploaded: float | None) -> float | No
 
 
 def describe(doc: dict[str, Any]) -> str:
-    """Who the result is about: the people recognized, or the person enrolled or forgotten."""
+    """Who the result is about: the people recognized (and the unknown faces' clusters, when
+    remembered), or the person enrolled or forgotten."""
     if doc.get("kind") == "recognize":
-        faces = doc.get("faces") or []
-        unknown = sum(1 for f in faces if not f.get("person"))
+        seen = (doc.get("faces") or []) + (doc.get("appearances") or [])  # a photo's faces, a video's people
+        unknown = [f for f in seen if not f.get("person")]
+        clusters = [f["cluster"] for f in unknown if f.get("cluster")]
         names = list(doc.get("people") or [])
         if unknown:
-            names.append(f"{unknown} unknown")
+            names.append(f"{len(unknown)} unknown" + (f" ({', '.join(clusters)})" if clusters else ""))
         return ", ".join(names) if names else "no face"
     person = doc.get("person") or "-"
     if doc.get("kind") == "forget":

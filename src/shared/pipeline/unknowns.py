@@ -3,7 +3,8 @@
 - `remember_photo` / `remember_segment` (recognize and video functions): every face that matches
   nobody joins the cluster of its nearest remembered face, or starts one; the result says which
   (`cluster`). A video segment remembers one face per track (its largest), not every frame's.
-- `sweep` (the scheduled function, hourly): forgets faces older than the retention, then re-groups
+- `sweep` (the scheduled function, hourly): forgets faces older than the retention (and any that
+  joined a cluster while it was being named), then re-groups
   (Chinese whispers; merges only, recorded). With remembering off it forgets everything kept.
 - `clusters`, `forget_cluster`, `regroup`: what the `lambdaface unknowns` commands use.
 Storage and its guarantees: shared/aws/unknowns_table.py.
@@ -18,7 +19,7 @@ from typing import Any, Callable
 import numpy as np
 
 from shared.aws.gallery_table import Outcome
-from shared.aws.unknowns_table import UnknownFace, UnknownStore, face_id, now_iso
+from shared.aws.unknowns_table import MERGED, NAMED, UnknownFace, UnknownStore, face_id, now_iso
 from shared.clock import iso
 from shared.config import Config, PipelineConfig, current_config
 from shared.engine import clustering
@@ -117,7 +118,12 @@ def sweep(deadline_ms: Callable[[], int] | None = None, config: Config | None = 
         report = {"remembering": False, "forgotten": forgotten, "complete": complete}
     else:
         cutoff = iso(time.time() - p.unknown_retention_days * 86400)
-        expired, complete = forget_faces(store, p, lambda f: f.seen_at < cutoff, time_left)
+        aliases, named = store.aliases(), set(store.record_keys(NAMED))  # faces that joined a cluster as it was named
+
+        def due(face: UnknownFace) -> bool:
+            return face.seen_at < cutoff or store.resolve(face.cluster, aliases) in named
+
+        expired, complete = forget_faces(store, p, due, time_left)
         merges = regroup(store, p) if complete else {}
         report = {"remembering": True, "expired": expired, "merged": len(merges), "complete": complete}
     log.info("unknown faces swept: %s", report)
@@ -142,8 +148,6 @@ def forget_faces(store: UnknownStore, p: PipelineConfig, which: Callable[[Unknow
 
 def forget_records(store: UnknownStore) -> None:
     """Delete the merge and naming records (remembering was switched off)."""
-    from shared.aws.unknowns_table import MERGED, NAMED
-
     for partition in (MERGED, NAMED):
         for item_key in store.record_keys(partition):
             store.delete_record(partition, item_key)
