@@ -61,3 +61,10 @@ def test_with_bucket_points_every_s3_record_at_the_bucket() -> None:
     }
     test_event = json.loads((ROOT / "events/s3-test-event.json").read_text())
     assert json.loads(with_bucket(test_event, "photos")["Records"][0]["body"])["Bucket"] == "photos"
+
+
+def test_the_sweep_from_the_scheduled_event_file(stack: StackProcess) -> None:
+    """events/scheduled.json is what EventBridge sends UnknownsSweepFunction; with remembering off
+    (the template's default) the sweep has nothing kept to forget."""
+    assert _invoke(stack, "UnknownsSweepFunction", "events/scheduled.json") == {
+        "remembering": False, "forgotten": 0, "complete": True}
