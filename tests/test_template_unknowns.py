@@ -18,7 +18,7 @@ from shared.config import PipelineConfig
 
 SWEEP = "UnknownsSweepFunction"
 REMEMBERING = ("RecognizeFunction", "VideoFunction")  # the functions that meet unknown faces
-TABLE_ACTIONS = {"dynamodb:GetItem", "dynamodb:Query", "dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem",
+TABLE_ACTIONS = {"dynamodb:GetItem", "dynamodb:BatchGetItem", "dynamodb:Query", "dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem",
                  "dynamodb:ConditionCheckItem", "dynamodb:BatchWriteItem", "dynamodb:TransactWriteItems"}
 
 

@@ -13,7 +13,7 @@ from support.moto import MotoResources, moto_resources
 from handlers import recognize
 from shared.aws import gallery_cache, gallery_snapshot
 from shared.aws.gallery_table import GalleryFace
-from shared.aws.unknowns_table import MERGED, NAMED, SNAPSHOT_ROOT, UnknownFace, UnknownStore, face_id
+from shared.aws.unknowns_table import MERGED, NAMED, UnknownFace, UnknownStore, face_id
 from lambdaface.unknowns import face_crop
 from shared.config import EngineConfig, current_config
 from shared.engine.decode import decode_image
@@ -44,7 +44,7 @@ def recognize_all(aws: MotoResources, faces_dir: Path, rels: list[str]) -> dict[
 
 
 def store_of(aws: MotoResources) -> UnknownStore:
-    return UnknownStore(aws.unknowns_table, aws.bucket)
+    return unknowns.store_for(current_config(), aws.bucket)
 
 
 def face_items(aws: MotoResources) -> list[dict[str, Any]]:
@@ -118,11 +118,11 @@ def test_regroup_merges_split_clusters_and_the_old_id_still_resolves(remembering
     assert {i["person"] for i in face_items(remembering)} == {"u-00000000000b"}
     assert [row["cluster"] for row in unknowns.clusters(store)] == ["u-00000000000b"]
     gallery_cache.forget_cache()  # a cold worker sees the merge too
-    assert set(store.gallery().people) == {"u-00000000000b"}
+    assert people(store) == {"u-00000000000b"}
 
 
 def test_forgetting_a_cluster_leaves_nothing_of_it(moto_endpoint: str, faces_dir: Path) -> None:
-    with moto_resources(moto_endpoint, LAMBDAFACE_REMEMBER_UNKNOWNS="true", LAMBDAFACE_GALLERY_COMPACT_EVERY="2") as aws:
+    with moto_resources(moto_endpoint, LAMBDAFACE_REMEMBER_UNKNOWNS="true", LAMBDAFACE_GALLERY_COMPACT_EVERY="1") as aws:
         docs = recognize_all(aws, faces_dir, ["people/obama/obama.jpg", "people/obama/obama2.jpg",
                                               "people/biden/biden.jpg", "people/obama/obama3.jpg"])
         obama = docs["people/obama/obama.jpg"]["faces"][0]["cluster"]
@@ -138,12 +138,28 @@ def assert_no_embedding_of(aws: MotoResources, store: UnknownStore, cluster: str
     items = aws.scan(aws.unknowns_table)
     assert not [i for i in items if i["person"] == cluster]
     assert not [i for i in items if i["person"] == "#log" and i.get("face_person") == cluster and "vector" in i]
-    snapshots = gallery_snapshot.prefixes(aws.bucket, SNAPSHOT_ROOT)
-    assert len(snapshots) <= 1
-    for prefix in snapshots:
-        gallery, _ = gallery_snapshot.read(aws.bucket, prefix)
-        assert cluster not in gallery.people and gallery.size == expected_rows
-    assert cluster not in store.gallery().people
+    rows = 0
+    for table in store.partitions:
+        snapshots = gallery_snapshot.prefixes(aws.bucket, table.snapshot_root)
+        assert len(snapshots) <= 1, "a replaced snapshot is deleted"
+        for prefix in snapshots:
+            gallery, _ = gallery_snapshot.read(aws.bucket, prefix)
+            assert cluster not in gallery.people
+            rows += gallery.size
+    assert rows <= expected_rows
+    assert cluster not in people(store)
+
+
+def people(store: UnknownStore) -> set[str]:
+    """The clusters a worker's galleries hold."""
+    return {c for gallery in store.galleries() for c in gallery.people}
+
+
+def snapshot_rows(aws: MotoResources, store: UnknownStore) -> int | None:
+    """Faces in the published snapshots of every partition (None: no snapshot at all)."""
+    found = [gallery_snapshot.read(aws.bucket, prefix)[0].size for table in store.partitions
+             for prefix in gallery_snapshot.prefixes(aws.bucket, table.snapshot_root)]
+    return sum(found) if found else None
 
 
 def test_with_remembering_off_nothing_is_stored(aws: MotoResources, faces_dir: Path) -> None:
@@ -155,13 +171,13 @@ def test_with_remembering_off_nothing_is_stored(aws: MotoResources, faces_dir: P
 
 def test_switching_remembering_off_forgets_everything_kept(moto_endpoint: str, faces_dir: Path,
                                                            monkeypatch: pytest.MonkeyPatch) -> None:
-    with moto_resources(moto_endpoint, LAMBDAFACE_REMEMBER_UNKNOWNS="true", LAMBDAFACE_GALLERY_COMPACT_EVERY="2") as aws:
+    with moto_resources(moto_endpoint, LAMBDAFACE_REMEMBER_UNKNOWNS="true", LAMBDAFACE_GALLERY_COMPACT_EVERY="1") as aws:
         recognize_all(aws, faces_dir, ["people/kit_harington/kit1.jpg", "people/rose_leslie/rose1.jpg",
                                        "people/kit_harington/kit2.jpg"])
         store = store_of(aws)
         store.record_merge("u-000000000001", "u-000000000002", 30)
         store.mark_named("u-000000000003", "someone", 30)
-        assert gallery_snapshot.prefixes(aws.bucket, SNAPSHOT_ROOT), "a snapshot holds the faces"
+        assert snapshot_rows(aws, store), "a snapshot holds the faces"
         monkeypatch.setenv("LAMBDAFACE_REMEMBER_UNKNOWNS", "false")
         report = unknowns.sweep(config=current_config())
         assert report == {"remembering": False, "forgotten": 3, "complete": True}
@@ -169,10 +185,9 @@ def test_switching_remembering_off_forgets_everything_kept(moto_endpoint: str, f
         assert not [i for i in items if not i["person"].startswith("#")]
         assert not [i for i in items if i["person"] in (MERGED, NAMED)]
         assert not [i for i in items if "vector" in i or "embedding" in i]
-        for prefix in gallery_snapshot.prefixes(aws.bucket, SNAPSHOT_ROOT):
-            assert gallery_snapshot.read(aws.bucket, prefix)[0].size == 0
+        assert snapshot_rows(aws, store) == 0
         gallery_cache.forget_cache()
-        assert store.gallery().size == 0
+        assert people(store) == set()
 
 
 def test_faces_older_than_the_retention_are_forgotten(remembering: MotoResources, photos: Any) -> None:

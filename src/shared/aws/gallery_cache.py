@@ -14,6 +14,7 @@ snapshot holds (so a deleted face's embedding leaves S3 before its forget result
 from __future__ import annotations
 
 import logging
+import random
 import threading
 from dataclasses import dataclass
 from typing import Any
@@ -21,6 +22,7 @@ from typing import Any
 import numpy as np
 
 from shared.aws import gallery_snapshot
+from shared.aws.clients import client
 from shared.aws.gallery_table import GalleryTable, LogEntry, Outcome
 from shared.engine.matching import Gallery
 
@@ -39,14 +41,38 @@ _lock = threading.RLock()
 
 def load(table: GalleryTable) -> Gallery:
     """The current gallery of `table` (see the module docstring)."""
+    return _load(table, table.published_version())
+
+
+def load_all(tables: list[GalleryTable]) -> list[Gallery]:
+    """The current galleries of several stores in one table (one BatchGetItem of a shard of each)."""
+    targets = published_versions(tables)
+    return [_load(table, target) for table, target in zip(tables, targets)]
+
+
+def published_versions(tables: list[GalleryTable]) -> list[int]:
+    """A random counter shard of each store, read in one strongly consistent BatchGetItem."""
+    keys = [(t.shard, str(random.randrange(t.shards))) for t in tables]
+    found: dict[tuple[str, str], int] = {}
+    for start in range(0, len(keys), 100):
+        request = {tables[0].name: {"ConsistentRead": True, "Keys": [
+            {"person": {"S": p}, "image_key": {"S": k}} for p, k in keys[start:start + 100]]}}
+        while request:
+            response = client("dynamodb").batch_get_item(RequestItems=request)
+            for item in response.get("Responses", {}).get(tables[0].name, []):
+                found[(item["person"]["S"], item["image_key"]["S"])] = int(item["version"]["N"])
+            request = response.get("UnprocessedKeys") or {}
+    return [found.get(key, 0) for key in keys]
+
+
+def _load(table: GalleryTable, target: int) -> Gallery:
     with _lock:
-        target = table.published_version()
-        state = _states.get(table.name) or _cold(table)
+        state = _states.get(table.ident) or _cold(table)
         if target > state.seq and not _catch_up(table, state, target):
             state = _cold(table)
             if target > state.seq and not _catch_up(table, state, target):
-                raise RuntimeError(f"gallery log of {table.name} is missing entries up to {target}")
-        _states[table.name] = state
+                raise RuntimeError(f"gallery log of {table.ident} is missing entries up to {target}")
+        _states[table.ident] = state
         return state.gallery
 
 
@@ -103,7 +129,7 @@ def compact(table: GalleryTable, bucket: str) -> int | None:
     with _lock:
         old = table.snapshot_pointer()
         gallery = load(table)
-        seq = _states[table.name].seq
+        seq = _states[table.ident].seq
         old_seq = int(old["seq"]) if old else None
         if old_seq is not None and old_seq >= seq:
             return None

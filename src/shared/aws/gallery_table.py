@@ -127,11 +127,19 @@ class GalleryTable:
     """Enrolled faces, by person and source image key, with their ordered change log."""
 
     def __init__(self, name: str, shards: int | None = None, snapshot_root: str = "gallery/snapshots/",
-                 order_ttl_s: int = 0) -> None:
+                 order_ttl_s: int = 0, namespace: str = "") -> None:
         self.name = name
         self.shards = max(1, current_config().pipeline.gallery_shards if shards is None else shards)
         self.snapshot_root = snapshot_root  # where this store's snapshots live in the bucket
         self.order_ttl_s = order_ttl_s  # >0: `#order` items expire (DynamoDB TTL `expires_at`) this long after their change
+        self.namespace = namespace  # "": the table's one store; "p3": bookkeeping partitions `#log/p3`, ... (one of several)
+        self.meta, self.order, self.log, self.shard, self.snapshot = (
+            f"{base}/{namespace}" if namespace else base for base in (META_PERSON, ORDER, LOG, SHARD, SNAPSHOT))
+
+    @property
+    def ident(self) -> str:
+        """This store's name in caches and messages: the table, and the namespace if any."""
+        return f"{self.name}/{self.namespace}" if self.namespace else self.name
 
     # --- reading -----------------------------------------------------------------------------
 
@@ -141,12 +149,12 @@ class GalleryTable:
 
     def version(self) -> int:
         """The sequence number of the newest change (0 before the first)."""
-        found = self.get(META_PERSON, META_KEY)
+        found = self.get(self.meta, META_KEY)
         return int(found.get("version", 0)) if found else 0
 
     def published_version(self) -> int:
         """The newest change, read from one shard at random (what recognitions poll)."""
-        found = self.get(SHARD, str(random.randrange(self.shards)))
+        found = self.get(self.shard, str(random.randrange(self.shards)))
         return int(found.get("version", 0)) if found else 0
 
     def log_since(self, after: int, upto: int) -> list[LogEntry]:
@@ -154,7 +162,7 @@ class GalleryTable:
         pages = client("dynamodb").get_paginator("query").paginate(
             TableName=self.name, ConsistentRead=True,
             KeyConditionExpression="person = :p AND image_key BETWEEN :a AND :b",
-            ExpressionAttributeValues={":p": {"S": LOG}, ":a": {"S": log_key(after + 1)}, ":b": {"S": log_key(upto)}},
+            ExpressionAttributeValues={":p": {"S": self.log}, ":a": {"S": log_key(after + 1)}, ":b": {"S": log_key(upto)}},
         )
         entries = []
         for page in pages:
@@ -191,7 +199,7 @@ class GalleryTable:
     def apply(self, change: Change) -> Outcome:
         """Apply one event to one image, in S3's order, exactly once (see the module docstring)."""
         for attempt in range(CONFLICT_ATTEMPTS):
-            order = self.get(ORDER, change.image_key)
+            order = self.get(self.order, change.image_key)
             decided = _decide(change, order)
             if decided is not None:
                 return decided
@@ -209,19 +217,19 @@ class GalleryTable:
 
     def _commit(self, change: Change, order: dict[str, Any] | None, version: int) -> None:
         seq = version + 1
-        entry = {"person": LOG, "image_key": log_key(seq), "op": "del" if change.deleted else "put",
+        entry = {"person": self.log, "image_key": log_key(seq), "op": "del" if change.deleted else "put",
                  "face_person": change.person, "face_key": change.image_key, "etag": change.etag}
         if not change.deleted:
             entry["vector"] = encode(change.embedding)  # type: ignore[arg-type]
         had_face = bool(order) and not order.get("deleted")  # type: ignore[union-attr]
-        new_order = {"person": ORDER, "image_key": change.image_key, "sequencer": change.sequencer or None,
+        new_order = {"person": self.order, "image_key": change.image_key, "sequencer": change.sequencer or None,
                      "event_time": change.event_time, "deleted": change.deleted, "log_seq": seq,
                      "face_person": change.person, "etag": change.etag,
                      "removed": change.deleted and had_face,
                      "prev_log_seq": int(order.get("log_seq", 0)) if had_face else 0,  # type: ignore[union-attr]
                      "expires_at": int(time.time()) + self.order_ttl_s if self.order_ttl_s else None}
         items: list[dict[str, Any]] = [
-            {"Update": {"TableName": self.name, "Key": _key(META_PERSON, META_KEY), "UpdateExpression": "SET #v = :new",
+            {"Update": {"TableName": self.name, "Key": _key(self.meta, META_KEY), "UpdateExpression": "SET #v = :new",
                         "ConditionExpression": "attribute_not_exists(#v) OR #v = :old",
                         "ExpressionAttributeNames": {"#v": "version"},
                         "ExpressionAttributeValues": {":new": {"N": str(seq)}, ":old": {"N": str(version)}}}},
@@ -231,7 +239,7 @@ class GalleryTable:
             *self._face_writes(change, order),
         ]
         items += [
-            {"Update": {"TableName": self.name, "Key": _key(SHARD, str(i)), "UpdateExpression": "SET #v = :new",
+            {"Update": {"TableName": self.name, "Key": _key(self.shard, str(i)), "UpdateExpression": "SET #v = :new",
                         "ExpressionAttributeNames": {"#v": "version"}, "ExpressionAttributeValues": {":new": {"N": str(seq)}}}}
             for i in range(self.shards)
         ]
@@ -260,7 +268,7 @@ class GalleryTable:
             requests.append({"PutRequest": {"Item": dynamo.to_item(
                 {"person": person, "image_key": key, "embedding": encode(vector), "etag": "", "enrolled_at": event_time})}})
             requests.append({"PutRequest": {"Item": dynamo.to_item(
-                {"person": ORDER, "image_key": key, "event_time": event_time, "deleted": False, "log_seq": 1,
+                {"person": self.order, "image_key": key, "event_time": event_time, "deleted": False, "log_seq": 1,
                  "face_person": person, "etag": "", "removed": False, "prev_log_seq": 0})}})
         for start in range(0, len(requests), 25):
             pending: dict[str, Any] = {self.name: requests[start:start + 25]}
@@ -270,10 +278,10 @@ class GalleryTable:
     def start_counter(self, seq: int) -> None:
         """Set the counter and its shards of a new gallery (a bulk import's single change)."""
         db = client("dynamodb")
-        db.put_item(TableName=self.name, Item=dynamo.to_item({"person": META_PERSON, "image_key": META_KEY, "version": seq}),
+        db.put_item(TableName=self.name, Item=dynamo.to_item({"person": self.meta, "image_key": META_KEY, "version": seq}),
                     ConditionExpression="attribute_not_exists(image_key)")
         for i in range(self.shards):
-            db.put_item(TableName=self.name, Item=dynamo.to_item({"person": SHARD, "image_key": str(i), "version": seq}))
+            db.put_item(TableName=self.name, Item=dynamo.to_item({"person": self.shard, "image_key": str(i), "version": seq}))
 
     def strip_log_vector(self, seq: int) -> None:
         """Remove the embedding from log entry `seq` (its face changed since; idempotent)."""
@@ -281,7 +289,7 @@ class GalleryTable:
             return
         try:
             client("dynamodb").update_item(
-                TableName=self.name, Key=_key(LOG, log_key(seq)), UpdateExpression="REMOVE vector",
+                TableName=self.name, Key=_key(self.log, log_key(seq)), UpdateExpression="REMOVE vector",
                 ConditionExpression="attribute_exists(image_key)",
             )
         except Exception as exc:
@@ -293,14 +301,14 @@ class GalleryTable:
         keys = [e.seq for e in self.log_since(after, upto)] if upto > after else []
         db = client("dynamodb")
         for start in range(0, len(keys), 25):
-            requests = [{"DeleteRequest": {"Key": _key(LOG, log_key(s))}} for s in keys[start:start + 25]]
+            requests = [{"DeleteRequest": {"Key": _key(self.log, log_key(s))}} for s in keys[start:start + 25]]
             pending: dict[str, Any] = {self.name: requests}
             while pending:
                 pending = db.batch_write_item(RequestItems=pending).get("UnprocessedItems") or {}
         return len(keys)
 
     def snapshot_pointer(self) -> dict[str, Any] | None:
-        return self.get(SNAPSHOT, "current")
+        return self.get(self.snapshot, "current")
 
     def set_snapshot_pointer(self, pointer: dict[str, Any], replaces: int | None) -> bool:
         """Point at a new snapshot, only if the pointer still names snapshot `replaces` (None: none)."""
@@ -310,7 +318,7 @@ class GalleryTable:
             kwargs["ExpressionAttributeNames"] = {"#s": "seq"}
             kwargs["ExpressionAttributeValues"] = {":old": {"N": str(replaces)}}
         try:
-            client("dynamodb").put_item(TableName=self.name, Item=dynamo.to_item({"person": SNAPSHOT, "image_key": "current", **pointer}), **kwargs)
+            client("dynamodb").put_item(TableName=self.name, Item=dynamo.to_item({"person": self.snapshot, "image_key": "current", **pointer}), **kwargs)
         except Exception as exc:
             if error_code(exc) == "ConditionalCheckFailedException":
                 return False

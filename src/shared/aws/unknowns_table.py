@@ -1,7 +1,8 @@
 """The unknown faces recognitions remember (opt-in), grouped into clusters: the gallery's design reused.
 
-The store is a GalleryTable of its own (table UNKNOWNS_TABLE, snapshots under `unknowns/snapshots/`,
-loaded by recognitions exactly like the gallery: a snapshot, then the change log since). In it a
+The store is the gallery's design in a table of its own (UNKNOWNS_TABLE): `partitions` GalleryTable
+stores side by side (bookkeeping `#log/p3`, ...; snapshots under `unknowns/snapshots/p3/`), each
+loaded by recognitions exactly like the gallery: a snapshot, then the change log since. In it a
 face's `person` is its cluster id and its `image_key` the face id `<source key>#<etag>#<n>`; the
 face item also keeps `source`, `box`, `t` (seconds into a video) and `seen_at`. Every change (a
 face remembered, moved by a merge, forgotten) goes through the change log, so no worker keeps a
@@ -12,6 +13,7 @@ forgotten face. Bookkeeping items hold no embedding and expire (DynamoDB TTL, `e
 from __future__ import annotations
 
 import time
+import zlib
 from dataclasses import dataclass, field
 from typing import Any, Iterator
 
@@ -24,6 +26,7 @@ from shared.clock import iso
 from shared.engine.matching import Gallery
 
 SNAPSHOT_ROOT = "unknowns/snapshots/"
+PARTITIONS = 8  # change logs side by side: a fixed number, so every reader and writer agrees where a face is
 MERGED, NAMED = "#merged", "#named"
 ORDER_TTL_S = 15 * 86400  # a face's `#order` item (its source key and cluster id, no embedding) outlives
 # the longest an SQS message can be redelivered (14 days), then expires
@@ -41,6 +44,7 @@ class UnknownFace:
     t: float | None = None  # seconds into a video; None for a photo
     embedding: np.ndarray | None = field(default=None, repr=False)
     etag: str = ""
+    partition: int | None = None  # which change log holds it (None: a face not stored yet)
 
 
 def face_id(source: str, etag: str, n: str) -> str:
@@ -53,40 +57,65 @@ def now_iso() -> str:
 
 
 class UnknownStore:
-    """Remembered unknown faces by cluster, their merges and namings."""
+    """Remembered unknown faces by cluster, their merges and namings, in `partitions` independent
+    change logs (a face's partition: a hash of its id, kept on its item), so that recognitions
+    writing unknown faces at once do not all contend for one change counter."""
 
-    def __init__(self, table_name: str, bucket: str, shards: int | None = None) -> None:
-        self.table = GalleryTable(table_name, shards, SNAPSHOT_ROOT, ORDER_TTL_S)
+    def __init__(self, table_name: str, bucket: str, shards: int | None = None, partitions: int = PARTITIONS) -> None:
+        self.name = table_name
         self.bucket = bucket
+        self.partitions = [
+            GalleryTable(table_name, shards, f"{SNAPSHOT_ROOT}p{i}/", ORDER_TTL_S, namespace=f"p{i}")
+            for i in range(max(1, partitions))]
+        self._changed: dict[int, list[Outcome]] = {}
+
+    def partition_of(self, face: UnknownFace) -> int:
+        """Where `face` lives: the partition on its item, else (a new face) a hash of its id."""
+        if face.partition is not None:
+            return face.partition
+        return zlib.crc32(face.face_id.encode()) % len(self.partitions)
 
     # --- faces -------------------------------------------------------------------------------
 
-    def gallery(self) -> Gallery:
-        """Every remembered face as a Gallery whose `person` is the cluster id (snapshot + log)."""
-        return gallery_cache.load(self.table)
+    def galleries(self) -> list[Gallery]:
+        """Every remembered face, as one Gallery per partition whose `person` is the cluster id
+        (each a snapshot, then its log; one BatchGetItem to learn what changed)."""
+        return gallery_cache.load_all(self.partitions)
 
     def remember(self, face: UnknownFace, sequencer: str, event_time: str) -> Outcome:
         """Store `face`, ordered by the recognition's S3 event (a redelivered message repeats nothing)."""
-        return self.table.apply(Change(face.cluster, face.face_id, sequencer, event_time, face.etag, face.embedding,
-                                       face.seen_at, extra=_extra(face)))
+        return self._apply(face, Change(face.cluster, face.face_id, sequencer, event_time, face.etag, face.embedding,
+                                        face.seen_at, extra=self._extra(face)))
 
     def move(self, face: UnknownFace, cluster: str) -> Outcome:
         """Move `face` into `cluster` (a merge)."""
-        return self.table.apply(Change(cluster, face.face_id, "", now_iso(), face.etag, face.embedding, face.seen_at,
-                                       extra=_extra(face)))
+        return self._apply(face, Change(cluster, face.face_id, "", now_iso(), face.etag, face.embedding, face.seen_at,
+                                        extra=self._extra(face)))
 
     def delete(self, face: UnknownFace) -> Outcome:
         """Forget `face` (a tombstone: a late redelivery of its recognition cannot bring it back)."""
-        return self.table.apply(Change(face.cluster, face.face_id, "", now_iso()))
+        return self._apply(face, Change(face.cluster, face.face_id, "", now_iso()))
 
-    def settle(self, outcomes: list[Outcome], compact_every: int) -> None:
-        """After changes: strip replaced embeddings from the log and compact when due, or at once
-        when a forgotten face is in the published snapshot."""
-        gallery_cache.after_changes(self.table, self.bucket, outcomes, compact_every)
+    def _apply(self, face: UnknownFace, change: Change) -> Outcome:
+        index = self.partition_of(face)
+        outcome = self.partitions[index].apply(change)
+        self._changed.setdefault(index, []).append(outcome)
+        return outcome
+
+    def settle(self, compact_every: int) -> None:
+        """After changes: strip replaced embeddings from each changed partition's log and compact it
+        when due, or at once when a forgotten face is in its published snapshot."""
+        changed, self._changed = self._changed, {}
+        for index, outcomes in sorted(changed.items()):
+            gallery_cache.after_changes(self.partitions[index], self.bucket, outcomes, compact_every)
+
+    def _extra(self, face: UnknownFace) -> dict[str, Any]:
+        return {"source": face.source, "box": face.box, "t": face.t, "seen_at": face.seen_at,
+                "partition": self.partition_of(face)}
 
     def faces(self, embeddings: bool = False) -> Iterator[UnknownFace]:
         """Every remembered face (a scan: tools and the sweep, never the recognition path)."""
-        pages = client("dynamodb").get_paginator("scan").paginate(TableName=self.table.name, ConsistentRead=True)
+        pages = client("dynamodb").get_paginator("scan").paginate(TableName=self.name, ConsistentRead=True)
         for page in pages:
             for raw in page.get("Items", []):
                 item = dynamo.from_item(raw)
@@ -96,7 +125,7 @@ class UnknownStore:
     def cluster_faces(self, cluster: str, embeddings: bool = False) -> list[UnknownFace]:
         """The faces stored under one cluster id (a Query on its partition)."""
         pages = client("dynamodb").get_paginator("query").paginate(
-            TableName=self.table.name, ConsistentRead=True, KeyConditionExpression="person = :p",
+            TableName=self.name, ConsistentRead=True, KeyConditionExpression="person = :p",
             ExpressionAttributeValues={":p": {"S": cluster}})
         return [_face(dynamo.from_item(raw), embeddings) for page in pages for raw in page.get("Items", [])]
 
@@ -105,7 +134,7 @@ class UnknownStore:
     def records(self, partition: str) -> list[dict[str, Any]]:
         """Every bookkeeping item of `partition` (MERGED or NAMED)."""
         pages = client("dynamodb").get_paginator("query").paginate(
-            TableName=self.table.name, ConsistentRead=True, KeyConditionExpression="person = :p",
+            TableName=self.name, ConsistentRead=True, KeyConditionExpression="person = :p",
             ExpressionAttributeValues={":p": {"S": partition}})
         return [dynamo.from_item(raw) for page in pages for raw in page.get("Items", [])]
 
@@ -113,7 +142,7 @@ class UnknownStore:
         return [item["image_key"] for item in self.records(partition)]
 
     def delete_record(self, partition: str, item_key: str) -> None:
-        client("dynamodb").delete_item(TableName=self.table.name,
+        client("dynamodb").delete_item(TableName=self.name,
                                        Key=dynamo.to_item({"person": partition, "image_key": item_key}))
 
     def aliases(self) -> dict[str, str]:
@@ -134,7 +163,7 @@ class UnknownStore:
 
     def named(self, cluster: str) -> dict[str, Any] | None:
         """The `#named` item ({"name", "named_at", ...}) when `cluster` was named."""
-        return self.table.get(NAMED, cluster)
+        return self._get(NAMED, cluster)
 
     def mark_named(self, cluster: str, person: str, keep_days: int) -> bool:
         """Record that `cluster` is `person`; False when it was named already."""
@@ -150,14 +179,15 @@ class UnknownStore:
     def unmark_named(self, cluster: str) -> None:
         self.delete_record(NAMED, cluster)
 
+    def _get(self, partition: str, item_key: str) -> dict[str, Any] | None:
+        found = client("dynamodb").get_item(TableName=self.name, ConsistentRead=True,
+                                            Key=dynamo.to_item({"person": partition, "image_key": item_key}))
+        return dynamo.from_item(found["Item"]) if "Item" in found else None
+
     def _put(self, item: dict[str, Any], keep_days: int, condition: str | None = None) -> None:
         item = {**item, "expires_at": int(time.time()) + keep_days * 86400}
         kwargs = {"ConditionExpression": condition} if condition else {}
-        client("dynamodb").put_item(TableName=self.table.name, Item=dynamo.to_item(item), **kwargs)
-
-
-def _extra(face: UnknownFace) -> dict[str, Any]:
-    return {"source": face.source, "box": face.box, "t": face.t, "seen_at": face.seen_at}
+        client("dynamodb").put_item(TableName=self.name, Item=dynamo.to_item(item), **kwargs)
 
 
 def _face(item: dict[str, Any], embeddings: bool) -> UnknownFace:
@@ -165,4 +195,5 @@ def _face(item: dict[str, Any], embeddings: bool) -> UnknownFace:
         face_id=item["image_key"], cluster=item["person"], source=item.get("source", ""),
         box={k: int(v) for k, v in (item.get("box") or {}).items()}, seen_at=item.get("seen_at", ""),
         t=item.get("t"), embedding=decode(item["embedding"]) if embeddings else None, etag=item.get("etag", ""),
+        partition=int(item.get("partition", 0)),
     )

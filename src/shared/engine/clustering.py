@@ -13,10 +13,11 @@ from typing import Sequence
 
 import numpy as np
 
-from shared.engine.matching import DIM, Gallery, identify
+from shared.engine.matching import DIM, Gallery, Match, identify
 
 CLUSTER_PREFIX = "u-"
 EDGE_BLOCK = 256  # query rows per distance block while building the graph (256 x 10^5 floats: 100 MB)
+NEIGHBOURS = 16  # edges kept per face: its nearest later faces within the threshold
 
 
 def new_cluster_id() -> str:
@@ -30,12 +31,25 @@ def is_cluster_id(text: str) -> bool:
     return text.startswith(CLUSTER_PREFIX) and len(tail) == 12 and all(c in "0123456789abcdef" for c in tail)
 
 
-def assign(queries: np.ndarray, remembered: Gallery, threshold: float) -> list[str]:
+def nearest(queries: np.ndarray, remembered: Sequence[Gallery], threshold: float) -> list[Match]:
+    """Each query's nearest remembered face over several galleries (its cluster in `person`, None
+    when farther than `threshold`)."""
+    queries = np.asarray(queries, dtype=np.float32).reshape(-1, DIM)
+    best = [Match(None, None, []) for _ in range(queries.shape[0])]
+    for gallery in remembered:
+        if gallery.size == 0:
+            continue
+        for i, match in enumerate(identify(queries, gallery, threshold, top_k=1)):
+            if match.distance is not None and (best[i].distance is None or match.distance < best[i].distance):
+                best[i] = match
+    return best
+
+
+def assign(queries: np.ndarray, remembered: Sequence[Gallery], threshold: float) -> list[str]:
     """The cluster of each query face: that of its nearest remembered face when within `threshold`,
     else a new one. The queries are faces of one photo, so two of them never share a cluster: the
     nearer keeps it, the other starts a new one."""
-    queries = np.asarray(queries, dtype=np.float32).reshape(-1, DIM)
-    matches = identify(queries, remembered, threshold, top_k=1)
+    matches = nearest(queries, remembered, threshold)
     order = sorted(range(len(matches)), key=lambda i: matches[i].distance if matches[i].person else np.inf)
     taken: set[str] = set()
     clusters = [""] * len(matches)
@@ -72,19 +86,28 @@ def tracks(frames: Sequence[int], embeddings: np.ndarray, threshold: float) -> l
     return track_of
 
 
-def edges(embeddings: np.ndarray, threshold: float) -> list[tuple[int, int]]:
-    """Every pair of faces (i < j) within `threshold` of each other, computed a block at a time."""
+def edges(embeddings: np.ndarray, threshold: float, neighbours: int = NEIGHBOURS) -> list[tuple[int, int]]:
+    """Pairs of faces (i < j) within `threshold`: for each face, its `neighbours` nearest later faces,
+    computed a block at a time. At most n x `neighbours` pairs, so one person seen thousands of
+    times costs linear, not quadratic, memory (Chinese whispers needs no more)."""
     x = np.ascontiguousarray(embeddings, dtype=np.float32).reshape(-1, DIM)
+    n = x.shape[0]
     sq = np.einsum("ij,ij->i", x, x)
     limit = threshold * threshold
-    found: list[tuple[int, int]] = []
-    for start in range(0, x.shape[0], EDGE_BLOCK):
+    firsts, seconds = [], []
+    for start in range(0, n - 1, EDGE_BLOCK):
         block = x[start:start + EDGE_BLOCK]
-        d2 = sq[start:start + EDGE_BLOCK, None] - 2.0 * (block @ x[start:].T) + sq[None, start:]
-        rows, cols = np.nonzero(d2 <= limit)
-        keep = cols > rows  # each pair once, no self-loops (cols index from `start`)
-        found.extend(zip((rows[keep] + start).tolist(), (cols[keep] + start).tolist()))
-    return found
+        d2 = sq[start:start + len(block), None] - 2.0 * (block @ x[start:].T) + sq[None, start:]
+        d2[np.arange(d2.shape[1])[None, :] <= np.arange(len(block))[:, None]] = np.inf  # only later faces
+        k = min(neighbours, d2.shape[1])
+        near = np.argpartition(d2, k - 1, axis=1)[:, :k] if k < d2.shape[1] else np.tile(np.arange(d2.shape[1]), (len(block), 1))
+        keep = np.take_along_axis(d2, near, axis=1) <= limit
+        rows = np.broadcast_to(np.arange(len(block))[:, None], near.shape)
+        firsts.append(rows[keep] + start)
+        seconds.append(near[keep] + start)
+    if not firsts:
+        return []
+    return list(zip(np.concatenate(firsts).tolist(), np.concatenate(seconds).tolist()))
 
 
 def regroup(embeddings: np.ndarray, clusters: Sequence[str], threshold: float,

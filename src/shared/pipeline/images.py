@@ -18,7 +18,7 @@ from shared import errors
 from shared.aws import s3
 from shared.aws.events import ObjectEvent
 from shared.aws import gallery_cache
-from shared.aws.gallery_table import ORDER, Change, GalleryTable, Outcome
+from shared.aws.gallery_table import Change, GalleryTable, Outcome
 from shared.clock import iso, timed
 from shared.config import Config
 from shared.engine.annotate import annotate
@@ -106,7 +106,7 @@ def forget(job: Job) -> None:
     table = _gallery(job)
     with timed(job.timings, "store"):
         now = s3.stat(job.bucket, job.key)
-        current = table.get(ORDER, job.key)
+        current = table.get(table.order, job.key)
         if now is not None and current and not current.get("deleted") and current.get("etag") == now.etag:
             # A stale delete (the image was uploaded again since): the face of the image there
             # now stays; nothing is written, so nothing can be put back out of order.
@@ -140,7 +140,8 @@ def _is_there(job: Job, etag: str) -> bool:
 
 def _drop_replaced_face(job: Job, person: str, etag: str) -> None:
     """An upload without a usable face replaced an enrolled image: the old face goes."""
-    current = _gallery(job).get(ORDER, job.key)
+    table = _gallery(job)
+    current = table.get(table.order, job.key)
     if current and not current.get("deleted") and current.get("etag") != etag:
         _change(job, person, etag, None)
 

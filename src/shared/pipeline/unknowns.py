@@ -40,17 +40,15 @@ def remember_photo(config: Config, bucket: str, key: str, etag: str, event: Any,
         return
     store = store_for(config, bucket)
     embeddings = np.stack([faces[i].embedding for i in unknown])
-    clusters = clustering.assign(embeddings, store.gallery(), config.pipeline.unknown_threshold)
+    clusters = clustering.assign(embeddings, store.galleries(), config.pipeline.unknown_threshold)
     seen = now_iso()  # the retention counts from when a face is remembered
-    outcomes = []
     for i, cluster in zip(unknown, clusters):
         face = UnknownFace(face_id(key, etag, str(i)), cluster, key, entries[i]["box"], seen,
                            embedding=faces[i].embedding, etag=etag)
         outcome = store.remember(face, event.sequencer, event.event_time)
         if not outcome.stale:  # stale: this face was named or forgotten since (a redelivery)
             entries[i]["cluster"] = cluster
-        outcomes.append(outcome)
-    store.settle(outcomes, config.pipeline.gallery_compact_every)
+    store.settle(config.pipeline.gallery_compact_every)
 
 
 @dataclass(frozen=True)
@@ -76,9 +74,8 @@ def remember_segment(config: Config, bucket: str, key: str, etag: str, event_tim
             best[track] = s
     tracks = sorted(best)
     store = store_for(config, bucket)
-    clusters = clustering.assign(np.stack([best[t].embedding for t in tracks]), store.gallery(), threshold)
+    clusters = clustering.assign(np.stack([best[t].embedding for t in tracks]), store.galleries(), threshold)
     named: dict[int, str] = {}
-    outcomes = []
     for track, cluster in zip(tracks, clusters):
         s = best[track]
         frame = frames[s.frame]
@@ -87,11 +84,10 @@ def remember_segment(config: Config, bucket: str, key: str, etag: str, event_tim
         outcome = store.remember(face, "", event_time or now_iso())
         if not outcome.stale:
             named[track] = cluster
-        outcomes.append(outcome)
     for s, track in zip(seen, track_of):
         if track in named:
             frames[s.frame]["faces"][s.face]["cluster"] = named[track]
-    store.settle(outcomes, config.pipeline.gallery_compact_every)
+    store.settle(config.pipeline.gallery_compact_every)
 
 
 def _area(frames: list[dict[str, Any]], s: SeenFace) -> int:
@@ -124,7 +120,7 @@ def sweep(deadline_ms: Callable[[], int] | None = None, config: Config | None = 
             return face.seen_at < cutoff or store.resolve(face.cluster, aliases) in named
 
         expired, complete = forget_faces(store, p, due, time_left)
-        merges = regroup(store, p) if complete else {}
+        merges = regroup(store, p, time_left) if complete else {}
         report = {"remembering": True, "expired": expired, "merged": len(merges), "complete": complete}
     log.info("unknown faces swept: %s", report)
     return report
@@ -142,7 +138,7 @@ def forget_faces(store: UnknownStore, p: PipelineConfig, which: Callable[[Unknow
             complete = False
             break
         outcomes.append(store.delete(face))
-    store.settle(outcomes, p.gallery_compact_every)
+    store.settle(p.gallery_compact_every)
     return sum(1 for o in outcomes if o.removed), complete
 
 
@@ -164,18 +160,23 @@ def forget_cluster(store: UnknownStore, p: PipelineConfig, cluster: str) -> int:
     return forget_faces(store, p, lambda f: f.cluster in ids)[0]
 
 
-def regroup(store: UnknownStore, p: PipelineConfig) -> dict[str, str]:
-    """Merge clusters that Chinese whispers puts together; {retired id: surviving id}."""
-    gallery = store.gallery()
-    rows, person_ids, _ = gallery.live()
-    clusters = [gallery.names[i] for i in person_ids]
-    merges = clustering.regroup(gallery.embeddings[rows], clusters, p.unknown_threshold)
-    outcomes = []
+def regroup(store: UnknownStore, p: PipelineConfig, time_left: Callable[[], bool] = lambda: True) -> dict[str, str]:
+    """Merge clusters that Chinese whispers puts together; {retired id: surviving id}. Each merge is
+    recorded before its faces move, so an id resolves at once; out of time, the faces not yet
+    moved wait for the next run (which finds the same merge)."""
+    embeddings, clusters = [], []
+    for gallery in store.galleries():
+        rows, person_ids, _ = gallery.live()
+        embeddings.append(gallery.embeddings[rows])
+        clusters += [gallery.names[i] for i in person_ids]
+    merges = clustering.regroup(np.concatenate(embeddings), clusters, p.unknown_threshold)
     for retired, survivor in merges.items():
-        for face in store.cluster_faces(retired, embeddings=True):
-            outcomes.append(store.move(face, survivor))
         store.record_merge(retired, survivor, p.unknown_retention_days)
-    store.settle(outcomes, p.gallery_compact_every)
+        for face in store.cluster_faces(retired, embeddings=True):
+            if not time_left():
+                break
+            store.move(face, survivor)
+    store.settle(p.gallery_compact_every)
     if merges:
         log.info("merged %d clusters: %s", len(merges), merges)
     return merges
