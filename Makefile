@@ -8,7 +8,7 @@ export LAMBDAFACE_FACES := $(FACES)
 # $(call new_venv,DIR): a python3.12 venv with a current pip (each tool that pins boto3 gets its own).
 new_venv = $(PY312) -m venv $(1) && $(1)/bin/pip install -q --upgrade pip
 
-.PHONY: install test demo bench bench-engine bench-video bench-long-video bench-gallery clean sam-install sam-validate sam-build checkov-install checkov
+.PHONY: install test demo bench bench-engine bench-video bench-long-video bench-gallery bench-unknowns clean sam-install sam-validate sam-build checkov-install checkov
 SAM_VENV := .venv-sam
 SAM := SAM_CLI_TELEMETRY=0 $(SAM_VENV)/bin/sam
 
@@ -87,6 +87,11 @@ bench-video: install
 # today's scan design measured up to 10^5 for comparison. Table, then one JSON line per size.
 bench-gallery: install
 	$(PY) benchmarks/bench_gallery.py --json benchmarks/gallery_results.json
+
+# Grouping unknown faces at 10^4 and 10^5 remembered faces on moto (UNKNOWN_SIZES=... to choose):
+# assign, remember, catch-up and the sweep's re-grouping (~2 min). Table, then one JSON line per size.
+bench-unknowns: install
+	$(PY) benchmarks/bench_unknowns.py --json benchmarks/unknowns_results.json
 
 # A composed 5-minute 640x360 video with 1 and 2 video workers: wall s per video s, S3 bytes per
 # segment, USD per video hour beside Rekognition Video (~3 min).

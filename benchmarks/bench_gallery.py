@@ -173,7 +173,7 @@ def measure_old(n: int) -> dict[str, Any]:
     face_bytes = item_size({"person": "person0000001", "image_key": "models/person0000001/12.jpg", "embedding": bytes(512),
                             "etag": "", "enrolled_at": "2026-01-01T00:00:00.000Z"})
     return {
-        "faces": n, "design": "scan (today)", "cold_load_s": round(cold, 3),
+        "faces": n, "design": "scan (before)", "cold_load_s": round(cold, 3),
         "change_applied_ms": round(cold * 1000, 1),  # every change: the whole scan again
         "recognize_after_enroll_ms": round(cold * 1000, 1),
         "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
