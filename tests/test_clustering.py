@@ -92,3 +92,11 @@ def test_regroup_merges_into_the_biggest_and_never_splits() -> None:
 @pytest.mark.parametrize("n", [0, 1])
 def test_regroup_of_almost_nothing(n: int) -> None:
     assert clustering.regroup(unit_vectors(n, 12), ["u-00000000000a"] * n, 0.55) == {}
+
+
+def test_touched_is_the_clusters_of_the_new_faces_and_their_neighbours() -> None:
+    a, b = unit_vectors(1, 13)[0], unit_vectors(1, 14)[0]
+    x = np.concatenate([unit_vectors(3, 15, 0.02, a), unit_vectors(3, 16, 0.02, b), unit_vectors(1, 17, 0.02, a)])
+    clusters = ["u-00000000000a"] * 3 + ["u-00000000000b"] * 3 + ["u-00000000000c"]
+    assert clustering.touched(x, clusters, [6], 0.55) == {"u-00000000000a", "u-00000000000c"}
+    assert clustering.touched(x, clusters, [], 0.55) == set()

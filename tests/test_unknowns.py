@@ -127,6 +127,9 @@ def test_forgetting_a_cluster_leaves_nothing_of_it(moto_endpoint: str, faces_dir
                                               "people/biden/biden.jpg", "people/obama/obama3.jpg"])
         obama = docs["people/obama/obama.jpg"]["faces"][0]["cluster"]
         store = store_of(aws)
+        before = aws.scan(aws.unknowns_table)  # the checks below can see an embedding where there is one
+        assert [i for i in before if i["person"].startswith("#log") and i.get("face_person") == obama and "vector" in i]
+        assert obama in people(store)
         assert unknowns.forget_cluster(store, current_config().pipeline, obama) == 3
         assert {i["person"] for i in face_items(aws)} == {docs["people/biden/biden.jpg"]["faces"][0]["cluster"]}
         assert_no_embedding_of(aws, store, obama, expected_rows=1)
@@ -137,7 +140,7 @@ def assert_no_embedding_of(aws: MotoResources, store: UnknownStore, cluster: str
     """The cluster is in no face item, no log entry's vector, no snapshot, no worker's gallery."""
     items = aws.scan(aws.unknowns_table)
     assert not [i for i in items if i["person"] == cluster]
-    assert not [i for i in items if i["person"] == "#log" and i.get("face_person") == cluster and "vector" in i]
+    assert not [i for i in items if i["person"].startswith("#log") and i.get("face_person") == cluster and "vector" in i]
     rows = 0
     for table in store.partitions:
         snapshots = gallery_snapshot.prefixes(aws.bucket, table.snapshot_root)
@@ -245,3 +248,28 @@ def test_the_sweep_forgets_faces_that_joined_a_cluster_while_it_was_named(rememb
     store.mark_named("u-0000000000cc", "kit", 30)
     assert unknowns.sweep(config=current_config())["expired"] == 1
     assert face_items(remembering) == []
+
+
+def test_the_hourly_regroup_looks_only_at_clusters_that_new_faces_touch(remembering: MotoResources, photos: Any) -> None:
+    """Two clusters of kit seen before the last re-grouping stay apart (a full regroup would merge
+    them; the hourly one does not look); a new face of kit near both makes the sweep merge all three."""
+    import time as clock
+
+    from shared.clock import iso
+
+    store = store_of(remembering)
+    kit = [photos.faces(f"people/kit_harington/kit{i}.jpg")[0] for i in (1, 2, 3)]
+    now = clock.time()
+
+    def remember(n: int, cluster: str, seen: float) -> None:
+        store.remember(UnknownFace(face_id(f"queries/kit{n}.jpg", "e", "0"), cluster, f"queries/kit{n}.jpg",
+                                   kit[n].box.to_dict(), iso(seen), embedding=kit[n].embedding), "", "")
+
+    remember(0, "u-00000000000a", now)
+    remember(1, "u-00000000000b", now)
+    store.set_regrouped_at(iso(now + 3600), 30)  # as if the last run were after both
+    assert unknowns.sweep(config=current_config())["merged"] == 0
+    assert {i["person"] for i in face_items(remembering)} == {"u-00000000000a", "u-00000000000b"}
+    remember(2, "u-00000000000c", now + 7200)
+    assert unknowns.sweep(config=current_config())["merged"] == 2
+    assert len({i["person"] for i in face_items(remembering)}) == 1

@@ -8,7 +8,8 @@ face item also keeps `source`, `box`, `t` (seconds into a video) and `seen_at`. 
 face remembered, moved by a merge, forgotten) goes through the change log, so no worker keeps a
 forgotten face. Bookkeeping items hold no embedding and expire (DynamoDB TTL, `expires_at`):
 - `#merged/<id>`: `into`, the cluster it was merged into (an id in an old result still resolves);
-- `#named/<id>`: `name`, `named_at`: the cluster became enrollments of the person `name`.
+- `#named/<id>`: `name`, `named_at`: the cluster became enrollments of the person `name`;
+- `#regrouped/last`: `at`, when the sweep's last re-grouping started (the next looks at what is newer).
 """
 from __future__ import annotations
 
@@ -27,7 +28,7 @@ from shared.engine.matching import Gallery
 
 SNAPSHOT_ROOT = "unknowns/snapshots/"
 PARTITIONS = 8  # change logs side by side: a fixed number, so every reader and writer agrees where a face is
-MERGED, NAMED = "#merged", "#named"
+MERGED, NAMED, REGROUPED = "#merged", "#named", "#regrouped"
 ORDER_TTL_S = 15 * 86400  # a face's `#order` item (its source key and cluster id, no embedding) outlives
 # the longest an SQS message can be redelivered (14 days), then expires
 
@@ -178,6 +179,14 @@ class UnknownStore:
 
     def unmark_named(self, cluster: str) -> None:
         self.delete_record(NAMED, cluster)
+
+    def regrouped_at(self) -> str:
+        """When the last re-grouping started ("" if none did, or its record expired)."""
+        found = self._get(REGROUPED, "last")
+        return str(found.get("at", "")) if found else ""
+
+    def set_regrouped_at(self, at: str, keep_days: int) -> None:
+        self._put({"person": REGROUPED, "image_key": "last", "at": at}, keep_days)
 
     def _get(self, partition: str, item_key: str) -> dict[str, Any] | None:
         found = client("dynamodb").get_item(TableName=self.name, ConsistentRead=True,

@@ -91,23 +91,37 @@ def edges(embeddings: np.ndarray, threshold: float, neighbours: int = NEIGHBOURS
     computed a block at a time. At most n x `neighbours` pairs, so one person seen thousands of
     times costs linear, not quadratic, memory (Chinese whispers needs no more)."""
     x = np.ascontiguousarray(embeddings, dtype=np.float32).reshape(-1, DIM)
-    n = x.shape[0]
     sq = np.einsum("ij,ij->i", x, x)
-    limit = threshold * threshold
     firsts, seconds = [], []
-    for start in range(0, n - 1, EDGE_BLOCK):
+    for start in range(0, x.shape[0] - 1, EDGE_BLOCK):
         block = x[start:start + EDGE_BLOCK]
         d2 = sq[start:start + len(block), None] - 2.0 * (block @ x[start:].T) + sq[None, start:]
-        d2[np.arange(d2.shape[1])[None, :] <= np.arange(len(block))[:, None]] = np.inf  # only later faces
-        k = min(neighbours, d2.shape[1])
-        near = np.argpartition(d2, k - 1, axis=1)[:, :k] if k < d2.shape[1] else np.tile(np.arange(d2.shape[1]), (len(block), 1))
-        keep = np.take_along_axis(d2, near, axis=1) <= limit
-        rows = np.broadcast_to(np.arange(len(block))[:, None], near.shape)
+        rows, cols = np.nonzero(d2 <= threshold * threshold)
+        later = cols > rows  # cols count from `start`: only later faces, never itself
+        rows, cols = rows[later], cols[later]
+        order = np.lexsort((d2[rows, cols], rows))  # by face, nearest first
+        rows, cols = rows[order], cols[order]
+        first_of_row = np.searchsorted(rows, rows, side="left")
+        keep = np.arange(rows.size) - first_of_row < neighbours
         firsts.append(rows[keep] + start)
-        seconds.append(near[keep] + start)
+        seconds.append(cols[keep] + start)
     if not firsts:
         return []
     return list(zip(np.concatenate(firsts).tolist(), np.concatenate(seconds).tolist()))
+
+
+def touched(embeddings: np.ndarray, clusters: Sequence[str], new_rows: Sequence[int], threshold: float) -> set[str]:
+    """The clusters a re-grouping must look at after `new_rows` joined: theirs, and those of every
+    face within `threshold` of one of them (the only clusters a new face can have linked)."""
+    x = np.ascontiguousarray(embeddings, dtype=np.float32).reshape(-1, DIM)
+    new = np.asarray(new_rows, dtype=np.int64)
+    found = {clusters[i] for i in new}
+    sq = np.einsum("ij,ij->i", x, x)
+    for start in range(0, new.size, EDGE_BLOCK):
+        rows = new[start:start + EDGE_BLOCK]
+        d2 = sq[rows, None] - 2.0 * (x[rows] @ x.T) + sq[None, :]
+        found.update(clusters[j] for j in np.unique(np.nonzero(d2 <= threshold * threshold)[1]))
+    return found
 
 
 def regroup(embeddings: np.ndarray, clusters: Sequence[str], threshold: float,

@@ -19,12 +19,13 @@ from typing import Any, Callable
 import numpy as np
 
 from shared.aws.gallery_table import Outcome
-from shared.aws.unknowns_table import MERGED, NAMED, UnknownFace, UnknownStore, face_id, now_iso
+from shared.aws.unknowns_table import MERGED, NAMED, REGROUPED, UnknownFace, UnknownStore, face_id, now_iso
 from shared.clock import iso
 from shared.config import Config, PipelineConfig, current_config
 from shared.engine import clustering
 
 log = logging.getLogger(__name__)
+CLOCK_SLACK_S = 300  # workers' clocks may differ this much: re-grouping looks this much further back
 RESERVE_MS = 30_000  # the sweep stops this long before its deadline (then compacts); the next run goes on
 
 
@@ -99,16 +100,18 @@ def _area(frames: list[dict[str, Any]], s: SeenFace) -> int:
 
 
 def sweep(deadline_ms: Callable[[], int] | None = None, config: Config | None = None) -> dict[str, Any]:
-    """Expire, then re-group; or, with remembering off, forget everything. Stops RESERVE_MS before
-    the deadline (`complete` false: the next run goes on)."""
+    """Expire, then re-group what changed since the last run; or, with remembering off, forget
+    everything. Stops RESERVE_MS before the deadline (`complete` false: the next run goes on)."""
     config = config or current_config()
     p = config.pipeline
     if not p.bucket:
         raise ValueError("the sweep needs the stack's bucket (LAMBDAFACE_BUCKET)")
     store = store_for(config, p.bucket)
     time_left = (lambda: deadline_ms() > RESERVE_MS) if deadline_ms else (lambda: True)
+    started = iso(time.time() - CLOCK_SLACK_S)  # the next run re-groups faces seen since (before this scan)
+    faces = list(store.faces())  # one scan: who is due, and when each face was seen
     if not p.remember_unknowns:
-        forgotten, complete = forget_faces(store, p, lambda f: True, time_left)
+        forgotten, complete = forget_faces(store, p, lambda f: True, time_left, faces)
         if complete:
             forget_records(store)
         report = {"remembering": False, "forgotten": forgotten, "complete": complete}
@@ -119,19 +122,24 @@ def sweep(deadline_ms: Callable[[], int] | None = None, config: Config | None = 
         def due(face: UnknownFace) -> bool:
             return face.seen_at < cutoff or store.resolve(face.cluster, aliases) in named
 
-        expired, complete = forget_faces(store, p, due, time_left)
-        merges = regroup(store, p, time_left) if complete else {}
+        expired, complete = forget_faces(store, p, due, time_left, faces)
+        merges: dict[str, str] = {}
+        if complete:
+            since = store.regrouped_at()
+            new = {f.face_id for f in faces if not due(f) and f.seen_at >= since}
+            merges = regroup(store, p, time_left, new if since else None)
+            store.set_regrouped_at(started, p.unknown_retention_days)
         report = {"remembering": True, "expired": expired, "merged": len(merges), "complete": complete}
     log.info("unknown faces swept: %s", report)
     return report
 
 
 def forget_faces(store: UnknownStore, p: PipelineConfig, which: Callable[[UnknownFace], bool],
-                 time_left: Callable[[], bool] = lambda: True) -> tuple[int, bool]:
-    """Forget every remembered face `which` selects; (how many, whether all were done)."""
+                 time_left: Callable[[], bool] = lambda: True, faces: list[UnknownFace] | None = None) -> tuple[int, bool]:
+    """Forget every remembered face `which` selects (of `faces`, else a scan); (how many, whether all were done)."""
     outcomes: list[Outcome] = []
     complete = True
-    for face in store.faces():
+    for face in store.faces() if faces is None else faces:
         if not which(face):
             continue
         if not time_left():
@@ -144,7 +152,7 @@ def forget_faces(store: UnknownStore, p: PipelineConfig, which: Callable[[Unknow
 
 def forget_records(store: UnknownStore) -> None:
     """Delete the merge and naming records (remembering was switched off)."""
-    for partition in (MERGED, NAMED):
+    for partition in (MERGED, NAMED, REGROUPED):
         for item_key in store.record_keys(partition):
             store.delete_record(partition, item_key)
 
@@ -160,16 +168,26 @@ def forget_cluster(store: UnknownStore, p: PipelineConfig, cluster: str) -> int:
     return forget_faces(store, p, lambda f: f.cluster in ids)[0]
 
 
-def regroup(store: UnknownStore, p: PipelineConfig, time_left: Callable[[], bool] = lambda: True) -> dict[str, str]:
-    """Merge clusters that Chinese whispers puts together; {retired id: surviving id}. Each merge is
-    recorded before its faces move, so an id resolves at once; out of time, the faces not yet
-    moved wait for the next run (which finds the same merge)."""
-    embeddings, clusters = [], []
+def regroup(store: UnknownStore, p: PipelineConfig, time_left: Callable[[], bool] = lambda: True,
+            new: set[str] | None = None) -> dict[str, str]:
+    """Merge clusters that Chinese whispers puts together; {retired id: surviving id}. With `new`
+    (face ids remembered since the last run) only the clusters those faces touch are looked at,
+    so an hourly run costs (new faces x store) rather than (store x store). Each merge is recorded
+    before its faces move, so an id resolves at once; out of time, the faces not yet moved wait
+    for the next run (which finds the same merge)."""
+    embeddings, clusters, keys = [], [], []
     for gallery in store.galleries():
-        rows, person_ids, _ = gallery.live()
+        rows, person_ids, row_keys = gallery.live()
         embeddings.append(gallery.embeddings[rows])
         clusters += [gallery.names[i] for i in person_ids]
-    merges = clustering.regroup(np.concatenate(embeddings), clusters, p.unknown_threshold)
+        keys += row_keys
+    everything = np.concatenate(embeddings) if embeddings else np.zeros((0, clustering.DIM), np.float32)
+    subset = np.arange(len(clusters))
+    if new is not None:
+        looked_at = clustering.touched(everything, clusters, [i for i, k in enumerate(keys) if k in new],
+                                       p.unknown_threshold)
+        subset = np.flatnonzero([c in looked_at for c in clusters])
+    merges = clustering.regroup(everything[subset], [clusters[i] for i in subset], p.unknown_threshold)
     for retired, survivor in merges.items():
         store.record_merge(retired, survivor, p.unknown_retention_days)
         for face in store.cluster_faces(retired, embeddings=True):
