@@ -525,6 +525,11 @@ grows with the square of the store ({r0['regroup']['seeded']['seconds']['edges']
 what `lambdaface unknowns regroup` does. The hourly sweep looks only at the clusters that the faces
 remembered since its last run touch (*hourly*: 1% of the faces new, `clustering.touched`, then the
 regroup of those clusters): new x N distances instead of N^2/2.
+
+Not measured: many recognitions writing at once. moto's TransactWriteItems is not thread-safe (concurrent
+ones fail inside moto with "dictionary changed size during iteration" and are retried by the SDK), so
+lost races for a partition's counter measured on it would be moto's; the 8 partitions are sized from
+the gallery's figure for one counter (docs/ARCHITECTURE.md, Unknown faces).
 """
 
 

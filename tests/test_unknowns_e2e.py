@@ -4,11 +4,10 @@ them, on the photos of ../shared/faces with nobody enrolled at first."""
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-from PIL import Image
 from support.cli import lambdaface
 from support.stack import StackClients, StackProcess, stack_fixture
 from test_unknowns import purity_and_completeness
@@ -112,5 +111,28 @@ def test_forget_all_empties_the_store(stack: StackProcess, faces_dir: Path) -> N
     assert clusters(stack)
     assert "forgot every unknown face" in run("unknowns", "forget", "--all", stack=stack)
     assert clusters(stack) == []
+    assert "no unknown faces are remembered" in run("unknowns", stack=stack)
     aws = StackClients(stack)
     assert not [i for i in unknown_items(aws) if not i["person"].startswith("#") or "vector" in i]
+
+
+def test_a_wrong_table_is_one_clear_line(stack: StackProcess) -> None:
+    said = run("unknowns", "--table", "no-such-table", stack=stack, ok=False)
+    assert "UnknownsTableName" in said and "Traceback" not in said
+
+
+def test_restarting_with_remembering_off_forgets_what_was_kept(faces_dir: Path, tmp_path: Path) -> None:
+    """The sweep runs when the stack starts: kept faces (restored from the saved state) are gone
+    before the stack says it is ready."""
+    state = tmp_path / "state"
+    with StackProcess(state, "--remember-unknowns") as on:
+        run("recognize", str(faces_dir / "people/kit_harington/kit1.jpg"), stack=on)
+        kept = [i for i in unknown_items(StackClients(on)) if "embedding" in i]
+        assert len(kept) == 1
+        assert on.stop() == 0
+    with StackProcess(state) as off:
+        aws = StackClients(off)
+        assert aws.keys("queries/") == ["queries/kit1.jpg"], "the saved state was restored"
+        assert not [i for i in unknown_items(aws) if "embedding" in i or "vector" in i]
+        assert any(re.match(r"UnknownsSweepFunction scheduled run 1: succeeded", line) for line in off.lines), off.lines
+        assert off.stop() == 0

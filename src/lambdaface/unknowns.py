@@ -119,6 +119,9 @@ def list_clusters(args: argparse.Namespace) -> int:
     from shared.pipeline import unknowns
 
     rows = unknowns.clusters(_store(args))
+    if not rows and not args.json:
+        print("no unknown faces are remembered (remembering is off unless the stack's RememberUnknowns is true)")
+        return 0
     if args.json:
         for row in rows:
             print(json.dumps(row))
@@ -232,12 +235,21 @@ def rerun(args: argparse.Namespace, s3: Any, sources: list[str]) -> int:
 
 
 def _run(command: Any) -> Any:
+    """`command` with its failures as one line each: a bad request, or what AWS answered."""
     def run(args: argparse.Namespace) -> int:
+        from botocore.exceptions import BotoCoreError, ClientError
+
         try:
             return command(args)
         except CommandError as exc:
             print(f"lambdaface: {exc}", file=sys.stderr)
-            return 1
+        except ClientError as exc:
+            hint = (f" (is {args.table!r} the stack's UnknownsTableName output? pass --table or set {TABLE_ENV})"
+                    if exc.response.get("Error", {}).get("Code") == "ResourceNotFoundException" else "")
+            print(f"lambdaface: {exc}{hint}", file=sys.stderr)
+        except BotoCoreError as exc:
+            print(f"lambdaface: {exc}", file=sys.stderr)
+        return 1
     return run
 
 
