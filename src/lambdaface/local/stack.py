@@ -103,6 +103,24 @@ def function_env(function: FunctionSpec | ScheduledSpec, endpoint: str, region: 
     return env
 
 
+class OneDynamoDBRequestAtATime:
+    """WSGI middleware: DynamoDB requests run one at a time. moto serves each request in a thread and
+    its DynamoDB is not atomic across them: two conditional writes (or transactions) can both pass
+    their condition, and a transaction's rollback copy can fail while another request writes. DynamoDB
+    itself applies each request atomically; the gallery's gapless change counter relies on it.
+    S3 and SQS requests still run in parallel."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+        self.lock = threading.Lock()
+
+    def __call__(self, environ: dict[str, Any], start_response: Any) -> Any:
+        if not str(environ.get("HTTP_X_AMZ_TARGET", "")).startswith("DynamoDB"):
+            return self.app(environ, start_response)
+        with self.lock:
+            return list(self.app(environ, start_response))  # the whole response, inside the lock
+
+
 def _serve(host: str, port: int) -> Any:
     """Bind moto's WSGI app (raises at once if the port is taken) and serve it in a thread."""
     from moto.moto_server import werkzeug_app
@@ -111,7 +129,7 @@ def _serve(host: str, port: int) -> Any:
     logging.getLogger("werkzeug").setLevel(logging.ERROR)
     handler = getattr(werkzeug_app, "MotoRequestHandler", None)
     extra = {"request_handler": handler} if handler else {}
-    app = werkzeug_app.DomainDispatcherApplication(werkzeug_app.create_backend_app)
+    app = OneDynamoDBRequestAtATime(werkzeug_app.DomainDispatcherApplication(werkzeug_app.create_backend_app))
     server = make_server(host, port, app, threaded=True, **extra)
     threading.Thread(target=server.serve_forever, args=(0.1,), name="moto", daemon=True).start()
     return server
