@@ -80,3 +80,16 @@ def aws(moto_endpoint: str) -> Iterator[MotoResources]:
     """A fresh bucket and tables in moto, the handlers' environment pointing at them, for one test."""
     with moto_resources(moto_endpoint) as fresh:
         yield fresh
+
+
+@pytest.fixture(autouse=True)
+def no_settings_leak() -> Iterator[None]:
+    """A test leaves the process's settings as it found them (a leaked LAMBDAFACE_* variable would
+    reach every later test and every local stack started after it)."""
+    from shared.config import ALL_ENV
+
+    names = set(ALL_ENV) | {"LAMBDAFACE_BUCKET", "UNKNOWNS_TABLE", "AWS_ENDPOINT_URL"}
+    before = {name: os.environ.get(name) for name in names}
+    yield
+    after = {name: os.environ.get(name) for name in names}
+    assert after == before, f"the test changed {[n for n in names if after[n] != before[n]]}"

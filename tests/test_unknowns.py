@@ -172,8 +172,7 @@ def test_with_remembering_off_nothing_is_stored(aws: MotoResources, faces_dir: P
     assert not aws.keys("unknowns/")
 
 
-def test_switching_remembering_off_forgets_everything_kept(moto_endpoint: str, faces_dir: Path,
-                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+def test_switching_remembering_off_forgets_everything_kept(moto_endpoint: str, faces_dir: Path) -> None:
     with moto_resources(moto_endpoint, LAMBDAFACE_REMEMBER_UNKNOWNS="true", LAMBDAFACE_GALLERY_COMPACT_EVERY="1") as aws:
         recognize_all(aws, faces_dir, ["people/kit_harington/kit1.jpg", "people/rose_leslie/rose1.jpg",
                                        "people/kit_harington/kit2.jpg"])
@@ -181,8 +180,9 @@ def test_switching_remembering_off_forgets_everything_kept(moto_endpoint: str, f
         store.record_merge("u-000000000001", "u-000000000002", 30)
         store.mark_named("u-000000000003", "someone", 30)
         assert snapshot_rows(aws, store), "a snapshot holds the faces"
-        monkeypatch.setenv("LAMBDAFACE_REMEMBER_UNKNOWNS", "false")
-        report = unknowns.sweep(config=current_config())
+        with pytest.MonkeyPatch.context() as mp:  # undone before moto_resources' own (a fixture's would leak "true")
+            mp.setenv("LAMBDAFACE_REMEMBER_UNKNOWNS", "false")
+            report = unknowns.sweep(config=current_config())
         assert report == {"remembering": False, "forgotten": 3, "complete": True}
         items = aws.scan(aws.unknowns_table)
         assert not [i for i in items if not i["person"].startswith("#")]

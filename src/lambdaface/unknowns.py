@@ -195,43 +195,47 @@ def name(args: argparse.Namespace) -> int:
     s3 = watch.s3_client(args)
     sent = [upload_bytes(s3, args.bucket, data, f"{person_prefix(args.person)}{current}-{n}.jpg", "enroll")
             for n, (_, data) in enumerate(_crops(args.bucket, faces, args.faces), start=1)]
-    code, found = wait_for_jobs(args, s3, sent) if sent else (watch.EXIT_FAILED, {})
+    found = wait_for_jobs(args, s3, sent)[1] if sent else {}
     enrolled = [k for k, doc in found.items() if doc and doc.get("status") == watch.SUCCEEDED]
+    for e in sent:  # a crop that could not be enrolled (no face found in it) is not kept
+        if e.source not in enrolled:
+            s3.delete_object(Bucket=args.bucket, Key=e.source)
     if not enrolled:
         store.unmark_named(current)
-        for e in sent:
-            s3.delete_object(Bucket=args.bucket, Key=e.source)
         raise CommandError(f"none of the {len(sent)} crop(s) of cluster {current} could be enrolled; nothing was named")
     from shared.pipeline import unknowns
 
-    unknowns.forget_faces(store, pipeline, lambda f: f.cluster in ids)
+    forgotten = unknowns.forget_faces(store, pipeline, lambda f: f.cluster in ids)[0]
     sources = sorted({f.source for f in faces})
     print(f"named {current} {args.person}: {len(enrolled)} face(s) enrolled under {person_prefix(args.person)}; "
-          f"{len(faces)} unknown face(s) forgotten")
+          f"{forgotten} unknown face(s) forgotten")
     print(f"{args.person} appeared in {len(sources)} source(s):")
     for source in sources:
         times = sorted(f.t for f in faces if f.source == source and f.t is not None)
         print(f"  {source}" + (f" at {', '.join(f'{t:.1f} s' for t in times)}" if times else ""))
-    if args.rerun:
-        return rerun(args, s3, sources)
-    return 0 if code == 0 or enrolled else code
+    return rerun(args, s3, sources) if args.rerun else 0
 
 
 def rerun(args: argparse.Namespace, s3: Any, sources: list[str]) -> int:
-    """Recognize `sources` again (each copied onto itself: a new S3 event, the same bytes)."""
+    """Recognize `sources` again: each copied onto itself (the same bytes, a new S3 event; a managed
+    copy, so videos over 5 GB too). A source deleted since is skipped."""
     sent = []
     for source in sources:
         previous = watch.read_json(s3, args.bucket, result_key(source))
-        head = s3.head_object(Bucket=args.bucket, Key=source)
+        try:
+            head = s3.head_object(Bucket=args.bucket, Key=source)
+        except Exception as exc:
+            print(f"{source}  skipped: no longer in the bucket ({exc})", file=sys.stderr)
+            continue
         sent_at = time.time()
-        response = s3.copy_object(
-            Bucket=args.bucket, Key=source, CopySource={"Bucket": args.bucket, "Key": source},
-            MetadataDirective="REPLACE", ContentType=head.get("ContentType", "application/octet-stream"),
-            Metadata={**head.get("Metadata", {}), "lambdaface-rerun": str(int(sent_at))})
+        s3.copy({"Bucket": args.bucket, "Key": source}, args.bucket, source, ExtraArgs={
+            "MetadataDirective": "REPLACE", "ContentType": head.get("ContentType", "application/octet-stream"),
+            "Metadata": {**head.get("Metadata", {}), "lambdaface-rerun": str(int(sent_at))}})
+        etag = s3.head_object(Bucket=args.bucket, Key=source)["ETag"].strip('"')
         sent.append(Expectation(source, not_job_id=(previous or {}).get("job_id"), kind="recognize", sent_at=sent_at,
-                                etag=response["CopyObjectResult"]["ETag"].strip('"')))
+                                etag=etag))
     print(f"re-recognizing {len(sent)} source(s):")
-    return wait_for_jobs(args, s3, sent)[0]
+    return wait_for_jobs(args, s3, sent)[0] if sent else 0
 
 
 def _run(command: Any) -> Any:
