@@ -5,7 +5,7 @@ from __future__ import annotations
 import csv
 import os
 from pathlib import Path
-from typing import Iterator
+from typing import Any, Iterator
 
 import numpy as np
 import pytest
@@ -66,6 +66,19 @@ class PhotoCache:
 @pytest.fixture(scope="session")
 def photos(faces_dir: Path, engine_cfg: EngineConfig) -> PhotoCache:
     return PhotoCache(faces_dir, engine_cfg)
+
+
+@pytest.fixture(scope="module")
+def template() -> dict[str, Any]:
+    """template.yaml, parsed (a fresh copy per module: a test may change its own)."""
+    from lambdaface.template import load_template
+
+    return load_template()
+
+
+@pytest.fixture(scope="module")
+def resources(template: dict[str, Any]) -> dict[str, Any]:
+    return template["Resources"]
 
 
 @pytest.fixture(scope="session")

@@ -15,12 +15,7 @@ from support.stack import StackClients, StackProcess, stack_fixture
 
 from lambdaface.local.spec import TemplateError, stack_spec
 from lambdaface.local.stack import function_env
-from lambdaface.template import load_template, parameter_defaults
-
-
-@pytest.fixture(scope="module")
-def template() -> dict[str, Any]:
-    return load_template()
+from lambdaface.template import parameter_defaults
 
 
 stack = stack_fixture("resources", workers=0)  # without workers: messages stay in the queues for the test to read

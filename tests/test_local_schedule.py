@@ -33,11 +33,6 @@ INTERVAL_S = 2
 TIMEOUT_S = 4
 
 
-@pytest.fixture(scope="module")
-def template() -> dict[str, Any]:
-    return load_template()
-
-
 def scripted(directory: Path) -> Path:
     """The project's template, the sweep running support/scheduled_handler.py and the SQS functions
     support/scripted_handler.py."""

@@ -27,16 +27,6 @@ FUNCTIONS = {"EnrollFunction": "EnrollQueue", "RecognizeFunction": "RecognizeQue
 NOTIFIED = {"EnrollQueue", "RecognizeQueue"}  # S3 sends to these; the functions send to VideoQueue
 
 
-@pytest.fixture(scope="module")
-def template() -> dict[str, Any]:
-    return load_template(TEMPLATE)
-
-
-@pytest.fixture(scope="module")
-def resources(template: dict[str, Any]) -> dict[str, Any]:
-    return template["Resources"]
-
-
 def sam_env() -> dict[str, str]:
     return {**os.environ, "SAM_CLI_TELEMETRY": "0", "AWS_DEFAULT_REGION": "us-east-1"}
 

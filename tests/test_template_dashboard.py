@@ -7,9 +7,6 @@ import json
 import re
 from typing import Any
 
-import pytest
-
-from lambdaface.template import load_template
 from shared.pipeline import metrics
 
 # AWS's metrics the dashboard and alarms may use: namespace -> (dimension, resource type, attribute) and names.
@@ -21,11 +18,6 @@ AWS_METRICS = {
                  "NumberOfMessagesReceived", "NumberOfMessagesDeleted"}, "QueueName", "AWS::SQS::Queue", "QueueName"),
 }
 PSEUDO = {"AWS::Region", "AWS::StackName", "AWS::AccountId", "AWS::Partition"}
-
-
-@pytest.fixture(scope="module")
-def template() -> dict[str, Any]:
-    return load_template()
 
 
 def _sub_reference(template: dict[str, Any], name: str) -> tuple[str, str | None]:

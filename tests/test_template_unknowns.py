@@ -8,28 +8,17 @@ import re
 import subprocess
 from typing import Any
 
-import pytest
 from support import ROOT
 from support.template import as_list, role_of, role_statements
 from test_template import TRANSLATE, sam_env, sam_tool
 
-from lambdaface.template import TEMPLATE, load_template, parameter_defaults
+from lambdaface.template import TEMPLATE, parameter_defaults
 from shared.config import PipelineConfig
 
 SWEEP = "UnknownsSweepFunction"
 REMEMBERING = ("RecognizeFunction", "VideoFunction")  # the functions that meet unknown faces
 TABLE_ACTIONS = {"dynamodb:GetItem", "dynamodb:BatchGetItem", "dynamodb:Query", "dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem",
                  "dynamodb:ConditionCheckItem", "dynamodb:BatchWriteItem", "dynamodb:TransactWriteItems"}
-
-
-@pytest.fixture(scope="module")
-def template() -> dict[str, Any]:
-    return load_template(TEMPLATE)
-
-
-@pytest.fixture(scope="module")
-def resources(template: dict[str, Any]) -> dict[str, Any]:
-    return template["Resources"]
 
 
 def arn(logical_id: str) -> dict[str, Any]:

@@ -103,6 +103,9 @@ def function_env(function: FunctionSpec | ScheduledSpec, endpoint: str, region: 
     return env
 
 
+FIRST_RUN_WAIT_S = 10.0  # how long the ready line waits for the scheduled functions' first runs
+
+
 class OneDynamoDBRequestAtATime:
     """WSGI middleware: DynamoDB requests run one at a time. moto serves each request in a thread and
     its DynamoDB is not atomic across them: two conditional writes (or transactions) can both pass
@@ -272,7 +275,10 @@ class LocalStack:
     # --- scheduled functions ---------------------------------------------------------------
 
     def _start_schedules(self) -> None:
-        """Run each scheduled function once, now, and wait until every such run has finished."""
+        """Run each scheduled function once, now, and wait until every such run has finished, or
+        FIRST_RUN_WAIT_S (a run that cannot reach AWS yet, e.g. behind a test's proxy that gets its
+        target only once the stack is ready, must not hold the ready line: it goes on, and its line
+        comes when it ends)."""
         for fn in self.spec.scheduled.values():
             if self.options.function_timeout is not None:
                 fn = replace(fn, timeout_s=self.options.function_timeout)
@@ -281,7 +287,11 @@ class LocalStack:
             self.schedules.append(schedule)
             self.log(f"{fn.logical_id} runs now, then " + (f"every {interval:g} s" if interval else "never again"))
             self._start_run(schedule)
+        until = time.monotonic() + FIRST_RUN_WAIT_S
         while any(s.process is not None for s in self.schedules):
+            if time.monotonic() > until:
+                self.log("a scheduled function's first run is still going; the stack is ready meanwhile")
+                break
             self._wait_for_runs(0.2)
             for schedule in self.schedules:
                 if schedule.process is not None:
