@@ -273,3 +273,24 @@ def test_the_hourly_regroup_looks_only_at_clusters_that_new_faces_touch(remember
     remember(2, "u-00000000000c", now + 7200)
     assert unknowns.sweep(config=current_config())["merged"] == 2
     assert len({i["person"] for i in face_items(remembering)}) == 1
+
+
+def test_a_videos_merge_names_one_cluster_per_unknown_person(remembering: MotoResources, photos: Any) -> None:
+    """Segments analysed at the same time each started a cluster for biden; the merge unifies them
+    (and leaves kit, another unknown person, alone)."""
+    store = store_of(remembering)
+    faces = {name: photos.faces(rel)[0] for name, rel in (
+        ("biden1", "people/biden/biden.jpg"), ("biden2", "people/biden/biden2.jpg"), ("kit", "people/kit_harington/kit1.jpg"))}
+    clusters = {"biden1": "u-00000000000a", "biden2": "u-00000000000b", "kit": "u-00000000000c"}
+    for n, (name, face) in enumerate(faces.items()):
+        store.remember(UnknownFace(face_id("queries/v.mp4", "e", f"s{n}t0"), clusters[name], "queries/v.mp4",
+                                   face.box.to_dict(), "2099-01-01T00:00:00.000Z", t=float(n),
+                                   embedding=face.embedding), "", "")
+    frames = [{"t": float(n), "faces": [{"person": None, "cluster": clusters[name]}]} for n, name in enumerate(faces)]
+    unknowns.unify_video(current_config(), remembering.bucket, frames)
+    biden = {frames[0]["faces"][0]["cluster"], frames[1]["faces"][0]["cluster"]}
+    assert len(biden) == 1 and biden <= {"u-00000000000a", "u-00000000000b"}
+    assert frames[2]["faces"][0]["cluster"] == "u-00000000000c"
+    assert {i["person"] for i in face_items(remembering)} == biden | {"u-00000000000c"}
+    unknowns.unify_video(current_config(), remembering.bucket, frames)  # a redelivered merge changes nothing
+    assert {frames[0]["faces"][0]["cluster"], frames[1]["faces"][0]["cluster"]} == biden

@@ -91,6 +91,23 @@ def remember_segment(config: Config, bucket: str, key: str, etag: str, event_tim
     store.settle(config.pipeline.gallery_compact_every)
 
 
+def unify_video(config: Config, bucket: str, frames: list[dict[str, Any]]) -> None:
+    """At a video's merge: segments analysed at the same time each started a cluster for one new
+    person; merge the clusters this video's faces carry (Chinese whispers, as the sweep does) and
+    rename them in `frames`, so the result names one cluster per person. Idempotent."""
+    ids = {face["cluster"] for frame in frames for face in frame["faces"] if face.get("cluster")}
+    if not config.pipeline.remember_unknowns or not ids:
+        return
+    store = store_for(config, bucket)
+    if len(ids) > 1:
+        regroup(store, config.pipeline, only=ids)
+    aliases = store.aliases()
+    for frame in frames:
+        for face in frame["faces"]:
+            if face.get("cluster"):
+                face["cluster"] = store.resolve(face["cluster"], aliases)
+
+
 def _area(frames: list[dict[str, Any]], s: SeenFace) -> int:
     box = frames[s.frame]["faces"][s.face]["box"]
     return int(box["width"]) * int(box["height"])
@@ -169,12 +186,12 @@ def forget_cluster(store: UnknownStore, p: PipelineConfig, cluster: str) -> int:
 
 
 def regroup(store: UnknownStore, p: PipelineConfig, time_left: Callable[[], bool] = lambda: True,
-            new: set[str] | None = None) -> dict[str, str]:
+            new: set[str] | None = None, only: set[str] | None = None) -> dict[str, str]:
     """Merge clusters that Chinese whispers puts together; {retired id: surviving id}. With `new`
     (face ids remembered since the last run) only the clusters those faces touch are looked at,
-    so an hourly run costs (new faces x store) rather than (store x store). Each merge is recorded
-    before its faces move, so an id resolves at once; out of time, the faces not yet moved wait
-    for the next run (which finds the same merge)."""
+    so an hourly run costs (new faces x store) rather than (store x store); with `only`, only
+    those clusters. Each merge is recorded before its faces move, so an id resolves at once; out
+    of time, the faces not yet moved wait for the next run (which finds the same merge)."""
     embeddings, clusters, keys = [], [], []
     for gallery in store.galleries():
         rows, person_ids, row_keys = gallery.live()
@@ -183,9 +200,9 @@ def regroup(store: UnknownStore, p: PipelineConfig, time_left: Callable[[], bool
         keys += row_keys
     everything = np.concatenate(embeddings) if embeddings else np.zeros((0, clustering.DIM), np.float32)
     subset = np.arange(len(clusters))
-    if new is not None:
-        looked_at = clustering.touched(everything, clusters, [i for i, k in enumerate(keys) if k in new],
-                                       p.unknown_threshold)
+    if new is not None or only is not None:
+        looked_at = set(only or ()) | (clustering.touched(everything, clusters, [i for i, k in enumerate(keys) if k in new],
+                                                          p.unknown_threshold) if new is not None else set())
         subset = np.flatnonzero([c in looked_at for c in clusters])
     merges = clustering.regroup(everything[subset], [clusters[i] for i in subset], p.unknown_threshold)
     for retired, survivor in merges.items():

@@ -230,6 +230,7 @@ class Step:
             frames.extend(partial["frames"])
             segment_ms.append(float(partial["timings_ms"].get("total", 0.0)))
         frames.sort(key=lambda f: f["t"])
+        unknowns.unify_video(self.config, self.bucket, frames)  # one cluster per unknown person in this video
         info = VideoInfo(**{k: record["video"][k] for k in ("fps", "frames", "width", "height")})
         interval = max(1.0, info.fps / float(record["sample_fps"])) / info.fps
         found = with_screen_time(appearances(frames, interval, info.duration_s))
