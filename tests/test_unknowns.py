@@ -294,3 +294,26 @@ def test_a_videos_merge_names_one_cluster_per_unknown_person(remembering: MotoRe
     assert {i["person"] for i in face_items(remembering)} == biden | {"u-00000000000c"}
     unknowns.unify_video(current_config(), remembering.bucket, frames)  # a redelivered merge changes nothing
     assert {frames[0]["faces"][0]["cluster"], frames[1]["faces"][0]["cluster"]} == biden
+
+
+@pytest.mark.parametrize("older_looks_first", [True, False])
+def test_two_recognitions_that_start_a_cluster_for_one_person_at_once_end_in_one(
+        remembering: MotoResources, photos: Any, older_looks_first: bool) -> None:
+    """Both assigned before either was stored, so each started a cluster; whichever looks second
+    sees the other, and the newer cluster joins the older (ids sort by creation)."""
+    from shared.engine.clustering import new_cluster_id
+
+    store = store_of(remembering)
+    older, newer = new_cluster_id(now_ms=1_795_000_000_000), new_cluster_id(now_ms=1_795_000_000_050)
+    faces = []
+    for n, cluster in ((1, older), (2, newer)):
+        face = photos.faces(f"people/kit_harington/kit{n}.jpg")[0]
+        faces.append(UnknownFace(face_id(f"queries/kit{n}.jpg", "e", "0"), cluster, f"queries/kit{n}.jpg",
+                                 face.box.to_dict(), "2099-01-01T00:00:00.000Z", embedding=face.embedding))
+        store.remember(faces[-1], "", "")
+    p = current_config().pipeline
+    order = faces if older_looks_first else faces[::-1]
+    results = {face.cluster: unknowns.join_concurrent(store, p, face) for face in order}
+    assert results == {older: older, newer: older}
+    assert {i["person"] for i in face_items(remembering)} == {older}
+    assert store.resolve(newer) == older

@@ -50,7 +50,7 @@ def _cluster(store: Any, text: str) -> tuple[str, set[str], list[Any]]:
     from shared.pipeline import unknowns
 
     if not is_cluster_id(text):
-        raise CommandError(f"{text!r} is not a cluster id (they look like u-3f9c0a1b2c4d; see `lambdaface unknowns`)")
+        raise CommandError(f"{text!r} is not a cluster id (they look like u-0a3b4c5d6e7f8091; see `lambdaface unknowns`)")
     aliases = store.aliases()
     current = store.resolve(text, aliases)
     named = store.named(current)
@@ -126,9 +126,9 @@ def list_clusters(args: argparse.Namespace) -> int:
         for row in rows:
             print(json.dumps(row))
         return 0
-    print(f"{'cluster':<16} {'faces':>5} {'sources':>7}  {'first seen':<24} {'last seen':<24} example")
+    print(f"{'cluster':<20} {'faces':>5} {'sources':>7}  {'first seen':<24} {'last seen':<24} example")
     for row in rows:
-        print(f"{row['cluster']:<16} {row['faces']:>5} {len(row['sources']):>7}  {row['first_seen']:<24} "
+        print(f"{row['cluster']:<20} {row['faces']:>5} {len(row['sources']):>7}  {row['first_seen']:<24} "
               f"{row['last_seen']:<24} {row['sources'][0]}")
     return 0
 

@@ -1,12 +1,13 @@
 """Grouping unknown faces into clusters: assign each new face to its nearest cluster, group a video
 segment's faces into tracks, and re-group everything with dlib's Chinese whispers (merges only).
 
-A cluster id (`u-` and 12 hex digits) never changes while faces join it; re-grouping merges whole
+A cluster id (`u-` and 16 hex digits, ordered by creation) never changes while faces join it; re-grouping merges whole
 clusters into the one with the most faces and never splits one, so an id is only ever retired by
 a merge (which the store records, so the old id still resolves). Pure: numpy and dlib only.
 """
 from __future__ import annotations
 
+import time
 import uuid
 from collections import Counter
 from typing import Sequence
@@ -16,19 +17,22 @@ import numpy as np
 from shared.engine.matching import DIM, Gallery, Match, identify
 
 CLUSTER_PREFIX = "u-"
+EPOCH_MS = 1_577_836_800_000  # 2020-01-01T00:00:00Z
 EDGE_BLOCK = 256  # query rows per distance block while building the graph (256 x 10^5 floats: 100 MB)
 NEIGHBOURS = 16  # edges kept per face: its nearest later faces within the threshold
 
 
-def new_cluster_id() -> str:
-    """A fresh cluster id, e.g. `u-3f9c0a1b2c4d`."""
-    return f"{CLUSTER_PREFIX}{uuid.uuid4().hex[:12]}"
+def new_cluster_id(now_ms: int | None = None) -> str:
+    """A fresh cluster id, ordered by when it was made: `u-` + 10 hex digits of milliseconds since
+    2020 + 6 random ones, e.g. `u-0a3b4c5d6e7f8091` (a newer cluster's id sorts after an older one's)."""
+    ms = int(time.time() * 1000) if now_ms is None else now_ms
+    return f"{CLUSTER_PREFIX}{max(0, ms - EPOCH_MS) & 0xFFFFFFFFFF:010x}{uuid.uuid4().hex[:6]}"
 
 
 def is_cluster_id(text: str) -> bool:
-    """True for a well-formed cluster id."""
+    """True for a well-formed cluster id (`u-` and 12 to 16 lowercase hex digits)."""
     tail = text[len(CLUSTER_PREFIX):]
-    return text.startswith(CLUSTER_PREFIX) and len(tail) == 12 and all(c in "0123456789abcdef" for c in tail)
+    return text.startswith(CLUSTER_PREFIX) and 12 <= len(tail) <= 16 and all(c in "0123456789abcdef" for c in tail)
 
 
 def nearest(queries: np.ndarray, remembered: Sequence[Gallery], threshold: float) -> list[Match]:
@@ -49,17 +53,36 @@ def assign(queries: np.ndarray, remembered: Sequence[Gallery], threshold: float)
     """The cluster of each query face: that of its nearest remembered face when within `threshold`,
     else a new one. The queries are faces of one photo, so two of them never share a cluster: the
     nearer keeps it, the other starts a new one."""
+    return assign_marking_new(queries, remembered, threshold)[0]
+
+
+def assign_marking_new(queries: np.ndarray, remembered: Sequence[Gallery], threshold: float) -> tuple[list[str], list[bool]]:
+    """`assign`, and for each face whether its cluster is a new one."""
     matches = nearest(queries, remembered, threshold)
     order = sorted(range(len(matches)), key=lambda i: matches[i].distance if matches[i].person else np.inf)
     taken: set[str] = set()
-    clusters = [""] * len(matches)
+    clusters, new = [""] * len(matches), [False] * len(matches)
     for i in order:
         cluster = matches[i].person
         if cluster is None or cluster in taken:
-            cluster = new_cluster_id()
+            cluster, new[i] = new_cluster_id(), True
         taken.add(cluster)
         clusters[i] = cluster
-    return clusters
+    return clusters, new
+
+
+def other_cluster(query: np.ndarray, own: str, remembered: Sequence[Gallery], threshold: float) -> str | None:
+    """The cluster of the nearest remembered face within `threshold` that is not in `own`."""
+    best: tuple[float, str] | None = None
+    for gallery in remembered:
+        if gallery.size == 0:
+            continue
+        (match,) = identify(np.asarray(query, dtype=np.float32).reshape(1, DIM), gallery, threshold, top_k=2)
+        for candidate in match.candidates:
+            if candidate.person != own and candidate.distance <= threshold and (best is None or candidate.distance < best[0]):
+                best = (candidate.distance, candidate.person)
+                break
+    return best[1] if best else None
 
 
 def tracks(frames: Sequence[int], embeddings: np.ndarray, threshold: float) -> list[int]:

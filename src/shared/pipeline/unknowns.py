@@ -41,15 +41,33 @@ def remember_photo(config: Config, bucket: str, key: str, etag: str, event: Any,
         return
     store = store_for(config, bucket)
     embeddings = np.stack([faces[i].embedding for i in unknown])
-    clusters = clustering.assign(embeddings, store.galleries(), config.pipeline.unknown_threshold)
+    clusters, new = clustering.assign_marking_new(embeddings, store.galleries(), config.pipeline.unknown_threshold)
     seen = now_iso()  # the retention counts from when a face is remembered
-    for i, cluster in zip(unknown, clusters):
+    started = []
+    for i, cluster, is_new in zip(unknown, clusters, new):
         face = UnknownFace(face_id(key, etag, str(i)), cluster, key, entries[i]["box"], seen,
                            embedding=faces[i].embedding, etag=etag)
         outcome = store.remember(face, event.sequencer, event.event_time)
         if not outcome.stale:  # stale: this face was named or forgotten since (a redelivery)
             entries[i]["cluster"] = cluster
+            if is_new and outcome.applied:
+                started.append((i, face))
+    for i, face in started:
+        entries[i]["cluster"] = join_concurrent(store, config.pipeline, face)
     store.settle(config.pipeline.gallery_compact_every)
+
+
+def join_concurrent(store: UnknownStore, p: PipelineConfig, face: UnknownFace) -> str:
+    """`face` started a cluster. A recognition at the same moment may have started one for the same
+    person: once both are stored, the one that looks later sees the other, and the newer cluster
+    (ids sort by creation) joins the older, recorded as a merge. Returns `face`'s cluster now.
+    (Two that never see each other are merged by the sweep.)"""
+    other = clustering.other_cluster(face.embedding, face.cluster, store.galleries(), p.unknown_threshold)
+    if other is None or other > face.cluster:
+        return face.cluster
+    store.record_merge(face.cluster, other, p.unknown_retention_days)
+    store.move(face, other)
+    return other
 
 
 @dataclass(frozen=True)
@@ -75,9 +93,11 @@ def remember_segment(config: Config, bucket: str, key: str, etag: str, event_tim
             best[track] = s
     tracks = sorted(best)
     store = store_for(config, bucket)
-    clusters = clustering.assign(np.stack([best[t].embedding for t in tracks]), store.galleries(), threshold)
+    clusters, new = clustering.assign_marking_new(np.stack([best[t].embedding for t in tracks]), store.galleries(),
+                                                  threshold)
     named: dict[int, str] = {}
-    for track, cluster in zip(tracks, clusters):
+    started = []
+    for track, cluster, is_new in zip(tracks, clusters, new):
         s = best[track]
         frame = frames[s.frame]
         face = UnknownFace(face_id(key, etag, f"s{index}t{track}"), cluster, key, frame["faces"][s.face]["box"],
@@ -85,6 +105,10 @@ def remember_segment(config: Config, bucket: str, key: str, etag: str, event_tim
         outcome = store.remember(face, "", event_time or now_iso())
         if not outcome.stale:
             named[track] = cluster
+            if is_new and outcome.applied:
+                started.append((track, face))
+    for track, face in started:
+        named[track] = join_concurrent(store, config.pipeline, face)
     for s, track in zip(seen, track_of):
         if track in named:
             frames[s.frame]["faces"][s.face]["cluster"] = named[track]
