@@ -16,7 +16,7 @@ from __future__ import annotations
 import time
 import zlib
 from dataclasses import dataclass, field
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 import numpy as np
 
@@ -129,6 +129,28 @@ class UnknownStore:
             TableName=self.name, ConsistentRead=True, KeyConditionExpression="person = :p",
             ExpressionAttributeValues={":p": {"S": cluster}})
         return [_face(dynamo.from_item(raw), embeddings) for page in pages for raw in page.get("Items", [])]
+
+    def wipe(self, time_left: Callable[[], bool] = lambda: True) -> tuple[int, bool]:
+        """Delete every item of the table and every snapshot: (faces deleted, whether all was done).
+        Only while remembering is off: then no worker reads or writes the store (switching it on
+        again changes the functions' environment, so Lambda starts new ones, without a cached store)."""
+        db, faces, complete = client("dynamodb"), 0, True
+        pages = db.get_paginator("scan").paginate(TableName=self.name, ProjectionExpression="person, image_key")
+        for page in pages:
+            keys = page.get("Items", [])
+            faces += sum(1 for k in keys if not k["person"]["S"].startswith("#"))
+            for start in range(0, len(keys), 25):
+                pending: dict[str, Any] = {self.name: [{"DeleteRequest": {"Key": k}} for k in keys[start:start + 25]]}
+                while pending:
+                    pending = db.batch_write_item(RequestItems=pending).get("UnprocessedItems") or {}
+            if not time_left():
+                complete = False
+                break
+        s3 = client("s3")
+        for page in s3.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=SNAPSHOT_ROOT):
+            for obj in page.get("Contents", []):
+                s3.delete_object(Bucket=self.bucket, Key=obj["Key"])
+        return faces, complete
 
     # --- merges and names --------------------------------------------------------------------
 

@@ -18,6 +18,7 @@ from typing import Any, Callable
 
 import numpy as np
 
+from shared.aws import gallery_cache
 from shared.aws.gallery_table import Outcome
 from shared.aws.unknowns_table import MERGED, NAMED, REGROUPED, UnknownFace, UnknownStore, face_id, now_iso
 from shared.clock import iso
@@ -142,7 +143,8 @@ def _area(frames: list[dict[str, Any]], s: SeenFace) -> int:
 
 def sweep(deadline_ms: Callable[[], int] | None = None, config: Config | None = None) -> dict[str, Any]:
     """Expire, then re-group what changed since the last run; or, with remembering off, forget
-    everything. Stops RESERVE_MS before the deadline (`complete` false: the next run goes on)."""
+    everything at once (the whole table and every snapshot, in batches: no worker uses the store
+    then). Stops RESERVE_MS before the deadline (`complete` false: the next run goes on)."""
     config = config or current_config()
     p = config.pipeline
     if not p.bucket:
@@ -150,13 +152,12 @@ def sweep(deadline_ms: Callable[[], int] | None = None, config: Config | None = 
     store = store_for(config, p.bucket)
     time_left = (lambda: deadline_ms() > RESERVE_MS) if deadline_ms else (lambda: True)
     started = iso(time.time() - CLOCK_SLACK_S)  # the next run re-groups faces seen since (before this scan)
-    faces = list(store.faces())  # one scan: who is due, and when each face was seen
     if not p.remember_unknowns:
-        forgotten, complete = forget_faces(store, p, lambda f: True, time_left, faces)
-        if complete:
-            forget_records(store)
+        forgotten, complete = store.wipe(time_left)
+        gallery_cache.forget_cache()
         report = {"remembering": False, "forgotten": forgotten, "complete": complete}
     else:
+        faces = list(store.faces())  # one scan: who is due, and when each face was seen
         cutoff = iso(time.time() - p.unknown_retention_days * 86400)
         aliases, named = store.aliases(), set(store.record_keys(NAMED))  # faces that joined a cluster as it was named
 
