@@ -9,6 +9,8 @@ Items (bookkeeping partitions start with `#`, which no valid person name can):
   a put `vector` (removed as soon as that face changes again);
 - `#shard/<i>`: copies of `version` that recognitions read (one, at random), so no item is hot;
 - `#snapshot/current`: where the newest snapshot is (see gallery_snapshot.py).
+With a namespace (the unknown faces' store keeps 8 stores in one table) the bookkeeping partitions
+are `#meta/p3`, `#order/p3`, `#log/p3`, `#shard/p3` and `#snapshot/p3`; face items are shared.
 
 One change is one TransactWriteItems: the counter (conditional on the value read, so sequence
 numbers have no gaps and log entries appear in order), the log entry, the order item (conditional
