@@ -404,16 +404,13 @@ def measure(n: int, query_count: int, remember_count: int, duplicates: float, it
 
 def merged(galleries: list[Any]) -> Any:
     """One Gallery holding the live faces of several (the partitions of the store)."""
+    from shared.engine.clustering import stacked
     from shared.engine.matching import Gallery
 
-    embeddings, names, person_ids, keys = [], [], [], []
-    for g in galleries:
-        rows, ids, row_keys = g.live()
-        embeddings.append(g.embeddings[rows])
-        person_ids += [len(names) + int(i) for i in ids]
-        names += g.names
-        keys += row_keys
-    return Gallery.from_arrays(np.concatenate(embeddings), np.array(person_ids, np.int32), names, keys)
+    embeddings, clusters, keys = stacked(galleries)
+    names = sorted(set(clusters))
+    ids = {name: i for i, name in enumerate(names)}
+    return Gallery.from_arrays(embeddings, np.array([ids[c] for c in clusters], np.int32), names, keys)
 
 
 def regroup_figures(gallery: Any, identity: np.ndarray, duplicates: float, threshold: float, clustering: Any,

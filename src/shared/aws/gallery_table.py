@@ -175,19 +175,23 @@ class GalleryTable:
                                         decode(vector) if vector else None))
         return entries
 
-    def faces(self) -> Iterator[GalleryFace]:
-        """Every enrolled face (a paginated, strongly consistent scan: tools and tests, never the
-        recognition path)."""
+    def face_items(self) -> Iterator[dict[str, Any]]:
+        """Every face item of the table, as stored (a paginated, strongly consistent scan that skips
+        the bookkeeping: tools, tests and sweeps, never the recognition path)."""
         pages = client("dynamodb").get_paginator("scan").paginate(TableName=self.name, ConsistentRead=True)
         for page in pages:
             for raw in page.get("Items", []):
                 item = dynamo.from_item(raw)
-                if str(item.get("person", "")).startswith("#"):
-                    continue
-                try:
-                    yield _face(item)
-                except (KeyError, ValueError) as exc:
-                    log.warning("skipping malformed gallery item %s/%s: %s", item.get("person"), item.get("image_key"), exc)
+                if not str(item.get("person", "#")).startswith("#"):
+                    yield item
+
+    def faces(self) -> Iterator[GalleryFace]:
+        """Every enrolled face (see face_items)."""
+        for item in self.face_items():
+            try:
+                yield _face(item)
+            except (KeyError, ValueError) as exc:
+                log.warning("skipping malformed gallery item %s/%s: %s", item.get("person"), item.get("image_key"), exc)
 
     def load_gallery(self) -> Any:
         """Every enrolled face as a matching-ready Gallery (see gallery_cache.py: a snapshot once,

@@ -116,12 +116,8 @@ class UnknownStore:
 
     def faces(self, embeddings: bool = False) -> Iterator[UnknownFace]:
         """Every remembered face (a scan: tools and the sweep, never the recognition path)."""
-        pages = client("dynamodb").get_paginator("scan").paginate(TableName=self.name, ConsistentRead=True)
-        for page in pages:
-            for raw in page.get("Items", []):
-                item = dynamo.from_item(raw)
-                if not str(item.get("person", "#")).startswith("#"):
-                    yield _face(item, embeddings)
+        for item in self.partitions[0].face_items():  # the face items are shared by every partition
+            yield _face(item, embeddings)
 
     def cluster_faces(self, cluster: str, embeddings: bool = False) -> list[UnknownFace]:
         """The faces stored under one cluster id (a Query on its partition)."""
@@ -211,9 +207,7 @@ class UnknownStore:
         self._put({"person": REGROUPED, "image_key": "last", "at": at}, keep_days)
 
     def _get(self, partition: str, item_key: str) -> dict[str, Any] | None:
-        found = client("dynamodb").get_item(TableName=self.name, ConsistentRead=True,
-                                            Key=dynamo.to_item({"person": partition, "image_key": item_key}))
-        return dynamo.from_item(found["Item"]) if "Item" in found else None
+        return self.partitions[0].get(partition, item_key)  # GalleryTable.get: any item of the table
 
     def _put(self, item: dict[str, Any], keep_days: int, condition: str | None = None) -> None:
         item = {**item, "expires_at": int(time.time()) + keep_days * 86400}

@@ -147,6 +147,18 @@ def touched(embeddings: np.ndarray, clusters: Sequence[str], new_rows: Sequence[
     return found
 
 
+def stacked(galleries: Sequence[Gallery]) -> tuple[np.ndarray, list[str], list[str]]:
+    """The live faces of several galleries (a store's partitions) as one matrix, with each row's
+    cluster and key."""
+    embeddings, clusters, keys = [], [], []
+    for gallery in galleries:
+        rows, person_ids, row_keys = gallery.live()
+        embeddings.append(gallery.embeddings[rows])
+        clusters += [gallery.names[i] for i in person_ids]
+        keys += row_keys
+    return (np.concatenate(embeddings) if embeddings else np.zeros((0, DIM), np.float32)), clusters, keys
+
+
 def regroup(embeddings: np.ndarray, clusters: Sequence[str], threshold: float,
             first_seen: dict[str, str] | None = None) -> dict[str, str]:
     """Which clusters to merge, as {retired id: surviving id}, from Chinese whispers over the graph

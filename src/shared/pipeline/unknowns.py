@@ -44,26 +44,46 @@ def remember_photo(config: Config, bucket: str, key: str, etag: str, event: Any,
     embeddings = np.stack([faces[i].embedding for i in unknown])
     clusters, new = clustering.assign_marking_new(embeddings, store.galleries(), config.pipeline.unknown_threshold)
     seen = now_iso()  # the retention counts from when a face is remembered
-    started = []
-    for i, cluster, is_new in zip(unknown, clusters, new):
-        face = UnknownFace(face_id(key, etag, str(i)), cluster, key, entries[i]["box"], seen,
-                           embedding=faces[i].embedding, etag=etag)
-        outcome = store.remember(face, event.sequencer, event.event_time)
-        if not outcome.stale:  # stale: this face was named or forgotten since (a redelivery)
+    stored = store_faces(store, config.pipeline, [
+        UnknownFace(face_id(key, etag, str(i)), cluster, key, entries[i]["box"], seen, embedding=faces[i].embedding,
+                    etag=etag) for i, cluster in zip(unknown, clusters)], new, event.sequencer, event.event_time)
+    for i, cluster in zip(unknown, stored):
+        if cluster is not None:
             entries[i]["cluster"] = cluster
-            if is_new and outcome.applied:
-                started.append((i, face))
-    for i, face in started:
-        entries[i]["cluster"] = join_concurrent(store, config.pipeline, face)
-    store.settle(config.pipeline.gallery_compact_every)
 
 
-def join_concurrent(store: UnknownStore, p: PipelineConfig, face: UnknownFace) -> str:
+def store_faces(store: UnknownStore, p: PipelineConfig, faces: list[UnknownFace], new: list[bool], sequencer: str,
+                event_time: str) -> list[str | None]:
+    """Remember `faces` (ordered by the recognition's S3 event); a face that started a cluster then
+    joins an older one a concurrent recognition started (`join_concurrent`). Returns each face's
+    cluster now, None for a face named or forgotten since (a redelivery: stale, not stored)."""
+    clusters: list[str | None] = []
+    started = []
+    for face, is_new in zip(faces, new):
+        outcome = store.remember(face, sequencer, event_time)
+        clusters.append(None if outcome.stale else face.cluster)
+        if is_new and outcome.applied:
+            started.append(len(clusters) - 1)
+    galleries = None  # loaded once for every check (again only after a face moved)
+    for n in started:
+        if galleries is None:
+            galleries = store.galleries()
+        clusters[n] = join_concurrent(store, p, faces[n], galleries)
+        if clusters[n] != faces[n].cluster:
+            galleries = None
+    store.settle(p.gallery_compact_every)
+    return clusters
+
+
+def join_concurrent(store: UnknownStore, p: PipelineConfig, face: UnknownFace,
+                    galleries: list[Any] | None = None) -> str:
     """`face` started a cluster. A recognition at the same moment may have started one for the same
     person: once both are stored, the one that looks later sees the other, and the newer cluster
     (ids sort by creation) joins the older, recorded as a merge. Returns `face`'s cluster now.
-    (Two that never see each other are merged by the sweep.)"""
-    other = clustering.other_cluster(face.embedding, face.cluster, store.galleries(), p.unknown_threshold)
+    (Two that never see each other are merged by the sweep.) `galleries`: the store as loaded
+    after `face` was stored (default: load it now)."""
+    remembered = store.galleries() if galleries is None else galleries
+    other = clustering.other_cluster(face.embedding, face.cluster, remembered, p.unknown_threshold)
     if other is None or other > face.cluster:
         return face.cluster
     store.record_merge(face.cluster, other, p.unknown_retention_days)
@@ -96,24 +116,16 @@ def remember_segment(config: Config, bucket: str, key: str, etag: str, event_tim
     store = store_for(config, bucket)
     clusters, new = clustering.assign_marking_new(np.stack([best[t].embedding for t in tracks]), store.galleries(),
                                                   threshold)
-    named: dict[int, str] = {}
-    started = []
-    for track, cluster, is_new in zip(tracks, clusters, new):
-        s = best[track]
-        frame = frames[s.frame]
-        face = UnknownFace(face_id(key, etag, f"s{index}t{track}"), cluster, key, frame["faces"][s.face]["box"],
-                           now_iso(), t=frame["t"], embedding=s.embedding, etag=etag)
-        outcome = store.remember(face, "", event_time or now_iso())
-        if not outcome.stale:
-            named[track] = cluster
-            if is_new and outcome.applied:
-                started.append((track, face))
-    for track, face in started:
-        named[track] = join_concurrent(store, config.pipeline, face)
+    remembered = []
+    for track, cluster in zip(tracks, clusters):
+        s, frame = best[track], frames[best[track].frame]
+        remembered.append(UnknownFace(face_id(key, etag, f"s{index}t{track}"), cluster, key, frame["faces"][s.face]["box"],
+                                      now_iso(), t=frame["t"], embedding=s.embedding, etag=etag))
+    stored = store_faces(store, config.pipeline, remembered, new, "", event_time or now_iso())
+    named = {t: cluster for t, cluster in zip(tracks, stored) if cluster is not None}
     for s, track in zip(seen, track_of):
         if track in named:
             frames[s.frame]["faces"][s.face]["cluster"] = named[track]
-    store.settle(config.pipeline.gallery_compact_every)
 
 
 def unify_video(config: Config, bucket: str, frames: list[dict[str, Any]]) -> None:
@@ -217,13 +229,7 @@ def regroup(store: UnknownStore, p: PipelineConfig, time_left: Callable[[], bool
     so an hourly run costs (new faces x store) rather than (store x store); with `only`, only
     those clusters. Each merge is recorded before its faces move, so an id resolves at once; out
     of time, the faces not yet moved wait for the next run (which finds the same merge)."""
-    embeddings, clusters, keys = [], [], []
-    for gallery in store.galleries():
-        rows, person_ids, row_keys = gallery.live()
-        embeddings.append(gallery.embeddings[rows])
-        clusters += [gallery.names[i] for i in person_ids]
-        keys += row_keys
-    everything = np.concatenate(embeddings) if embeddings else np.zeros((0, clustering.DIM), np.float32)
+    everything, clusters, keys = clustering.stacked(store.galleries())
     subset = np.arange(len(clusters))
     if new is not None or only is not None:
         looked_at = set(only or ()) | (clustering.touched(everything, clusters, [i for i, k in enumerate(keys) if k in new],
