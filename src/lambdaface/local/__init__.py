@@ -41,7 +41,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     add_parameter_args(p)
     p.add_argument("--schedule-interval", type=_seconds, default=None, metavar="SECONDS",
                    help="run each scheduled function (e.g. UnknownsSweepFunction) this often; it always runs "
-                   "once at start, before the stack says it is ready; 0: only then (default: the template's rate)")
+                   "once at start (the ready line waits up to 10 s for that run); 0: only then (default: the template's rate)")
     p.set_defaults(func=main)
 
 
