@@ -25,6 +25,7 @@ import botocore.exceptions
 import pytest
 from support import ROOT
 from support.aws import REGION, client
+from support.build import build_cache, python312
 from support.lambda_events import LambdaQueue
 from support.template import as_list, resolve, role_of, role_statements
 from support.video import photo_video
@@ -43,19 +44,7 @@ MODEL_FILES = {  # dlib's landmarks, and what shared/engine/onnx_convert.py make
     "mmod_human_face_detector.json",
     "frontal_face_detector.svm",
 }
-CACHE = Path(os.environ.get("LAMBDAFACE_BUILD_CACHE") or Path.home() / ".cache" / "lambdaface")
-
-
-def python312() -> str:
-    """A real python3.12 (pyenv's, else on PATH), not the project venv's."""
-    found = os.environ.get("PY312")
-    if not found and shutil.which("pyenv"):
-        run = subprocess.run(["pyenv", "which", "python3.12"], capture_output=True, text=True,
-                             env={**os.environ, "PYENV_VERSION": "3.12.1"})
-        found = run.stdout.strip() if run.returncode == 0 else None
-    found = found or shutil.which("python3.12")
-    assert found, "python3.12 not found (pyenv install 3.12.1)"
-    return found
+CACHE = build_cache()
 
 
 def venv_models_dir() -> str:
