@@ -5,6 +5,8 @@ import json
 import math
 from pathlib import Path
 
+import readme_speed
+
 STAGES = ("decode", "detect", "landmarks", "embed")
 
 
@@ -594,4 +596,6 @@ if __name__ == "__main__":  # re-render without re-measuring: python benchmarks/
     import sys
 
     source = Path(sys.argv[1] if len(sys.argv) > 1 else Path(__file__).with_name("results.json"))
-    source.with_name("RESULTS.md").write_text(render(json.loads(source.read_text())))
+    results = json.loads(source.read_text())
+    source.with_name("RESULTS.md").write_text(render(results))
+    readme_speed.rewrite(results)
