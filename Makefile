@@ -19,7 +19,7 @@ install: $(VENV)/.installed
 CONVERTED := $(VENV)/share/lambdaface/models
 DAT_DIR = $$($(abspath $(PY)) -c 'import importlib.util as u; print(next(iter(u.find_spec("face_recognition_models").submodule_search_locations)))')/models
 
-$(VENV)/.installed: pyproject.toml src/shared/engine/onnx_convert.py src/shared/engine/dlib_format.py
+$(VENV)/.installed: pyproject.toml src/shared/engine/onnx_convert.py src/shared/engine/dlib_format.py src/shared/engine/model_files.py
 	@test -n "$(PY312)" || { echo "python3.12 not found (try: pyenv install 3.12.1)"; exit 1; }
 	test -x $(PY) || $(call new_venv,$(VENV))
 	$(PY) -m pip install -q -e '.[dev]'

@@ -24,7 +24,7 @@ from shared.engine import models
 from shared.engine.dlib_format import read_network
 from shared.engine.faces import detect_rects, embed_faces, find_faces
 from shared.engine.onnx_convert import (DESCRIPTOR_DAT, DESCRIPTOR_ONNX, MMOD_DAT, MMOD_ONNX, MMOD_OPTIONS,
-                                        _build, convert_all, convert_descriptor, convert_mmod)
+                                        _build, convert_all, convert_descriptor, convert_mmod, save_hog_detector)
 
 TOL = 1e-4
 VIDEO_SUFFIXES = {".mp4", ".mov", ".avi", ".mkv", ".webm"}
@@ -292,7 +292,7 @@ def test_installed_models_are_a_fresh_conversion(tmp_path):
 
 
 def test_saved_hog_detector_equals_dlibs(tmp_path, photos, labels):
-    saved = dlib.fhog_object_detector(models.save_hog_detector(str(tmp_path)))
+    saved = dlib.fhog_object_detector(save_hog_detector(str(tmp_path)))
     original = dlib.get_frontal_face_detector()
     found = 0
     for rel in still_photos(labels):

@@ -25,12 +25,8 @@ import dlib
 
 from shared.config import MODELS_DIR_ENV, ONNX_DIR_ENV
 
-SHAPE_PREDICTOR = "shape_predictor_5_face_landmarks.dat"
-RECOGNITION_MODEL = "dlib_face_recognition_resnet_model_v1.dat"
-CNN_DETECTOR = "mmod_human_face_detector.dat"
-DESCRIPTOR_ONNX = "dlib_face_recognition_resnet_model_v1.onnx"
-MMOD_ONNX, MMOD_OPTIONS = "mmod_human_face_detector.onnx", "mmod_human_face_detector.json"
-HOG_DETECTOR = "frontal_face_detector.svm"  # dlib's HOG detector saved once: loads in 1 ms, not 250
+from shared.engine.model_files import (CNN_DETECTOR, DESCRIPTOR_ONNX, HOG_DETECTOR, MMOD_ONNX, MMOD_OPTIONS,  # noqa: F401
+                                       RECOGNITION_MODEL, SHAPE_PREDICTOR)
 
 log = logging.getLogger(__name__)
 
@@ -89,15 +85,6 @@ def hog_detector() -> "dlib.fhog_object_detector":
     if saved.is_file():
         return dlib.fhog_object_detector(str(saved))
     return dlib.get_frontal_face_detector()
-
-
-def save_hog_detector(out_dir: str) -> str:
-    """Save dlib's HOG detector into `out_dir` (install and build time); its path."""
-    path = os.path.join(out_dir, HOG_DETECTOR)
-    tmp = f"{path}.{os.getpid()}.tmp"
-    dlib.get_frontal_face_detector().save(tmp)
-    os.replace(tmp, path)
-    return path
 
 
 @cache

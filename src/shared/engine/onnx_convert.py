@@ -22,11 +22,12 @@ import onnx
 from onnx import TensorProto, helper, numpy_helper
 
 from shared.engine.dlib_format import read_network
+from shared.engine.model_files import CNN_DETECTOR as MMOD_DAT
+from shared.engine.model_files import DESCRIPTOR_ONNX, HOG_DETECTOR, MMOD_ONNX, MMOD_OPTIONS
+from shared.engine.model_files import RECOGNITION_MODEL as DESCRIPTOR_DAT
 
 OPSET = 17
 IR_VERSION = 8
-DESCRIPTOR_DAT, DESCRIPTOR_ONNX = "dlib_face_recognition_resnet_model_v1.dat", "dlib_face_recognition_resnet_model_v1.onnx"
-MMOD_DAT, MMOD_ONNX, MMOD_OPTIONS = "mmod_human_face_detector.dat", "mmod_human_face_detector.onnx", "mmod_human_face_detector.json"
 
 # ----------------------------------------------------------------------------- onnx graph
 
@@ -270,6 +271,17 @@ def convert_all(models_dir: str, out_dir: str) -> list[str]:
     return written
 
 
+def save_hog_detector(out_dir: str) -> str:
+    """Save dlib's HOG detector into `out_dir` (install and build time); its path."""
+    import dlib  # only here: the networks' conversion needs numpy and onnx alone
+
+    path = os.path.join(out_dir, HOG_DETECTOR)
+    tmp = f"{path}.{os.getpid()}.tmp"
+    dlib.get_frontal_face_detector().save(tmp)
+    os.replace(tmp, path)
+    return path
+
+
 def main(argv: list[str] | None = None) -> int:
     """python -m shared.engine.onnx_convert --models-dir DIR --out DIR"""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -279,8 +291,6 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     written = convert_all(args.models_dir, args.out)
     if args.hog:
-        from shared.engine.models import save_hog_detector
-
         written.append(save_hog_detector(args.out))
     for path in written:
         print(f"wrote {path} ({os.path.getsize(path):,} bytes)")
