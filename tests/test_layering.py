@@ -118,3 +118,27 @@ def test_engine_modules_import_without_aws_libraries(module: str) -> None:
 def test_the_bucket_layout_and_result_documents_import_without_dlib_or_boto3(module: str) -> None:
     report = import_without(module, ("dlib", "boto3", "botocore"))
     assert report == {"tried": [], "preloaded": [], "loaded": [], "error": None}, report
+
+
+# Modules that import each other today (each pair to be untied; none may be added). Issue 20 untied
+# lambdaface.report and lambdaface.report_page: the report's data is lambdaface.report_model.
+MUTUAL_IMPORTS_ALLOWED = {
+    ("lambdaface.local", "lambdaface.local.stack"),
+    ("shared.aws.gallery_cache", "shared.aws.gallery_table"),
+    ("shared.engine.models", "shared.engine.onnx_convert"),
+}
+
+
+def mutual_imports() -> set[tuple[str, str]]:
+    """Every pair of modules under src/ of which each imports the other (anywhere in it, lazily or
+    under TYPE_CHECKING too)."""
+    imported = {module_name(p): imports_in(p.read_text(), module_name(p), p.name == "__init__.py")
+                for p in SRC.rglob("*.py")}
+    return {tuple(sorted((a, b))) for a, names in imported.items() for b in names
+            if b != a and b in imported and a in imported[b]}
+
+
+def test_no_two_modules_import_each_other() -> None:
+    found = mutual_imports()
+    assert found <= MUTUAL_IMPORTS_ALLOWED, sorted(found - MUTUAL_IMPORTS_ALLOWED)
+    assert ("lambdaface.report", "lambdaface.report_page") not in found

@@ -19,6 +19,7 @@ from support.moto import MotoResources, moto_resources
 from support.video import claiming_duration, photo_video, write_video
 
 from handlers import recognize, video
+from lambdaface.report_model import malformed
 from lambdaface.local.workers import LambdaContext
 from shared.aws.events import parse_body
 from shared.aws.gallery_table import GalleryFace, GalleryTable
@@ -373,6 +374,7 @@ def test_a_forged_duration_plans_only_what_the_file_holds(vstack: VideoStack, fa
     result = vstack.result("queries/forged.mkv")
     assert result["status"] == "succeeded" and result["duration_s"] == 2.0 and result["segments"] == 2
     assert result["people"] == ["obama"]
+    assert malformed(result) is None  # a video result is a document the report shows
 
 
 def test_frames_between_samples_are_decoded_inside_the_deadline(
