@@ -7,6 +7,7 @@ to stay fast; the 9 s clip with the CNN detector runs once, on the local stack (
 from __future__ import annotations
 
 import json
+import os
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator
@@ -400,3 +401,52 @@ def test_frames_between_samples_are_decoded_inside_the_deadline(
         result = vstack.result("queries/noise.mp4")
     assert result["status"] == "succeeded" and result["frames_sampled"] == 4
     assert [f["t"] for f in result["frames"]] == [0.0, 5.0, 10.0, 15.0]
+
+
+def test_a_video_job_writes_no_file_and_keeps_a_few_blocks_in_memory(
+    moto_endpoint: str, gallery_faces: list[GalleryFace], two_scenes: bytes, tmp_path: Path,
+) -> None:
+    """What docs/SECURITY.md says of a video being analysed: nothing goes to /tmp (or any file: the
+    decoder reads the object through ranged GETs), and the worker keeps at most KEPT_BLOCKS blocks
+    of one video in memory after the job. Every file opened for writing by the handler's threads is
+    recorded (Python's audit hook sees open(), os.open and tempfile); the temporary folder is a
+    fresh one that must stay empty."""
+    import sys
+    import tempfile
+    import threading
+
+    from shared.aws.s3_ranges import KEPT_BLOCKS
+
+    written: list[str] = []
+    recording = threading.Event()
+
+    def hook(event: str, args: tuple[Any, ...]) -> None:
+        if event != "open" or not recording.is_set():
+            return
+        thread = threading.current_thread()
+        if thread is not threading.main_thread() and not thread.name.startswith("ThreadPoolExecutor"):
+            return  # moto's server threads store the objects
+        path, mode, flags = (tuple(args) + (None, None))[:3]
+        writes = (isinstance(mode, str) and any(c in mode for c in "wax+")) or (
+            isinstance(flags, int) and flags & (os.O_WRONLY | os.O_RDWR | os.O_CREAT))
+        if writes:
+            written.append(str(path))
+
+    sys.addaudithook(hook)  # stays for the process; records only while `recording` is set
+    tmp = tmp_path / "tmp"
+    tmp.mkdir()
+    with pytest.MonkeyPatch.context() as mp, video_stack(
+            moto_endpoint, gallery_faces, LAMBDAFACE_VIDEO_READ_BLOCK="65536") as vstack:
+        mp.setenv("TMPDIR", str(tmp))
+        mp.setattr(tempfile, "tempdir", str(tmp))
+        recording.set()
+        try:
+            vstack.upload("queries/scenes.mp4", two_scenes)
+            assert vstack.run_all() == 5  # the plan and 4 segments
+        finally:
+            recording.clear()
+        assert vstack.result("queries/scenes.mp4")["status"] == "succeeded"
+    assert written == []
+    assert list(tmp.iterdir()) == []
+    kept = video_copy._kept["video"]
+    assert 0 < len(kept._blocks) <= KEPT_BLOCKS and sum(map(len, kept._blocks.values())) <= KEPT_BLOCKS * 65536
