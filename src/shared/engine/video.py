@@ -121,9 +121,16 @@ def verified_length(source: Source, info: VideoInfo, before_grab: Callable[[], N
 
 def _decodes(source: Source, index: int, before_grab: Callable[[], None] | None) -> bool:
     """True when frame `index` can be read (a seek, then one grab)."""
+    import cv2
+
     if before_grab is not None:
         before_grab()
-    return next(read_frames(source, [index], retrieve=False), None) is not None
+    capture = _open(source)
+    try:
+        capture.set(cv2.CAP_PROP_POS_FRAMES, index)
+        return bool(capture.grab())
+    finally:
+        capture.release()
 
 
 def plan_segments(info: VideoInfo, segment_s: float) -> list[tuple[int, int]]:
@@ -145,12 +152,12 @@ def sampled_frame_indices(info: VideoInfo, first: int, end: int, sample_fps: flo
 
 
 def read_frames(source: Source, indices: list[int], before_grab: Callable[[], None] | None = None,
-                max_pixels: int | None = None, retrieve: bool = True) -> Iterator[tuple[int, np.ndarray]]:
+                max_pixels: int | None = None) -> Iterator[tuple[int, np.ndarray]]:
     """(frame number, RGB frame) for each index (ascending), seeking to the first one only.
 
     `before_grab` is called before the seek and before each frame is decoded, sampled or not (it
     may raise to stop, e.g. near a deadline); a decoded frame over `max_pixels` raises FaceError
-    TOO_MANY_PIXELS before it is converted. Without `retrieve`, frames are decoded, not returned (None)."""
+    TOO_MANY_PIXELS before it is converted."""
     import cv2
 
     if not indices:
@@ -169,14 +176,11 @@ def read_frames(source: Source, indices: list[int], before_grab: Callable[[], No
             if not capture.grab():
                 return
             if position == target:
-                if not retrieve:
-                    yield position, None  # type: ignore[misc]
-                else:
-                    ok, frame = capture.retrieve()
-                    if ok:
-                        if max_pixels is not None:
-                            check_frame_size(frame.shape[1], frame.shape[0], max_pixels)
-                        yield position, cv2.cvtColor(frame, cv2.COLOR_BGR2RGB)
+                ok, frame = capture.retrieve()
+                if ok:
+                    if max_pixels is not None:
+                        check_frame_size(frame.shape[1], frame.shape[0], max_pixels)
+                    yield position, cv2.cvtColor(frame, cv2.COLOR_BGR2RGB)
                 target = next(wanted, None)
                 if target is None:
                     return
