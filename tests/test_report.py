@@ -439,9 +439,12 @@ def test_forgotten_people_leave_the_page_and_its_assets(aws: Any, faces_dir: Pat
     assert enroll.handler(aws.event("models/obama/obama.jpg", event_name="ObjectRemoved:Delete"), context()) == OK
     assert aws.result("models/obama/obama.jpg")["kind"] == "forget"
 
+    aws.put("results/models/obama/other.jpg.json", b"{not json")  # a bad document of theirs: its note hides the name
     second = report.collect(aws.s3, aws.bucket, out, progress=report.Progress(enabled=False))
     page = render(second)
     assert "obama" not in page.lower()
+    assert any(p.startswith("results/models/(forgotten)/other.jpg.json: skipped, it could not be read")
+               for p in second.problems), second.problems
     assert "(forgotten)" in page and 'data-person="biden"' in page and "1 image forgotten" in page
     [shown] = second.results
     assert shown.redacted and not shown.boxes_drawn and (out / shown.image).exists()  # the source photo

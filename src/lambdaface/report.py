@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterable, TextIO
 
 from lambdaface import watch
-from lambdaface.report_model import Person, Report, Result, malformed, redacted
+from lambdaface.report_model import FORGOTTEN, Person, Report, Result, malformed, redacted
 from shared.pipeline.keys import MODELS_PREFIX, QUERIES_PREFIX, RESULTS_PREFIX, WORK_PREFIX, annotated_key
 
 DEFAULT_LIMIT = 200
@@ -222,14 +222,12 @@ def collect(s3: Any, bucket: str, out_dir: Path, limit: int = DEFAULT_LIMIT, sin
         JSON, or is not shaped like a result: one bad document never breaks the page."""
         try:
             doc = get_json(s3, bucket, key)
+            why = None if doc is None else malformed(doc)
         except Exception as exc:
-            problems.append(f"{key}: skipped, it could not be read: {exc}")
-            return None
-        if doc is None:
-            return None
-        why = malformed(doc)
+            doc, why = None, f"it could not be read: {type(exc).__name__}: {exc}"
         if why:
-            problems.append(f"{key}: skipped, not a result document the page can show: {why}")
+            problems.append(f"{shown_key(key, known)}: skipped, {why}" if why.startswith("it could not")
+                            else f"{shown_key(key, known)}: skipped, not a result document the page can show: {why}")
             return None
         return doc
 
@@ -257,6 +255,17 @@ def collect(s3: Any, bucket: str, out_dir: Path, limit: int = DEFAULT_LIMIT, sin
     results.sort(key=lambda r: (r.doc.get("finished_at") or "", r.modified), reverse=True)
     return Report(bucket, endpoint, time.time(), sorted(people.values(), key=lambda p: p.name.lower()), results,
                   len(queries), len(in_range), limit, since, forgotten, problems)
+
+
+def shown_key(key: str, known: set[str]) -> str:
+    """`key` as the page may show it: the person in `results/models/<person>/...` reads FORGOTTEN
+    when they have no image left under models/."""
+    prefix = RESULTS_PREFIX + MODELS_PREFIX
+    if key.startswith(prefix):
+        person, _, rest = key[len(prefix):].partition("/")
+        if person not in known:
+            return f"{prefix}{FORGOTTEN}/{rest}"
+    return key
 
 
 def _image_job(s3: Any, bucket: str, result: Result, listing: dict[str, Any], assets: Assets,

@@ -117,13 +117,13 @@ def malformed(doc: Any) -> str | None:
             return f"`{name}` is not a list"
     for i, face in enumerate(doc.get("faces") or []):
         if problem := _check_face(face, f"faces[{i}]"):
-            return f"`{problem}"
+            return problem
     for i, frame in enumerate(doc.get("frames") or []):
         if not isinstance(frame, dict) or not _number(frame.get("t")) or not isinstance(frame.get("faces", []), list):
             return f"`frames[{i}]` is not an object with a time `t` and a list of `faces`"
         for j, face in enumerate(frame.get("faces") or []):
             if problem := _check_face(face, f"frames[{i}].faces[{j}]"):
-                return f"`{problem}"
+                return problem
     for i, entry in enumerate(doc.get("appearances") or []):
         intervals = entry.get("intervals") if isinstance(entry, dict) else None
         if (not isinstance(entry, dict) or _check_face({"person": entry.get("person"), "cluster": entry.get("cluster")}, "")
