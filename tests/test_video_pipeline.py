@@ -374,6 +374,7 @@ def test_a_forged_duration_plans_only_what_the_file_holds(vstack: VideoStack, fa
         assert vstack.deliver(message)
     result = vstack.result("queries/forged.mkv")
     assert result["status"] == "succeeded" and result["duration_s"] == 2.0 and result["segments"] == 2
+    assert result["header_frames"] == 30_000  # what the header claimed
     assert result["people"] == ["obama"]
     assert malformed(result) is None  # a video result is a document the report shows
 

@@ -273,6 +273,8 @@ class Step:
         if video:
             info = VideoInfo(**{k: video[k] for k in ("fps", "frames", "width", "height")})
             fields = {"duration_s": round(info.duration_s, 3), "fps": round(float(info.fps), 3), **fields}
+        if record.get("header_frames"):  # the header claimed more frames than the file holds
+            fields["header_frames"] = int(record["header_frames"])
         key = keys.result_key(self.key)
         document = results.job_document(
             {**fields, "media": VIDEO, "source_etag": self.etag or None}, job_id=self.job_id, kind="recognize",
