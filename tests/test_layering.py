@@ -120,15 +120,25 @@ def test_the_bucket_layout_and_result_documents_import_without_dlib_or_boto3(mod
     assert report == {"tried": [], "preloaded": [], "loaded": [], "error": None}, report
 
 
-SRC_FILES = sorted(p for p in SRC.rglob("*.py") if p.name != "__init__.py")
-# Pairs still tied, each on its way out (remove a pair here when you untie it).
-STILL_TIED = {("lambdaface.report", "lambdaface.report_page"), ("shared.aws.gallery_cache", "shared.aws.gallery_table")}
+# Modules that import each other today, each on its way out (none may be added; remove a pair when
+# you untie it). Untied so far: report/report_page (report_model.py), models/onnx_convert (model_files.py).
+STILL_TIED = {
+    ("lambdaface.local", "lambdaface.local.stack"),
+    ("shared.aws.gallery_cache", "shared.aws.gallery_table"),
+}
+
+
+def mutual_imports() -> set[tuple[str, str]]:
+    """Every pair of modules under src/ of which each imports the other (anywhere in it, lazily or
+    under TYPE_CHECKING too)."""
+    imported = {module_name(p): imports_in(p.read_text(), module_name(p), p.name == "__init__.py")
+                for p in SRC.rglob("*.py")}
+    return {tuple(sorted((a, b))) for a, names in imported.items() for b in names
+            if b != a and b in imported and a in imported[b]}
 
 
 def test_no_two_modules_import_each_other() -> None:
     """Imports flow one way: no module imports another that imports it (lazy imports count too)."""
-    names = {module_name(p) for p in SRC_FILES}
-    imports = {module_name(p): imports_in(p.read_text(), module_name(p)) & names for p in SRC_FILES}
-    tied = {tuple(sorted((a, b))) for a, found in imports.items() for b in found if a in imports.get(b, set())}
-    assert tied <= STILL_TIED, f"modules that import each other: {sorted(tied - STILL_TIED)}"
-    assert tied == STILL_TIED, f"untied, remove from STILL_TIED: {sorted(STILL_TIED - tied)}"
+    found = mutual_imports()
+    assert found <= STILL_TIED, f"modules that import each other: {sorted(found - STILL_TIED)}"
+    assert found == STILL_TIED, f"untied, remove from STILL_TIED: {sorted(STILL_TIED - found)}"

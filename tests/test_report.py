@@ -372,3 +372,84 @@ def test_a_video_timeline_names_remembered_unknown_clusters() -> None:
     svg = timeline(doc, None)
     assert 'data-person="obama"' in svg and 'data-person="unknown u-3f9c0a1b2c4d"' in svg
     assert "None" not in svg and "unknown faces" not in svg  # every unknown face here has its cluster's row
+
+
+# --- bad documents, forgotten people, the assets' lifetime (issue 20) ----------------------------------
+
+
+def test_a_malformed_result_document_is_skipped_with_a_note(aws: Any, faces_dir: Path, tmp_path: Path) -> None:
+    """Anyone with write access to results/ can put anything there: each document the page cannot
+    show is skipped, with a note naming it; the rest of the page renders."""
+    good = {"job_id": "g", "kind": "recognize", "source": "queries/good.jpg", "status": "failed",
+            "finished_at": "2030-01-01T00:00:00.000Z", "error": {"code": "NO_FACE", "message": "no face"}}
+    bad: dict[str, Any] = {
+        "results/queries/status-list.jpg.json": {"source": "queries/status-list.jpg", "kind": "recognize", "status": ["x"]},
+        "results/queries/faces-number.jpg.json": {"source": "queries/faces-number.jpg", "kind": "recognize",
+                                                  "status": "succeeded", "faces": 5},
+        "results/queries/finished-number.jpg.json": {"source": "queries/finished-number.jpg", "kind": "recognize",
+                                                     "status": "failed", "finished_at": 5},
+        "results/queries/frames-text.mp4.json": {"source": "queries/frames-text.mp4", "kind": "recognize", "media": "video",
+                                                 "status": "succeeded", "duration_s": 2.0, "frames": ["x"]},
+        "results/queries/a-list.jpg.json": [1, 2],
+        "results/queries/not-json.jpg.json": "{nope",
+    }
+    for key, doc in bad.items():
+        aws.put(key, (doc if isinstance(doc, str) else json.dumps(doc)).encode())
+    aws.put("results/queries/good.jpg.json", json.dumps(good).encode())
+    # An enrollment whose result has a face without a box: no thumbnail, said so.
+    aws.put("models/obama/obama.jpg", (faces_dir / "people/obama/obama.jpg").read_bytes())
+    aws.put("results/models/obama/obama.jpg.json", json.dumps(
+        {"job_id": "e", "kind": "enroll", "source": "models/obama/obama.jpg", "status": "succeeded",
+         "person": "obama", "faces": [{"person": "obama"}]}).encode())
+    found = report.collect(aws.s3, aws.bucket, tmp_path, progress=report.Progress(enabled=False))
+    page = render(found)
+    assert [r.doc["source"] for r in found.results] == ["queries/good.jpg"]
+    for key in bad:
+        [note] = [p for p in found.problems if p.startswith(f"{key}: skipped")]
+        assert f"<li>{key}: skipped" in page, note
+    assert "obama: no enrolled image could be read for a thumbnail" in found.problems
+    assert page.count('<article class="result"') == 1 and "queries/good.jpg" in page and 'data-person="obama"' in page
+
+
+def test_forgotten_people_leave_the_page_and_its_assets(aws: Any, faces_dir: Path, tmp_path: Path) -> None:
+    """A person whose images were all deleted is named nowhere on the next report: not in the
+    people section, not in the results that recognized them (they read "(forgotten)"), not drawn on
+    a photo (the source photo is shown with the page's boxes instead of the annotated copy); and
+    that run deletes the assets the earlier run wrote for them (thumbnail, annotated photo)."""
+    from handlers import enroll, recognize
+    from support.lambda_events import OK, context
+
+    for person in ("obama", "biden"):
+        key = f"models/{person}/{person}.jpg"
+        aws.put(key, (faces_dir / f"people/{person}/{person}.jpg").read_bytes())
+        assert enroll.handler(aws.event(key), context()) == OK
+    aws.put("queries/two.jpg", (faces_dir / "multi/two_people.jpg").read_bytes())
+    assert recognize.handler(aws.event("queries/two.jpg"), context()) == OK
+    assert aws.result("queries/two.jpg")["people"] == ["biden", "obama"]
+
+    out = tmp_path / "report"
+    first = report.collect(aws.s3, aws.bucket, out, progress=report.Progress(enabled=False))
+    assert "obama" in render(first)
+    thumbnail = {p.name: out / p.thumbnail for p in first.people}
+    [shown] = first.results
+    annotated = out / shown.image
+    assert shown.boxes_drawn and annotated.exists() and thumbnail["obama"].exists()
+
+    aws.delete("models/obama/obama.jpg")
+    assert enroll.handler(aws.event("models/obama/obama.jpg", event_name="ObjectRemoved:Delete"), context()) == OK
+    assert aws.result("models/obama/obama.jpg")["kind"] == "forget"
+
+    aws.put("results/models/obama/other.jpg.json", b"{not json")  # a bad document of theirs: its note hides the name
+    second = report.collect(aws.s3, aws.bucket, out, progress=report.Progress(enabled=False))
+    page = render(second)
+    assert "obama" not in page.lower()
+    assert any(p.startswith("results/models/(forgotten)/other.jpg.json: skipped, it could not be read")
+               for p in second.problems), second.problems
+    assert "(forgotten)" in page and 'data-person="biden"' in page and "1 image forgotten" in page
+    [shown] = second.results
+    assert shown.redacted and not shown.boxes_drawn and (out / shown.image).exists()  # the source photo
+    assert sorted(f["person"] for f in shown.doc["faces"]) == ["(forgotten)", "biden"]
+    assert not thumbnail["obama"].exists() and not annotated.exists()  # deleted by the second run
+    assert thumbnail["biden"].exists()
+    assert sorted(p.name for p in (out / "assets").iterdir()) == sorted({Path(second.people[0].thumbnail).name,
+                                                                          Path(shown.image).name})

@@ -4,14 +4,14 @@ from __future__ import annotations
 import cv2
 import numpy as np
 import pytest
-from support.video import numbered_frames, write_video
+from support.video import claiming_duration, numbered_frames, write_video
 
 from shared import errors
 from shared.config import EngineConfig, VideoConfig
 from shared.errors import FaceError
 from shared.engine.matching import Gallery
 from shared.engine.video import (VideoInfo, appearances, looks_like_video, plan_segments, probe_video, read_frames,
-                          recognize_frames, sampled_frame_indices, sniff_container)
+                          recognize_frames, sampled_frame_indices, sniff_container, verified_length)
 
 CLIP = "video/short_hamilton_clip.mp4"
 
@@ -117,3 +117,59 @@ def test_both_people_are_recognised_in_the_clip(clip, photos):
     frames = recognize_frames(clip, info, [30, 150], gallery, cfg)
     assert [f["t"] for f in frames] == [pytest.approx(1.001, abs=1e-3), pytest.approx(5.005, abs=1e-3)]
     assert [[face["person"] for face in f["faces"]] for f in frames] == [["alex_lacamoire"], ["lin_manuel_miranda"]]
+
+
+# --- hostile headers and frames (issue 20) -------------------------------------------------------
+
+
+def test_frames_over_the_pixel_limit_are_refused_like_photos(clip):
+    """640x360 frames (230,400 pixels) against a limit of 200,000: TOO_MANY_PIXELS before any detection."""
+    cfg = VideoConfig(max_pixels=200_000).engine(EngineConfig())
+    with pytest.raises(FaceError) as refused:
+        recognize_frames(clip, probe_video(clip), [30], Gallery.from_pairs([]), cfg)
+    assert refused.value.code == errors.TOO_MANY_PIXELS
+    assert refused.value.message == "the video's frames are 640x360 (230,400 pixels); the limit is 200,000"
+    assert VideoConfig().engine(EngineConfig()).max_pixels == VideoConfig().max_pixels == 7680 * 4320
+
+
+def test_a_decoded_frame_larger_than_its_header_says_is_refused(clip):
+    """The header can understate the size: each decoded frame is checked too."""
+    honest = probe_video(clip)
+    lying = VideoInfo(fps=honest.fps, frames=honest.frames, width=64, height=36)
+    cfg = VideoConfig(max_pixels=200_000).engine(EngineConfig())
+    with pytest.raises(FaceError) as refused:
+        recognize_frames(clip, lying, [30], Gallery.from_pairs([]), cfg)
+    assert refused.value.code == errors.TOO_MANY_PIXELS and "640x360" in refused.value.message
+
+
+def test_every_frame_decoded_is_inside_the_deadline(tmp_path):
+    """`before_grab` runs before the seek and before each frame is decoded, sampled or not: frames
+    0..30 sampled every 10 are 31 grabs, plus the seek."""
+    path = write_video(tmp_path / "n.mp4", numbered_frames(40), 10.0)
+    calls = []
+    frames = list(read_frames(path, [0, 10, 20, 30], before_grab=lambda: calls.append(1)))
+    assert [i for i, _ in frames] == [0, 10, 20, 30]
+    assert len(calls) == 1 + 31
+
+
+def test_a_forged_duration_is_cut_to_the_frames_the_file_holds(tmp_path):
+    """A 2 s Matroska file whose header claims 50 minutes: the plan covers its 20 frames, not 30,000."""
+    real = write_video(tmp_path / "real.mkv", numbered_frames(20), 10.0)
+    forged = tmp_path / "forged.mkv"
+    forged.write_bytes(claiming_duration(real.read_bytes(), 3000.0))
+    claimed = probe_video(forged)
+    assert claimed.frames == 30_000 and claimed.duration_s == 3000.0
+    seeks = []
+    held = verified_length(forged, claimed, lambda: seeks.append(1))
+    assert held == VideoInfo(fps=10.0, frames=20, width=160, height=120)
+    assert len(seeks) <= 16  # a bisection over 30,000 frames
+    assert len(plan_segments(held, 3.0)) == 1
+    assert [i for i, _ in read_frames(forged, [18, 19])] == [18, 19]
+
+
+def test_an_honest_header_is_checked_with_one_seek(clip, tmp_path):
+    seeks = []
+    info = probe_video(clip)
+    assert verified_length(clip, info, lambda: seeks.append(1)) == info and len(seeks) == 1
+    real = write_video(tmp_path / "real.mkv", numbered_frames(20), 10.0)
+    assert verified_length(real, probe_video(real)) == probe_video(real)

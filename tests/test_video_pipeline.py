@@ -7,21 +7,25 @@ to stay fast; the 9 s clip with the CNN detector runs once, on the local stack (
 from __future__ import annotations
 
 import json
+import os
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator
 
+import numpy as np
 import pytest
 from support.faults import FaultProxy
 from support.lambda_events import OK, LambdaQueue, batch, context, record, s3_event_body
 from support.moto import MotoResources, moto_resources
-from support.video import photo_video
+from support.video import claiming_duration, photo_video, write_video
 
 from handlers import recognize, video
+from lambdaface.report_model import malformed
 from lambdaface.local.workers import LambdaContext
 from shared.aws.events import parse_body
 from shared.aws.gallery_table import GalleryFace, GalleryTable
 from shared.pipeline.runner import job_id_for
+from shared.pipeline import video_copy
 from shared.pipeline.video_copy import drop_local_copy
 
 FPS = 10.0
@@ -342,3 +346,108 @@ def test_messages_that_are_not_video_messages_are_dropped(vstack: VideoStack) ->
               json.dumps({"type": "segment", "job_id": "x"}), s3_event_body("b", "queries/x.mp4"))
     for body in bodies:
         assert video.handler(batch(record(body, arn=vstack.queue.arn)), context()) == OK
+
+
+# --- hostile videos (issue 20) ---------------------------------------------------------------------
+
+
+def test_frames_over_the_pixel_limit(moto_endpoint: str, gallery_faces: list[GalleryFace], two_scenes: bytes) -> None:
+    """Video frames have a pixel limit as photos do (LAMBDAFACE_VIDEO_MAX_PIXELS), checked by the plan."""
+    with video_stack(moto_endpoint, gallery_faces, LAMBDAFACE_VIDEO_MAX_PIXELS="300000") as vstack:
+        result = failed(vstack, "queries/wide.mp4", two_scenes)
+    assert result["error"] == {
+        "code": "TOO_MANY_PIXELS", "message": "the video's frames are 640x480 (307,200 pixels); the limit is 300,000",
+    }
+
+
+def test_a_forged_duration_plans_only_what_the_file_holds(vstack: VideoStack, faces_dir: Path, tmp_path: Path) -> None:
+    """A 2 s file whose header claims 50 minutes: 2 segment messages, not 3,000."""
+    real = photo_video(tmp_path / "obama.mkv", [faces_dir / SCENES[0][0]], SECONDS_PER_SCENE, FPS)
+    vstack.upload("queries/forged.mkv", claiming_duration(real.read_bytes(), 3000.0))
+    (plan,) = vstack.receive()
+    assert vstack.deliver(plan)
+    segments = vstack.receive()
+    assert sorted((b["first"], b["end"]) for b in messages_of(segments)) == [(0, 10), (10, 20)]
+    job = vstack.job("queries/forged.mkv")
+    assert job["segments_total"] == 2 and job["header_frames"] == 30_000 and job["video"]["frames"] == 20
+    for message in segments:
+        assert vstack.deliver(message)
+    result = vstack.result("queries/forged.mkv")
+    assert result["status"] == "succeeded" and result["duration_s"] == 2.0 and result["segments"] == 2
+    assert result["header_frames"] == 30_000  # what the header claimed
+    assert result["people"] == ["obama"]
+    assert malformed(result) is None  # a video result is a document the report shows
+
+
+def test_frames_between_samples_are_decoded_inside_the_deadline(
+    moto_endpoint: str, gallery_faces: list[GalleryFace], tmp_path: Path,
+) -> None:
+    """One segment samples frames 0, 50, 100 and 150 of 200 (noise, so every frame weighs): out of
+    time, it stops before decoding any (the old loop decoded 151 frames, most of the file, first),
+    and its message comes back; the next delivery, with time, finishes the job."""
+    rng = np.random.default_rng(20)
+    frames = (rng.integers(0, 256, (240, 320, 3), dtype=np.uint8) for _ in range(200))
+    data = write_video(tmp_path / "noise.mp4", frames, FPS).read_bytes()
+    with video_stack(moto_endpoint, gallery_faces, LAMBDAFACE_SEGMENT_S="20", LAMBDAFACE_SAMPLE_FPS="0.2",
+                     LAMBDAFACE_VIDEO_READ_BLOCK="16384") as vstack:
+        vstack.upload("queries/noise.mp4", data)
+        (plan,) = vstack.receive()
+        assert vstack.deliver(plan)
+        (segment,) = vstack.receive()
+        assert not vstack.deliver(segment, receive_count=1, ctx=context(timeout_s=2))
+        read = video_copy._kept["video"].bytes_read
+        assert read < len(data) / 10, f"{read} of {len(data)} bytes read before the deadline stopped the segment"
+        assert vstack.aws.jobs() and vstack.job("queries/noise.mp4")["status"] == "running"
+        assert vstack.deliver(segment, receive_count=2)
+        result = vstack.result("queries/noise.mp4")
+    assert result["status"] == "succeeded" and result["frames_sampled"] == 4
+    assert [f["t"] for f in result["frames"]] == [0.0, 5.0, 10.0, 15.0]
+
+
+def test_a_video_job_writes_no_file_and_keeps_a_few_blocks_in_memory(
+    moto_endpoint: str, gallery_faces: list[GalleryFace], two_scenes: bytes, tmp_path: Path,
+) -> None:
+    """What docs/SECURITY.md says of a video being analysed: nothing goes to /tmp (or any file: the
+    decoder reads the object through ranged GETs), and the worker keeps at most KEPT_BLOCKS blocks
+    of one video in memory after the job. Every file opened for writing by the handler's threads is
+    recorded (Python's audit hook sees open(), os.open and tempfile); the temporary folder is a
+    fresh one that must stay empty."""
+    import sys
+    import tempfile
+    import threading
+
+    from shared.aws.s3_ranges import KEPT_BLOCKS
+
+    written: list[str] = []
+    recording = threading.Event()
+
+    def hook(event: str, args: tuple[Any, ...]) -> None:
+        if event != "open" or not recording.is_set():
+            return
+        thread = threading.current_thread()
+        if thread is not threading.main_thread() and not thread.name.startswith("ThreadPoolExecutor"):
+            return  # moto's server threads store the objects
+        path, mode, flags = (tuple(args) + (None, None))[:3]
+        writes = (isinstance(mode, str) and any(c in mode for c in "wax+")) or (
+            isinstance(flags, int) and flags & (os.O_WRONLY | os.O_RDWR | os.O_CREAT))
+        if writes:
+            written.append(str(path))
+
+    sys.addaudithook(hook)  # stays for the process; records only while `recording` is set
+    tmp = tmp_path / "tmp"
+    tmp.mkdir()
+    with pytest.MonkeyPatch.context() as mp, video_stack(
+            moto_endpoint, gallery_faces, LAMBDAFACE_VIDEO_READ_BLOCK="65536") as vstack:
+        mp.setenv("TMPDIR", str(tmp))
+        mp.setattr(tempfile, "tempdir", str(tmp))
+        recording.set()
+        try:
+            vstack.upload("queries/scenes.mp4", two_scenes)
+            assert vstack.run_all() == 5  # the plan and 4 segments
+        finally:
+            recording.clear()
+        assert vstack.result("queries/scenes.mp4")["status"] == "succeeded"
+    assert written == []
+    assert list(tmp.iterdir()) == []
+    kept = video_copy._kept["video"]
+    assert 0 < len(kept._blocks) <= KEPT_BLOCKS and sum(map(len, kept._blocks.values())) <= KEPT_BLOCKS * 65536

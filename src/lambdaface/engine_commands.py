@@ -90,9 +90,9 @@ def run_detect(args: argparse.Namespace) -> int:
 
 
 def _known_face(path: str, cfg: EngineConfig) -> "Face":
-    from shared.engine.faces import enrollment_face, find_faces
+    from shared.engine.faces import find_enrollment_face
 
-    return enrollment_face(find_faces(_load(path, cfg), cfg), cfg)
+    return find_enrollment_face(_load(path, cfg), cfg, jitters=cfg.query_jitters)  # counted before embedding
 
 
 def run_compare(args: argparse.Namespace) -> int:

@@ -8,6 +8,12 @@ photos, downscaled; a face thumbnail per person) and, for videos, their segments
 `work/segments/` still holds them. Writes `DIR/index.html` and `DIR/assets/*.jpg` (file names are
 hashes, never keys): the page needs no network and opens from disk. The page itself is built by
 report_page.py; every key, name and message in it is HTML-escaped.
+
+A document that is not JSON or not shaped like a result is skipped with a note on the page. The
+names of forgotten people (no image left under `models/`) are not shown: they read "(forgotten)",
+and such a result shows its source photo with the boxes drawn by the page, never its annotated
+copy (the names are drawn on it). Each run rewrites `assets/` and deletes the images an earlier
+run left there that it does not use (a forgotten person's thumbnail and annotated photos go).
 """
 from __future__ import annotations
 
@@ -19,12 +25,12 @@ import re
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable, Iterable, TextIO
 
 from lambdaface import watch
+from lambdaface.report_model import FORGOTTEN, Person, Report, Result, malformed, redacted
 from shared.pipeline.keys import MODELS_PREFIX, QUERIES_PREFIX, RESULTS_PREFIX, WORK_PREFIX, annotated_key
 
 DEFAULT_LIMIT = 200
@@ -32,56 +38,6 @@ THREADS = 8
 IMAGE_MAX_SIDE = 1024  # annotated photos are shown at most this large (the file, not just the display)
 THUMB_SIDE = 96
 ASSETS = "assets"
-
-
-# --- what the page shows ------------------------------------------------------------------------
-
-
-@dataclass
-class Person:
-    name: str
-    images: list[str] = field(default_factory=list)  # model keys
-    results: dict[str, dict[str, Any]] = field(default_factory=dict)  # model key -> its result
-    thumbnail: str | None = None  # asset path relative to the page
-
-    @property
-    def enrolled(self) -> list[str]:
-        return [k for k in self.images if (self.results.get(k) or {}).get("status") == watch.SUCCEEDED
-                and self.results[k].get("kind") == "enroll"]
-
-    @property
-    def failed(self) -> list[tuple[str, dict[str, Any]]]:
-        return [(k, self.results[k].get("error") or {}) for k in self.images
-                if (self.results.get(k) or {}).get("status") == "failed"]
-
-    @property
-    def pending(self) -> list[str]:
-        return [k for k in self.images if k not in self.results]
-
-
-@dataclass
-class Result:
-    doc: dict[str, Any]
-    modified: float  # the result object's LastModified (epoch s)
-    image: str | None = None  # asset path of the annotated photo (or the source photo)
-    boxes_drawn: bool = True  # False: `image` is the source photo, the page draws the boxes
-    image_size: tuple[int, int] | None = None  # of the asset
-    segments: list[tuple[float, float]] | None = None  # video segments' [start_s, end_s)
-
-
-@dataclass
-class Report:
-    bucket: str
-    endpoint: str | None
-    generated: float
-    people: list[Person]
-    results: list[Result]
-    query_results_total: int  # in the bucket (before --since and --limit)
-    query_results_in_range: int  # after --since
-    limit: int
-    since: float | None
-    forgotten: list[dict[str, Any]] = field(default_factory=list)  # forget results of model images now gone
-    problems: list[str] = field(default_factory=list)  # what could not be read (shown on the page)
 
 
 # --- arguments ----------------------------------------------------------------------------------
@@ -172,12 +128,10 @@ def get_bytes(s3: Any, bucket: str, key: str) -> bytes | None:
         raise
 
 
-def get_json(s3: Any, bucket: str, key: str) -> dict[str, Any] | None:
+def get_json(s3: Any, bucket: str, key: str) -> Any:
+    """The JSON document at `key` (any JSON value), or None when there is no such object."""
     data = get_bytes(s3, bucket, key)
-    if data is None:
-        return None
-    doc = json.loads(data)
-    return doc if isinstance(doc, dict) else None
+    return None if data is None else json.loads(data)
 
 
 class Assets:
@@ -261,21 +215,33 @@ def collect(s3: Any, bucket: str, out_dir: Path, limit: int = DEFAULT_LIMIT, sin
             and k[len(RESULTS_PREFIX):-len(".json")] not in current][: max(0, limit)]  # forgotten images
 
     problems: list[str] = []
+    known = set(people)  # people with an image under models/ now: every other name is forgotten
 
     def read(key: str) -> dict[str, Any] | None:
+        """The result document at `key`; None (and a note on the page) when it is missing, is not
+        JSON, or is not shaped like a result: one bad document never breaks the page."""
         try:
-            return get_json(s3, bucket, key)
+            doc = get_json(s3, bucket, key)
+            why = None if doc is None else malformed(doc)
         except Exception as exc:
-            problems.append(f"{key}: {exc}")
+            doc, why = None, f"it could not be read: {type(exc).__name__}: {exc}"
+        if why:
+            problems.append(f"{shown_key(key, known)}: skipped, {why}" if why.startswith("it could not")
+                            else f"{shown_key(key, known)}: skipped, not a result document the page can show: {why}")
             return None
+        return doc
 
     docs = fetch_all([o["Key"] for o in newest] + [f"{RESULTS_PREFIX}{k}.json" for k in model_keys]
                      + gone, read, progress, "reading results")
-    results = [Result(doc, o["LastModified"].timestamp()) for o, doc in zip(newest, docs) if doc is not None]
+    results = []
+    for o, doc in zip(newest, docs):
+        if doc is not None:
+            shown, changed = redacted(doc, known)
+            results.append(Result(shown, o["LastModified"].timestamp(), redacted=changed))
     for key, doc in zip(model_keys, docs[len(newest): len(newest) + len(model_keys)]):
         if doc is not None and doc.get("kind") in ("enroll", None):
             people[key.split("/")[1]].results[key] = doc
-    forgotten = [d for d in docs[len(newest) + len(model_keys):] if d and d.get("kind") == "forget"]
+    forgotten = [redacted(d, known)[0] for d in docs[len(newest) + len(model_keys):] if d and d.get("kind") == "forget"]
 
     assets = Assets(out_dir)
     jobs: list[Callable[[], None]] = []
@@ -291,6 +257,17 @@ def collect(s3: Any, bucket: str, out_dir: Path, limit: int = DEFAULT_LIMIT, sin
                   len(queries), len(in_range), limit, since, forgotten, problems)
 
 
+def shown_key(key: str, known: set[str]) -> str:
+    """`key` as the page may show it: the person in `results/models/<person>/...` reads FORGOTTEN
+    when they have no image left under models/."""
+    prefix = RESULTS_PREFIX + MODELS_PREFIX
+    if key.startswith(prefix):
+        person, _, rest = key[len(prefix):].partition("/")
+        if person not in known:
+            return f"{prefix}{FORGOTTEN}/{rest}"
+    return key
+
+
 def _image_job(s3: Any, bucket: str, result: Result, listing: dict[str, Any], assets: Assets,
                problems: list[str]) -> Callable[[], None]:
     """What to download for one result: the annotated photo (else the photo itself) or a video's segments."""
@@ -304,7 +281,7 @@ def _image_job(s3: Any, bucket: str, result: Result, listing: dict[str, Any], as
             if doc.get("status") != watch.SUCCEEDED or doc.get("kind") != "recognize":
                 return
             annotated = doc.get("annotated") or annotated_key(doc.get("source", ""))
-            if annotated in listing:
+            if annotated in listing and not result.redacted:  # a forgotten person's name is drawn on the annotated copy
                 key, source = annotated, False
             else:
                 key, source = doc.get("source", ""), True  # no annotated copy: the page draws the boxes
@@ -337,9 +314,13 @@ def _segments(s3: Any, bucket: str, doc: dict[str, Any]) -> list[tuple[float, fl
 def _thumbnail_job(s3: Any, bucket: str, person: Person, assets: Assets, problems: list[str]) -> Callable[[], None]:
     def run() -> None:
         for key in person.enrolled:
-            faces = person.results[key].get("faces") or []
-            data = get_bytes(s3, bucket, key) if faces else None
-            thumb = face_thumbnail(data, faces[0]["box"]) if data else None
+            try:
+                faces = person.results[key].get("faces") or []
+                data = get_bytes(s3, bucket, key) if faces and faces[0].get("box") else None
+                thumb = face_thumbnail(data, faces[0]["box"]) if data else None
+            except Exception as exc:
+                problems.append(f"{key}: {exc}")
+                continue
             if thumb:
                 person.thumbnail = assets.add(f"{key}\n{person.results[key].get('job_id')}", thumb)
                 return

@@ -1,5 +1,6 @@
-"""The HTML of `lambdaface report` (report.py reads the bucket): one page, its CSS inline, no
-script, no network; images are files in `assets/` beside it; timelines are inline SVG.
+"""The HTML of `lambdaface report` (report.py reads the bucket into report_model's Report): one
+page, its CSS inline, no script, no network; images are files in `assets/` beside it; timelines
+are inline SVG.
 
 Every text that comes from the bucket (keys, names, messages) goes through `e()`.
 """
@@ -9,10 +10,9 @@ import html
 import math
 from collections import Counter
 from datetime import datetime, timezone
-from typing import TYPE_CHECKING, Any, Iterable
+from typing import Any, Iterable
 
-if TYPE_CHECKING:
-    from lambdaface.report import Person, Report, Result
+from lambdaface.report_model import FORGOTTEN, Person, Report, Result
 
 
 def e(value: Any) -> str:
@@ -158,7 +158,7 @@ def summary(report: Report) -> str:
              f'<tr><th>unknown</th><td class="num">{len(photo_faces) - known}</td></tr>'
              f'<tr><th>in sampled video frames</th><td class="num">{video_faces}</td></tr></table></section>')
 
-    seen = Counter(p for r in report.results for p in set(r.doc.get("people") or []))
+    seen = Counter(p for r in report.results for p in set(r.doc.get("people") or []) if p != FORGOTTEN)
     top = seen.most_common(10)
     most = max((n for _, n in top), default=1)
     people = ('<section><h3>People recognized most often</h3>'
@@ -192,9 +192,9 @@ def people_section(people: list[Person], forgotten: list[dict[str, Any]]) -> str
         cards.append(f'<div class="person" data-person="{e(p.name)}">{thumb}<div><h3>{e(p.name)}</h3>'
                      f'<div class="note">{counts}</div>' + (f"<ul>{failed}</ul>" if failed else "") + "</div></div>")
     body = f'<div class="people">{"".join(cards)}</div>' if cards else '<p class="note">Nobody is enrolled.</p>'
-    if forgotten:
-        names = sorted({str(d.get("person")) for d in forgotten})
-        body += f'<p class="note">Forgotten (images deleted): {e(", ".join(names))}</p>'
+    if forgotten:  # their names are not shown: only how many images were forgotten
+        body += (f'<p class="note" id="forgotten">{len(forgotten)} image{"s" if len(forgotten) != 1 else ""} '
+                 "forgotten (deleted from models/); the names of people with no image left are not shown.</p>")
     return f'<section id="people"><h2>People ({len(people)})</h2>{body}</section>'
 
 

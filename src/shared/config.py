@@ -96,10 +96,12 @@ class VideoConfig:
     max_bytes: int = 10_000_000_000  # LAMBDAFACE_VIDEO_MAX_BYTES: 10 GB (nothing is downloaded whole)
     max_duration_s: float = 3600.0  # LAMBDAFACE_VIDEO_MAX_DURATION_S: 1 hour (the template allows up to 6)
     read_block: int = 1 << 20  # LAMBDAFACE_VIDEO_READ_BLOCK: bytes per ranged S3 GET of a video
+    max_pixels: int = 33_177_600  # LAMBDAFACE_VIDEO_MAX_PIXELS: per frame (8K UHD), checked from the header and on each frame
 
     def engine(self, base: EngineConfig) -> EngineConfig:
         """The engine settings used on video frames."""
-        return base.with_overrides(detector=self.detector, detect_max_side=self.detect_max_side, upsample_below=0)
+        return base.with_overrides(detector=self.detector, detect_max_side=self.detect_max_side, upsample_below=0,
+                                   max_pixels=self.max_pixels)
 
 
 @dataclass(frozen=True)
@@ -150,6 +152,7 @@ _VIDEO_ENV = {
     "max_bytes": "LAMBDAFACE_VIDEO_MAX_BYTES",
     "max_duration_s": "LAMBDAFACE_VIDEO_MAX_DURATION_S",
     "read_block": "LAMBDAFACE_VIDEO_READ_BLOCK",
+    "max_pixels": "LAMBDAFACE_VIDEO_MAX_PIXELS",
 }
 
 

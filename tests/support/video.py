@@ -48,3 +48,15 @@ def numbered_frames(count: int, size: tuple[int, int] = (160, 120)) -> Iterable[
         frame = np.full((height, width, 3), i * 8 % 256, dtype=np.uint8)
         cv2.putText(frame, str(i), (10, 80), cv2.FONT_HERSHEY_SIMPLEX, 2, (255, 255, 255), 3)
         yield frame
+
+
+def claiming_duration(mkv: bytes, seconds: float) -> bytes:
+    """A Matroska file whose header claims to last `seconds`, its frames untouched (a forged header:
+    the Segment Info's Duration element, an 8-byte float in TimecodeScale units, rewritten)."""
+    import struct
+
+    scale_at = mkv.find(b"\x2a\xd7\xb1")  # TimecodeScale: FFmpeg writes 1,000,000 ns (durations in ms)
+    assert scale_at >= 0 and mkv[scale_at + 3 : scale_at + 7] == b"\x83\x0f\x42\x40", "unexpected TimecodeScale"
+    at = mkv.find(b"\x44\x89\x88")  # Duration, an 8-byte float
+    assert at >= 0, "no 8-byte Duration element"
+    return mkv[: at + 3] + struct.pack(">d", seconds * 1000.0) + mkv[at + 11 :]

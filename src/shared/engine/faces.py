@@ -173,20 +173,41 @@ def find_faces_batch(
 def enrollment_face(faces: list[Face], cfg: EngineConfig | None = None) -> Face:
     """The single usable face of an enrollment photo, or a FaceError saying why there is none."""
     cfg = cfg or EngineConfig()
-    if not faces:
+    _check_enrollment_boxes([f.box for f in faces], cfg)
+    return faces[0]
+
+
+def find_enrollment_face(
+    image: np.ndarray, cfg: EngineConfig | None = None, jitters: int | None = None,
+    timings: dict[str, float] | None = None,
+) -> Face:
+    """The single usable face of an enrollment photo, embedded with `jitters` (the config's
+    `enroll_jitters` by default). The faces are counted and measured before anything is embedded:
+    a photo of many faces is refused (MULTIPLE_FACES) at the cost of one detection."""
+    cfg = cfg or EngineConfig()
+    height, width = image.shape[:2]
+    with timed(timings, "detect"):
+        rects = _sorted(detect_rects(image, cfg))
+    _check_enrollment_boxes([_to_box(r, height, width) for r in rects], cfg)
+    embedding = embed_faces(image, rects, cfg.enroll_jitters if jitters is None else jitters, timings, cfg)[0]
+    return Face(_to_box(rects[0], height, width), embedding)
+
+
+def _check_enrollment_boxes(boxes: list[Box], cfg: EngineConfig) -> None:
+    """FaceError unless there is exactly one face, and it is large enough."""
+    if not boxes:
         raise errors.FaceError(errors.NO_FACE, "no face was found in the image")
-    if len(faces) > 1:
+    if len(boxes) > 1:
         raise errors.FaceError(
-            errors.MULTIPLE_FACES, f"{len(faces)} faces were found; an enrollment photo must show exactly one"
+            errors.MULTIPLE_FACES, f"{len(boxes)} faces were found; an enrollment photo must show exactly one"
         )
-    face = faces[0]
-    if min(face.box.width, face.box.height) < cfg.min_face:
+    box = boxes[0]
+    if min(box.width, box.height) < cfg.min_face:
         raise errors.FaceError(
             errors.FACE_TOO_SMALL,
-            f"the face is {face.box.width}x{face.box.height} pixels; at least {cfg.min_face} are needed "
+            f"the face is {box.width}x{box.height} pixels; at least {cfg.min_face} are needed "
             "(use a closer or larger photo)",
         )
-    return face
 
 
 def face_distance(known: np.ndarray, candidates: np.ndarray) -> np.ndarray:

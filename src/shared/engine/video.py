@@ -91,6 +91,48 @@ def probe_video(source: Source) -> VideoInfo:
         capture.release()
 
 
+def check_frame_size(width: int, height: int, max_pixels: int) -> None:
+    """FaceError TOO_MANY_PIXELS when frames of `width`x`height` are over `max_pixels` (as photos are)."""
+    if width * height > max_pixels:
+        raise FaceError(errors.TOO_MANY_PIXELS, f"the video's frames are {width}x{height} ({width * height:,} pixels); "
+                                                f"the limit is {max_pixels:,}")
+
+
+def verified_length(source: Source, info: VideoInfo, before_grab: Callable[[], None] | None = None) -> VideoInfo:
+    """`info` with the frame count the file really holds: a header can claim any duration (a few kB
+    announcing 6 hours), so the frame a second before the claimed end is decoded; when it is not
+    there, the last frame that is is found by bisection (each step one seek), and the count ends
+    there. EMPTY_VIDEO when not even the first frame decodes."""
+    tolerance = max(1, math.ceil(info.fps))  # headers that round their duration up by a frame or two are honest
+    check = max(0, info.frames - tolerance)
+    if _decodes(source, check, before_grab):
+        return info
+    low, high = -1, check  # frame `low` decodes (-1: none known yet), frame `high` does not
+    while high - low > 1:
+        middle = (low + high) // 2
+        if _decodes(source, middle, before_grab):
+            low = middle
+        else:
+            high = middle
+    if low < 0:
+        raise FaceError(errors.EMPTY_VIDEO, "the video has no frames that can be decoded")
+    return VideoInfo(fps=info.fps, frames=low + 1, width=info.width, height=info.height)
+
+
+def _decodes(source: Source, index: int, before_grab: Callable[[], None] | None) -> bool:
+    """True when frame `index` can be read (a seek, then one grab)."""
+    import cv2
+
+    if before_grab is not None:
+        before_grab()
+    capture = _open(source)
+    try:
+        capture.set(cv2.CAP_PROP_POS_FRAMES, index)
+        return bool(capture.grab())
+    finally:
+        capture.release()
+
+
 def plan_segments(info: VideoInfo, segment_s: float) -> list[tuple[int, int]]:
     """[first_frame, end_frame) of each segment of about `segment_s` seconds."""
     per_segment = max(1, round(segment_s * info.fps))
@@ -109,24 +151,35 @@ def sampled_frame_indices(info: VideoInfo, first: int, end: int, sample_fps: flo
     return indices
 
 
-def read_frames(source: Source, indices: list[int]) -> Iterator[tuple[int, np.ndarray]]:
-    """(frame number, RGB frame) for each index (ascending), seeking to the first one only."""
+def read_frames(source: Source, indices: list[int], before_grab: Callable[[], None] | None = None,
+                max_pixels: int | None = None) -> Iterator[tuple[int, np.ndarray]]:
+    """(frame number, RGB frame) for each index (ascending), seeking to the first one only.
+
+    `before_grab` is called before the seek and before each frame is decoded, sampled or not (it
+    may raise to stop, e.g. near a deadline); a decoded frame over `max_pixels` raises FaceError
+    TOO_MANY_PIXELS before it is converted."""
     import cv2
 
     if not indices:
         return
     capture = _open(source)
     try:
+        if before_grab is not None:
+            before_grab()
         capture.set(cv2.CAP_PROP_POS_FRAMES, indices[0])
         position = indices[0]
         wanted = iter(indices)
         target = next(wanted)
         while True:
+            if before_grab is not None:
+                before_grab()
             if not capture.grab():
                 return
             if position == target:
                 ok, frame = capture.retrieve()
                 if ok:
+                    if max_pixels is not None:
+                        check_frame_size(frame.shape[1], frame.shape[0], max_pixels)
                     yield position, cv2.cvtColor(frame, cv2.COLOR_BGR2RGB)
                 target = next(wanted, None)
                 if target is None:
@@ -180,18 +233,20 @@ FRAME_BATCH = 4  # sampled frames detected together (one ONNX Runtime run of the
 
 def recognize_frames(
     source: Source, info: VideoInfo, indices: list[int], gallery, cfg, before_frame: Callable[[], None] | None = None,
-    unknown: list[tuple[int, int, np.ndarray]] | None = None,
+    unknown: list[tuple[int, int, np.ndarray]] | None = None, before_grab: Callable[[], None] | None = None,
 ) -> list[dict]:
     """{"t", "faces": [{"box", "person", "distance"}]} for each sampled frame, matched against `gallery`.
 
     Frames are analysed FRAME_BATCH at a time; `before_frame` is called before each frame is
-    analysed (it may raise to stop, e.g. near a deadline). With `unknown`, each face that matches
-    nobody is appended to it as (frame position, face position, embedding)."""
+    analysed and `before_grab` before each frame is decoded (read_frames); either may raise to
+    stop, e.g. near a deadline. Frames over `cfg.max_pixels` raise TOO_MANY_PIXELS. With `unknown`,
+    each face that matches nobody is appended to it as (frame position, face position, embedding)."""
     from shared.engine.faces import find_faces_batch
     from shared.engine.matching import identify
 
+    check_frame_size(info.width, info.height, cfg.max_pixels)
     frames = []
-    for chunk in itertools.batched(read_frames(source, indices), FRAME_BATCH):
+    for chunk in itertools.batched(read_frames(source, indices, before_grab, cfg.max_pixels), FRAME_BATCH):
         for _ in chunk:
             if before_frame is not None:
                 before_frame()

@@ -23,7 +23,7 @@ from shared.clock import iso, timed
 from shared.config import Config
 from shared.engine.annotate import annotate
 from shared.engine.decode import check_size, decode_image
-from shared.engine.faces import enrollment_face, find_faces
+from shared.engine.faces import find_enrollment_face, find_faces
 from shared.engine.matching import identify
 from shared.engine.video import SNIFF_BYTES, looks_like_video
 from shared.pipeline import keys, results, unknowns
@@ -89,7 +89,7 @@ def enroll(job: Job) -> None:
     try:
         image = _decode(job, data)
         with timed(job.timings, "detect_embed"):
-            face = enrollment_face(find_faces(image, cfg, jitters=cfg.enroll_jitters), cfg)
+            face = find_enrollment_face(image, cfg)  # the faces are counted before any is embedded
     except errors.FaceError:
         _drop_replaced_face(job, person, etag)  # the image there now has no usable face
         raise

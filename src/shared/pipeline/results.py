@@ -40,6 +40,7 @@ FIELDS = (
     "media",  # "video" for a video (images leave it out); then duration_s ... segments, appearances, frames
     "duration_s",
     "fps",
+    "header_frames",  # a video whose header claimed more frames than it holds: the claim
     "frames_sampled",
     "segments",
     "faces",

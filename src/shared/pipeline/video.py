@@ -33,8 +33,8 @@ from shared.aws.jobs_table import FAILED, RUNNING, SUCCEEDED, JobBusy, JobDone
 from shared.aws.video_jobs_table import VIDEO, VideoJobsTable, chunk_size
 from shared.clock import timed
 from shared.config import Config, current_config
-from shared.engine.video import (VideoInfo, appearances, plan_segments, probe_video, recognize_frames,
-                                 sampled_frame_indices, with_screen_time)
+from shared.engine.video import (VideoInfo, appearances, check_frame_size, plan_segments, probe_video,
+                                 recognize_frames, sampled_frame_indices, verified_length, with_screen_time)
 from shared.errors import FaceError
 from shared.pipeline import delivery, keys, metrics, results, unknowns
 from shared.pipeline.delivery import logger
@@ -144,8 +144,13 @@ class Step:
             size = check_source(self.bucket, self.key, self.etag, video.max_bytes)
         source = video_view(self.bucket, self.key, self.etag, size, video.read_block)
         with timed(self.timings, "probe"), reading(source):
-            info = probe_video(source)
+            claimed = probe_video(source)
+            check_frame_size(claimed.width, claimed.height, video.max_pixels)
+            info = verified_length(source, claimed, Deadline(self.context, RESERVE_S, Deadline.PROBE))
         self.info = info
+        if info.frames != claimed.frames:
+            logger.warning("the video's header claims more frames than it holds; planning the frames it holds",
+                           extra={**self.log, "header_frames": claimed.frames, "frames": info.frames})
         if info.duration_s > video.max_duration_s:
             raise FaceError(errors.VIDEO_TOO_LONG,
                             f"the video lasts {info.duration_s:.1f} s, more than the {video.max_duration_s:g} s allowed")
@@ -155,6 +160,7 @@ class Step:
             "size": size, "segment_s": video.segment_s, "sample_fps": video.sample_fps, "segments_total": total,
             "chunk_size": chunk_size(total), "segments_sent": 0, "plan_ms": results.timings(self.timings),
             "plan_reads": {"bytes": source.bytes_read, "requests": source.requests},
+            **({"header_frames": claimed.frames} if info.frames != claimed.frames else {}),
         })
 
     def _send_segments(self, record: dict[str, Any]) -> None:
@@ -201,8 +207,9 @@ class Step:
         source = video_view(self.bucket, self.key, self.etag, message.get("size"), self.config.video.read_block)
         unknown: list[tuple[int, int, Any]] | None = [] if self.config.pipeline.remember_unknowns else None
         with timed(self.timings, "detect_embed"), reading(source):
-            frames = recognize_frames(source, info, indices, gallery, cfg, before_frame=Deadline(self.context, RESERVE_S),
-                                      unknown=unknown)
+            deadline = Deadline(self.context, RESERVE_S)
+            frames = recognize_frames(source, info, indices, gallery, cfg, before_frame=deadline, unknown=unknown,
+                                      before_grab=deadline.check)
         if indices and not frames:
             raise FaceError(errors.EMPTY_VIDEO, f"none of the {len(indices)} sampled frames could be decoded")
         if unknown:
@@ -266,6 +273,8 @@ class Step:
         if video:
             info = VideoInfo(**{k: video[k] for k in ("fps", "frames", "width", "height")})
             fields = {"duration_s": round(info.duration_s, 3), "fps": round(float(info.fps), 3), **fields}
+        if record.get("header_frames"):  # the header claimed more frames than the file holds
+            fields["header_frames"] = int(record["header_frames"])
         key = keys.result_key(self.key)
         document = results.job_document(
             {**fields, "media": VIDEO, "source_etag": self.etag or None}, job_id=self.job_id, kind="recognize",
@@ -295,11 +304,13 @@ class Step:
 
 
 class Deadline:
-    """Called before each frame (or batch of messages): raises OutOfTime when the next one might not
-    finish in time. `why` ends the message (the default: a segment's)."""
+    """Called before each frame analysed (or batch of messages): raises OutOfTime when the next one
+    might not finish in time; `check` is the same test without counting a step (before each frame
+    decoded, sampled or not). `why` ends the message (the default: a segment's)."""
 
     SEGMENT = "frames", "the function's timeout is too short for this segment (lower SegmentSeconds or SampleFps)"
     FAN_OUT = "message batches", "the rest is sent when the plan message comes back"
+    PROBE = "seeks", "the video's length could not be checked in time (raise VideoTimeout)"
 
     def __init__(self, context: Any, reserve_s: float, why: tuple[str, str] = SEGMENT) -> None:
         self.remaining: Callable[[], int] | None = getattr(context, "get_remaining_time_in_millis", None)
@@ -310,6 +321,12 @@ class Deadline:
         self.frames = 0
 
     def __call__(self) -> None:
+        self.check()
+        self.frames += 1
+
+    def check(self) -> None:
+        """Raise OutOfTime when the remaining time is under the slowest step seen (between any two
+        calls) plus the reserve."""
         now = time.monotonic()
         if self.last is not None:
             self.slowest = max(self.slowest, now - self.last)
@@ -317,4 +334,3 @@ class Deadline:
         if self.remaining is not None and self.remaining() / 1000.0 < self.slowest + self.reserve_s:
             unit, advice = self.why
             raise OutOfTime(f"stopped after {self.frames} {unit} ({self.slowest:.1f} s each at most): {advice}")
-        self.frames += 1
