@@ -1,4 +1,4 @@
-"""Time helpers shared by the engine and the pipeline: stage timings and ISO 8601 timestamps."""
+"""Time helpers shared by the engine and the pipeline: stage timings, the wall clock and ISO 8601 timestamps."""
 from __future__ import annotations
 
 import time
@@ -16,6 +16,11 @@ def timed(timings: dict[str, float] | None, stage: str) -> Iterator[None]:
     finally:
         if timings is not None:
             timings[stage] = timings.get(stage, 0.0) + (time.perf_counter() - start) * 1000
+
+
+def now() -> float:
+    """This machine's wall clock, seconds since the epoch (one place to read it: tests set it behind)."""
+    return time.time()
 
 
 def iso(epoch: float) -> str:

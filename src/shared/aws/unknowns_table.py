@@ -13,7 +13,6 @@ forgotten face. Bookkeeping items hold no embedding and expire (DynamoDB TTL, `e
 """
 from __future__ import annotations
 
-import time
 import zlib
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterator
@@ -23,7 +22,7 @@ import numpy as np
 from shared.aws import dynamo, gallery_cache
 from shared.aws.clients import client, error_code
 from shared.aws.gallery_table import Change, GalleryTable, Outcome, decode
-from shared.clock import iso
+from shared import clock
 from shared.engine.matching import Gallery
 
 SNAPSHOT_ROOT = "unknowns/snapshots/"
@@ -54,7 +53,7 @@ def face_id(source: str, etag: str, n: str) -> str:
 
 
 def now_iso() -> str:
-    return iso(time.time())
+    return clock.iso(clock.now())
 
 
 class UnknownStore:
@@ -210,7 +209,7 @@ class UnknownStore:
         return self.partitions[0].get(partition, item_key)  # GalleryTable.get: any item of the table
 
     def _put(self, item: dict[str, Any], keep_days: int, condition: str | None = None) -> None:
-        item = {**item, "expires_at": int(time.time()) + keep_days * 86400}
+        item = {**item, "expires_at": int(clock.now()) + keep_days * 86400}
         kwargs = {"ConditionExpression": condition} if condition else {}
         client("dynamodb").put_item(TableName=self.name, Item=dynamo.to_item(item), **kwargs)
 

@@ -12,7 +12,6 @@ Storage and its guarantees: shared/aws/unknowns_table.py.
 from __future__ import annotations
 
 import logging
-import time
 from dataclasses import dataclass
 from typing import Any, Callable
 
@@ -21,6 +20,7 @@ import numpy as np
 from shared.aws import gallery_cache
 from shared.aws.gallery_table import Outcome
 from shared.aws.unknowns_table import MERGED, NAMED, REGROUPED, UnknownFace, UnknownStore, face_id, now_iso
+from shared import clock
 from shared.clock import iso
 from shared.config import Config, PipelineConfig, current_config
 from shared.engine import clustering
@@ -163,14 +163,14 @@ def sweep(deadline_ms: Callable[[], int] | None = None, config: Config | None = 
         raise ValueError("the sweep needs the stack's bucket (LAMBDAFACE_BUCKET)")
     store = store_for(config, p.bucket)
     time_left = (lambda: deadline_ms() > RESERVE_MS) if deadline_ms else (lambda: True)
-    started = iso(time.time() - CLOCK_SLACK_S)  # the next run re-groups faces seen since (before this scan)
+    started = iso(clock.now() - CLOCK_SLACK_S)  # the next run re-groups faces seen since (before this scan)
     if not p.remember_unknowns:
         forgotten, complete = store.wipe(time_left)
         gallery_cache.forget_cache()
         report = {"remembering": False, "forgotten": forgotten, "complete": complete}
     else:
         faces = list(store.faces())  # one scan: who is due, and when each face was seen
-        cutoff = iso(time.time() - p.unknown_retention_days * 86400)
+        cutoff = iso(clock.now() - p.unknown_retention_days * 86400)
         aliases, named = store.aliases(), set(store.record_keys(NAMED))  # faces that joined a cluster as it was named
 
         def due(face: UnknownFace) -> bool:
