@@ -88,13 +88,15 @@ class UnknownStore:
                                         face.seen_at, extra=self._extra(face)))
 
     def move(self, face: UnknownFace, cluster: str) -> Outcome:
-        """Move `face` into `cluster` (a merge)."""
+        """Move `face` (stored under face.cluster) into `cluster` (a merge): only while it is still
+        stored, checked in the move's own transaction (stale when it was forgotten meanwhile)."""
         return self._apply(face, Change(cluster, face.face_id, "", now_iso(), face.etag, face.embedding, face.seen_at,
-                                        extra=self._extra(face)))
+                                        extra=self._extra(face), unordered=True, live_in=face.cluster))
 
     def delete(self, face: UnknownFace) -> Outcome:
-        """Forget `face` (a tombstone: a late redelivery of its recognition cannot bring it back)."""
-        return self._apply(face, Change(face.cluster, face.face_id, "", now_iso()))
+        """Forget `face`, whatever this machine's clock says (no ordering against recognitions);
+        its tombstone keeps the S3 event that stored it, so a late redelivery cannot bring it back."""
+        return self._apply(face, Change(face.cluster, face.face_id, "", now_iso(), unordered=True))
 
     def _apply(self, face: UnknownFace, change: Change) -> Outcome:
         index = self.partition_of(face)
