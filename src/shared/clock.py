@@ -26,3 +26,8 @@ def now() -> float:
 def iso(epoch: float) -> str:
     """UTC ISO 8601 with milliseconds, e.g. 2024-05-01T12:00:00.123Z."""
     return datetime.fromtimestamp(epoch, timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def epoch(text: str) -> float:
+    """The seconds since the epoch of an ISO 8601 time (as iso() writes them)."""
+    return datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
