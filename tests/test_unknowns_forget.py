@@ -63,7 +63,7 @@ def split_kit(aws: MotoResources, photos: Any) -> list[UnknownFace]:
         face = photos.faces(f"people/kit_harington/kit{n + 1}.jpg")[0]
         faces.append(UnknownFace(face_id(f"queries/kit{n + 1}.jpg", "e", "0"), cluster, f"queries/kit{n + 1}.jpg",
                                  face.box.to_dict(), clock.iso(time.time()), embedding=face.embedding))
-        store.remember(faces[-1], "", clock.iso(time.time()))
+        store.remember(faces[-1], "", clock.iso(time.time() - 600))  # recognized 10 minutes ago
     store.settle(1)
     return faces
 
@@ -114,7 +114,8 @@ def test_a_forget_during_a_regroups_move_is_not_undone(remembering: MotoResource
                                                        monkeypatch: pytest.MonkeyPatch) -> None:
     """The sweep's regroup has recorded the merge RETIRED -> SURVIVOR and read RETIRED's face; the
     user forgets SURVIVOR (so RETIRED too) before the regroup moves that face: before the move
-    starts, or after the move read the face's order item and before its transaction commits."""
+    starts, or after the move read the face's order item and before its transaction commits (the
+    user's clock a little behind the sweep's, so no clock can order the two)."""
     faces = split_kit(remembering, photos)
     moving = faces[0].face_id
     pause = Pause()
@@ -133,6 +134,8 @@ def test_a_forget_during_a_regroups_move_is_not_undone(remembering: MotoResource
                 pause.here()
             real_commit(self, change, order, version)
         monkeypatch.setattr(GalleryTable, "_commit", commit)
+        real_now = clock.now  # and the user's clock 2 s behind the sweep's (another machine)
+        monkeypatch.setattr(clock, "now", lambda: real_now() - (0 if threading.current_thread() is pause.thread else 2))
     p = current_config().pipeline
     forgotten = run_paused(pause, lambda: unknowns.regroup(store_of(remembering), p),
                            lambda: unknowns.forget_cluster(store_of(remembering), p, SURVIVOR))
