@@ -145,6 +145,30 @@ def test_a_forget_during_a_regroups_move_is_not_undone(remembering: MotoResource
     assert unknowns.clusters(store_of(remembering)) == []
 
 
+def test_a_face_the_ttl_deletes_during_a_move_is_not_stored_again(remembering: MotoResources, photos: Any,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    """DynamoDB's TTL deletes the face item (no change, no tombstone) after the move read it and
+    before its transaction commits: the move must not write the face back."""
+    faces = split_kit(remembering, photos)
+    moving = faces[0].face_id
+    pause, real_commit = Pause(), GalleryTable._commit
+
+    def commit(self: GalleryTable, change: Any, order: Any, version: int) -> None:
+        if change.image_key == moving and not change.deleted:
+            pause.here()
+        real_commit(self, change, order, version)
+    monkeypatch.setattr(GalleryTable, "_commit", commit)
+
+    def expire() -> None:  # what TTL does: a plain delete of the item
+        remembering.dynamodb.delete_item(TableName=remembering.unknowns_table,
+                                         Key={"person": {"S": RETIRED}, "image_key": {"S": moving}})
+    run_paused(pause, lambda: unknowns.regroup(store_of(remembering), current_config().pipeline), expire)
+    assert moving not in {i["image_key"] for i in face_items(remembering)}
+    assert len(face_items(remembering)) == 2
+    assert unknowns.sweep(config=current_config())["orphans"] == 1  # then the sweep forgets the rest of it
+    assert stored_anywhere(remembering, moving) == []
+
+
 def test_a_regroup_still_moves_a_face_that_is_not_forgotten(remembering: MotoResources, photos: Any) -> None:
     """The move's new condition (the face still stored) lets an ordinary merge through, with the
     stored face's S3 event kept on its order item whatever the mover's clock says."""

@@ -233,11 +233,14 @@ class GalleryTable:
         raise RuntimeError(f"gallery change of {change.image_key} kept conflicting; will be retried")
 
     def _live(self, change: Change, order: dict[str, Any] | None) -> bool:
-        """Whether the face of an unordered change is stored: its order item says so, or (that item
-        expired) its face item is there."""
-        if order:
-            return not order.get("deleted")
-        return self.get(change.person if change.deleted else change.live_in, change.image_key) is not None
+        """Whether the face of an unordered change is stored: not a tombstone, and (for a move, or
+        when the order item expired) its face item is there."""
+        if order and order.get("deleted"):
+            return False
+        if order and change.deleted:
+            return True
+        holder = order.get("face_person") if order else (change.person if change.deleted else change.live_in)
+        return self.get(holder, change.image_key) is not None
 
     def _commit(self, change: Change, order: dict[str, Any] | None, version: int) -> None:
         seq = version + 1
@@ -274,6 +277,8 @@ class GalleryTable:
         cluster merges) leaves its old item."""
         had = order.get("face_person") if order and not order.get("deleted") else (change.live_in or None)
         old = [{"Delete": {"TableName": self.name, "Key": _key(had, change.image_key)}}] if had and had != change.person else []
+        if old and change.unordered and not change.deleted:  # a move: only of a face still stored (not expired meanwhile)
+            old[0]["Delete"]["ConditionExpression"] = "attribute_exists(image_key)"
         if change.deleted:
             return old or [{"Delete": {"TableName": self.name, "Key": _key(change.person, change.image_key)}}]
         item = {**(change.extra or {}), "person": change.person, "image_key": change.image_key,
