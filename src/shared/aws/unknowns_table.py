@@ -150,7 +150,7 @@ class UnknownStore:
         if face.expires_at is not None:
             return face.expires_at
         days = self.retention_days if self.retention_days is not None else current_config().pipeline.unknown_retention_days
-        return int(clock.epoch(face.seen_at)) + days * 86400 + TTL_MARGIN_S
+        return int(seen_epoch(face)) + days * 86400 + TTL_MARGIN_S
 
     def faces(self, embeddings: bool = False) -> Iterator[UnknownFace]:
         """Every remembered face (a scan: tools and the sweep, never the recognition path)."""
@@ -251,6 +251,14 @@ class UnknownStore:
         item = {**item, "expires_at": int(clock.now()) + keep_days * 86400}
         kwargs = {"ConditionExpression": condition} if condition else {}
         client("dynamodb").put_item(TableName=self.name, Item=dynamo.to_item(item), **kwargs)
+
+
+def seen_epoch(face: UnknownFace) -> float:
+    """When `face` was remembered, in seconds since the epoch (now, for an item without a valid `seen_at`)."""
+    try:
+        return clock.epoch(face.seen_at)
+    except ValueError:
+        return clock.now()
 
 
 def _face(item: dict[str, Any], embeddings: bool) -> UnknownFace:

@@ -17,10 +17,11 @@ from typing import Any, Callable
 
 import numpy as np
 
+from shared import clock
 from shared.aws import gallery_cache
 from shared.aws.gallery_table import Outcome
-from shared.aws.unknowns_table import MERGED, NAMED, REGROUPED, UnknownFace, UnknownStore, face_id, now_iso
-from shared import clock
+from shared.aws.unknowns_table import (MERGED, NAMED, REGROUPED, UnknownFace, UnknownStore, face_id, now_iso,
+                                       seen_epoch)
 from shared.clock import iso
 from shared.config import Config, PipelineConfig, current_config
 from shared.engine import clustering
@@ -189,7 +190,7 @@ def sweep(deadline_ms: Callable[[], int] | None = None, config: Config | None = 
             merges = regroup(store, p, time_left, new if since else None)
             store.set_regrouped_at(started, p.unknown_retention_days)
         kept = faces if not complete else [f for f in faces if not due(f)]  # out of time: some due faces are left
-        oldest = clock.now() - clock.epoch(min(f.seen_at for f in kept)) if kept else 0.0  # ISO times sort as times
+        oldest = clock.now() - min(seen_epoch(f) for f in kept) if kept else 0.0
         report = {"remembering": True, "expired": expired, "orphans": orphans, "merged": len(merges),
                   "complete": complete, "oldest_age_s": round(oldest, 3)}
         metrics.sweep_finished(complete, oldest)
