@@ -4,8 +4,9 @@
   nobody joins the cluster of its nearest remembered face, or starts one; the result says which
   (`cluster`). A video segment remembers one face per track (its largest), not every frame's.
 - `sweep` (the scheduled function, hourly): forgets faces older than the retention (and any that
-  joined a cluster while it was being named), then re-groups
-  (Chinese whispers; merges only, recorded). With remembering off it forgets everything kept.
+  joined a cluster while it was being named, and any a gallery still holds whose item DynamoDB's
+  TTL removed), then re-groups (Chinese whispers; merges only, recorded). With remembering off it
+  forgets everything kept. Each run prints its metrics (metrics.sweep_finished) for the alarms.
 - `clusters`, `forget_cluster`, `regroup`: what the `lambdaface unknowns` commands use.
 Storage and its guarantees: shared/aws/unknowns_table.py.
 """
