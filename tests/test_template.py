@@ -160,6 +160,7 @@ def test_s3_reads_models_or_queries_and_writes_only_results(resources: dict[str,
         "s3:ListBucket": {bucket},
         "s3:PutObject": {objects("results/queries/*"), unknowns},
         "s3:DeleteObject": {unknowns},
+        "s3:AbortMultipartUpload": {unknowns},
     }
     # Video: the video, and each segment's frames until the merge (work/ expires, notifies nothing).
     assert grants(resources, "VideoFunction", "s3") == {
@@ -167,6 +168,7 @@ def test_s3_reads_models_or_queries_and_writes_only_results(resources: dict[str,
         "s3:ListBucket": {bucket},
         "s3:PutObject": {objects("results/queries/*"), objects("work/segments/*"), unknowns},
         "s3:DeleteObject": {unknowns},
+        "s3:AbortMultipartUpload": {unknowns},
     }
     # Listing is limited to the prefixes the function reads (enroll also lists old snapshots to delete
     # them, and recognition the unknown faces' old snapshots).

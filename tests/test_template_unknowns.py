@@ -1,6 +1,7 @@
 """template.yaml for unknown faces (issue 15): the opt-in parameters, the unknowns table (TTL, no
 backups, deleted with the stack), the settings in every function's environment, least-privilege
-access for recognition and video, and the hourly sweep function with its own role and log group."""
+access for recognition and video, the hourly sweep function with its own role and log group, and
+(issue 20) the alarms on the sweep's metrics."""
 from __future__ import annotations
 
 import json
@@ -11,9 +12,11 @@ from typing import Any
 from support import ROOT
 from support.template import as_list, role_of, role_statements
 from test_template import TRANSLATE, sam_env, sam_tool
+from test_template_dashboard import _check_own_metric
 
 from lambdaface.template import TEMPLATE, parameter_defaults
 from shared.config import PipelineConfig
+from shared.pipeline import metrics
 
 SWEEP = "UnknownsSweepFunction"
 REMEMBERING = ("RecognizeFunction", "VideoFunction")  # the functions that meet unknown faces
@@ -91,7 +94,7 @@ def test_recognition_may_remember_unknown_faces_and_write_their_snapshots(resour
         on_table = {action for action, targets in granted.items() if arn("UnknownsTable") in targets}
         assert on_table == TABLE_ACTIONS, function  # no Scan: recognition reads by key
         on_snapshots = {action for action, targets in granted.items() if snapshots in targets}
-        assert on_snapshots == {"s3:GetObject", "s3:PutObject", "s3:DeleteObject"}, function
+        assert on_snapshots == {"s3:GetObject", "s3:PutObject", "s3:DeleteObject", "s3:AbortMultipartUpload"}, function
         (listing,) = [s for s in role_statements(resources, function)
                       if s["Action"] == "s3:ListBucket" and "unknowns" in json.dumps(s)]
         assert listing["Resource"] == arn("Bucket")
@@ -133,7 +136,7 @@ def test_the_sweeps_role_is_least_privilege(resources: dict[str, Any]) -> None:
     snapshots = {"Fn::Sub": "${Bucket.Arn}/unknowns/snapshots/*"}
     assert {a: t for a, t in granted.items() if a.startswith("s3:")} == {
         "s3:GetObject": [snapshots], "s3:PutObject": [snapshots], "s3:DeleteObject": [snapshots],
-        "s3:ListBucket": [arn("Bucket")],
+        "s3:AbortMultipartUpload": [snapshots], "s3:ListBucket": [arn("Bucket")],
     }
     (listing,) = [s for s in role_statements(resources, SWEEP) if s["Action"] == "s3:ListBucket"]
     assert listing["Condition"] == {"StringLike": {"s3:prefix": "unknowns/snapshots/*"}}
@@ -162,3 +165,43 @@ def test_sam_translates_the_schedule_into_an_hourly_rule_without_a_role() -> Non
     permissions = [r["Properties"] for r in translated.values() if r["Type"] == "AWS::Lambda::Permission"]
     assert [p["Principal"] for p in permissions] == ["events.amazonaws.com"]
     assert translated[SWEEP]["Properties"]["Role"] == {"Fn::GetAtt": ["UnknownsSweepFunctionRole", "Arn"]}
+
+
+def own_metric(metric: dict[str, Any]) -> None:
+    """A metric of the sweep's EMF (shared/pipeline/metrics.py), by the stack's service name."""
+    assert metric["Namespace"] == metrics.NAMESPACE
+    dims = {d["Name"]: d["Value"] for d in metric["Dimensions"]}
+    _check_own_metric(metric["MetricName"], dims, lambda value: (value["Ref"], None))
+
+
+def test_an_alarm_fires_when_the_sweep_has_not_finished_for_three_runs(resources: dict[str, Any]) -> None:
+    props = resources["UnknownsSweepIncompleteAlarm"]["Properties"]
+    own_metric(props)
+    assert props["MetricName"] == metrics.SWEEP_INCOMPLETE  # 1 per run out of time, 0 per finished run
+    assert props["Statistic"] == "Minimum" and props["Period"] == 3600  # an hour breaches when no run in it finished
+    assert (props["EvaluationPeriods"], props["DatapointsToAlarm"]) == (3, 3)
+    assert (props["Threshold"], props["ComparisonOperator"]) == (1, "GreaterThanOrEqualToThreshold")
+    assert props["TreatMissingData"] == "breaching"  # no run at all is no finished run
+    schedule = resources[SWEEP]["Properties"]["Events"]["Hourly"]["Properties"]["Schedule"]
+    assert schedule == "rate(1 hour)"  # one run (one data point) per period
+
+
+def test_an_alarm_fires_when_a_face_is_a_day_past_its_retention(resources: dict[str, Any]) -> None:
+    props = resources["UnknownFaceRetentionAlarm"]["Properties"]
+    age, overdue = props["Metrics"]
+    own_metric(age["MetricStat"]["Metric"])
+    assert age["MetricStat"]["Metric"]["MetricName"] == metrics.OLDEST_UNKNOWN_AGE and age["ReturnData"] is False
+    assert (age["MetricStat"]["Stat"], age["MetricStat"]["Period"]) == ("Maximum", 3600)
+    assert overdue["ReturnData"] is True
+    assert overdue["Expression"] == {"Fn::Sub": f"{age['Id']} - ${{UnknownRetentionDays}} * 86400"}
+    assert (props["Threshold"], props["ComparisonOperator"]) == (86400, "GreaterThanThreshold")  # a day past it
+    assert props["EvaluationPeriods"] == 1 and props["TreatMissingData"] == "notBreaching"
+
+
+def test_the_table_and_docs_say_how_a_face_expires(template: dict[str, Any]) -> None:
+    """The sweep forgets at the retention; the TTL (shared/aws/unknowns_table.py) is a day later."""
+    from shared.aws.unknowns_table import TTL_MARGIN_S
+
+    assert TTL_MARGIN_S == 86400
+    assert "TTL one day later" in template["Parameters"]["UnknownRetentionDays"]["Description"]
+    assert "one day" in TEMPLATE.read_text().split("  UnknownsTable:")[0].rsplit("# Unknown faces", 1)[1]

@@ -111,7 +111,7 @@ def test_regroup_merges_split_clusters_and_the_old_id_still_resolves(remembering
     split = ["u-00000000000a", "u-00000000000b", "u-00000000000b"]
     for n, (face, cluster) in enumerate(zip(kit, split)):
         store.remember(UnknownFace(face_id("queries/k.jpg", "e", str(n)), cluster, "queries/k.jpg",
-                                   face.box.to_dict(), "2026-11-28T00:00:0{n}.000Z", embedding=face.embedding), "", "")
+                                   face.box.to_dict(), f"2026-11-28T00:00:0{n}.000Z", embedding=face.embedding), "", "")
     merges = unknowns.regroup(store, current_config().pipeline)
     assert merges == {"u-00000000000a": "u-00000000000b"}  # into the cluster with more faces
     assert store.resolve("u-00000000000a") == "u-00000000000b"

@@ -16,14 +16,18 @@ One change is one TransactWriteItems: the counter (conditional on the value read
 numbers have no gaps and log entries appear in order), the log entry, the order item (conditional
 on the one read), the face, and every shard. A change either happened whole or not at all, so a
 retried message repeats nothing and misses nothing. Changes to one image apply in S3's order
-(sequencer, else eventTime); a stale event is skipped, and on a tie a deletion wins.
+(sequencer, else eventTime); a stale event is skipped, and on a tie a deletion wins. A change a
+command or a sweep makes (`unordered`: the unknown store's forgets and merges) is ordered by no
+clock: it carries the stored face's own S3 event onward, a forget always applies (its tombstone
+still stops a redelivery of that event), and a move applies only while the face is still stored,
+conditional on the order item read, in the same transaction.
 """
 from __future__ import annotations
 
 import logging
 import random
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Iterator
 
 import numpy as np
@@ -65,6 +69,8 @@ class Change:
     enrolled_at: str = ""
     wins_ties: bool = False  # an upload known to be newer than a tombstone of the same instant
     extra: dict[str, Any] | None = None  # more attributes of the face item (the unknown store's source, box, ...)
+    unordered: bool = False  # a command's forget or move: no clock ordering (see the module docstring)
+    live_in: str = ""  # an unordered move: the person the face is stored under now
 
     @property
     def deleted(self) -> bool:
@@ -206,20 +212,35 @@ class GalleryTable:
         """Apply one event to one image, in S3's order, exactly once (see the module docstring)."""
         for attempt in range(CONFLICT_ATTEMPTS):
             order = self.get(self.order, change.image_key)
-            decided = _decide(change, order)
+            live = False
+            if change.unordered:
+                live = self._live(change, order)
+                decided = _decide_unordered(change, order, live)
+            else:
+                decided = _decide(change, order)
             if decided is not None:
                 return decided
             version = self.version()
             try:
-                self._commit(change, order, version)
+                self._commit(_stamped(change, order) if change.unordered else change, order, version)
             except Exception as exc:
                 if error_code(exc) not in ("TransactionCanceledException", "TransactionConflictException"):
                     raise
                 time.sleep(random.uniform(0, 0.01 * min(attempt + 1, 10)))  # another change won: read again
                 continue
             previous = int(order.get("log_seq", 0)) if order and not order.get("deleted") else 0
-            return Outcome(True, version + 1, removed=change.deleted and bool(previous), previous_seq=previous)
+            return Outcome(True, version + 1, removed=change.deleted and (bool(previous) or live), previous_seq=previous)
         raise RuntimeError(f"gallery change of {change.image_key} kept conflicting; will be retried")
+
+    def _live(self, change: Change, order: dict[str, Any] | None) -> bool:
+        """Whether the face of an unordered change is stored: not a tombstone, and (for a move, or
+        when the order item expired) its face item is there."""
+        if order and order.get("deleted"):
+            return False
+        if order and change.deleted:
+            return True
+        holder = order.get("face_person") if order else (change.person if change.deleted else change.live_in)
+        return self.get(holder, change.image_key) is not None
 
     def _commit(self, change: Change, order: dict[str, Any] | None, version: int) -> None:
         seq = version + 1
@@ -254,8 +275,10 @@ class GalleryTable:
     def _face_writes(self, change: Change, order: dict[str, Any] | None) -> list[dict[str, Any]]:
         """Put or delete the face item; a face that moves to another person (the unknown store's
         cluster merges) leaves its old item."""
-        had = order.get("face_person") if order and not order.get("deleted") else None
+        had = order.get("face_person") if order and not order.get("deleted") else (change.live_in or None)
         old = [{"Delete": {"TableName": self.name, "Key": _key(had, change.image_key)}}] if had and had != change.person else []
+        if old and change.unordered and not change.deleted:  # a move: only of a face still stored (not expired meanwhile)
+            old[0]["Delete"]["ConditionExpression"] = "attribute_exists(image_key)"
         if change.deleted:
             return old or [{"Delete": {"TableName": self.name, "Key": _key(change.person, change.image_key)}}]
         item = {**(change.extra or {}), "person": change.person, "image_key": change.image_key,
@@ -351,6 +374,24 @@ def _decide(change: Change, order: dict[str, Any] | None) -> Outcome | None:
     if c == 0:
         return None  # two uploads in one millisecond (moto): the later apply wins
     return Outcome(False, stale=True)
+
+
+def _decide_unordered(change: Change, order: dict[str, Any] | None, live: bool) -> Outcome | None:
+    """None when an unordered change must be applied: a forget unless the face is a tombstone
+    already, a move only while the face is stored (a forgotten face is never brought back)."""
+    if change.deleted and order and order.get("deleted"):
+        return Outcome(False, int(order.get("log_seq", 0)))
+    if not change.deleted and not live:
+        return Outcome(False, stale=True)
+    return None
+
+
+def _stamped(change: Change, order: dict[str, Any] | None) -> Change:
+    """An unordered change with the S3 event of the face it changes (the event time given when
+    there is none), so that a redelivery of that event is stale after a forget, a repeat after a move."""
+    if not order:
+        return change
+    return replace(change, sequencer=order.get("sequencer") or "", event_time=order.get("event_time") or change.event_time)
 
 
 def _same_order(order: dict[str, Any] | None) -> dict[str, Any]:

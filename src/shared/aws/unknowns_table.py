@@ -4,31 +4,34 @@ The store is the gallery's design in a table of its own (UNKNOWNS_TABLE): `parti
 stores side by side (bookkeeping `#log/p3`, ...; snapshots under `unknowns/snapshots/p3/`), each
 loaded by recognitions exactly like the gallery: a snapshot, then the change log since. In it a
 face's `person` is its cluster id and its `image_key` the face id `<source key>#<etag>#<n>`; the
-face item also keeps `source`, `box`, `t` (seconds into a video) and `seen_at`. Every change (a
-face remembered, moved by a merge, forgotten) goes through the change log, so no worker keeps a
-forgotten face. Bookkeeping items hold no embedding and expire (DynamoDB TTL, `expires_at`):
+face item also keeps `source`, `box`, `t` (seconds into a video), `seen_at` and `expires_at` (DynamoDB
+TTL: `seen_at` + the retention + TTL_MARGIN_S, a backstop to the hourly sweep, which forgets a face at
+its retention; a face whose item the TTL removed is forgotten from the log and the snapshots by the
+next sweep). Every change (a face remembered, moved by a merge, forgotten) goes through the change
+log, so no worker keeps a forgotten face. Bookkeeping items hold no embedding and expire (DynamoDB TTL, `expires_at`):
 - `#merged/<id>`: `into`, the cluster it was merged into (an id in an old result still resolves);
 - `#named/<id>`: `name`, `named_at`: the cluster became enrollments of the person `name`;
 - `#regrouped/last`: `at`, when the sweep's last re-grouping started (the next looks at what is newer).
 """
 from __future__ import annotations
 
-import time
 import zlib
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterator
 
 import numpy as np
 
+from shared import clock
 from shared.aws import dynamo, gallery_cache
 from shared.aws.clients import client, error_code
 from shared.aws.gallery_table import Change, GalleryTable, Outcome, decode
-from shared.clock import iso
+from shared.config import current_config
 from shared.engine.matching import Gallery
 
 SNAPSHOT_ROOT = "unknowns/snapshots/"
 PARTITIONS = 8  # change logs side by side: a fixed number, so every reader and writer agrees where a face is
 MERGED, NAMED, REGROUPED = "#merged", "#named", "#regrouped"
+TTL_MARGIN_S = 86400  # a face item expires (DynamoDB TTL) this long after its retention: the sweep is first
 ORDER_TTL_S = 15 * 86400  # a face's `#order` item (its source key and cluster id, no embedding) outlives
 # the longest an SQS message can be redelivered (14 days), then expires
 
@@ -46,6 +49,7 @@ class UnknownFace:
     embedding: np.ndarray | None = field(default=None, repr=False)
     etag: str = ""
     partition: int | None = None  # which change log holds it (None: a face not stored yet)
+    expires_at: int | None = None  # its item's TTL (None: a face not stored yet)
 
 
 def face_id(source: str, etag: str, n: str) -> str:
@@ -54,7 +58,7 @@ def face_id(source: str, etag: str, n: str) -> str:
 
 
 def now_iso() -> str:
-    return iso(time.time())
+    return clock.iso(clock.now())
 
 
 class UnknownStore:
@@ -62,9 +66,11 @@ class UnknownStore:
     change logs (a face's partition: a hash of its id, kept on its item), so that recognitions
     writing unknown faces at once do not all contend for one change counter."""
 
-    def __init__(self, table_name: str, bucket: str, shards: int | None = None, partitions: int = PARTITIONS) -> None:
+    def __init__(self, table_name: str, bucket: str, shards: int | None = None, partitions: int = PARTITIONS,
+                 retention_days: int | None = None) -> None:
         self.name = table_name
         self.bucket = bucket
+        self.retention_days = retention_days  # None: the configured UnknownRetentionDays
         self.partitions = [
             GalleryTable(table_name, shards, f"{SNAPSHOT_ROOT}p{i}/", ORDER_TTL_S, namespace=f"p{i}")
             for i in range(max(1, partitions))]
@@ -89,13 +95,38 @@ class UnknownStore:
                                         face.seen_at, extra=self._extra(face)))
 
     def move(self, face: UnknownFace, cluster: str) -> Outcome:
-        """Move `face` into `cluster` (a merge)."""
+        """Move `face` (stored under face.cluster) into `cluster` (a merge): only while it is still
+        stored, checked in the move's own transaction (stale when it was forgotten meanwhile)."""
         return self._apply(face, Change(cluster, face.face_id, "", now_iso(), face.etag, face.embedding, face.seen_at,
-                                        extra=self._extra(face)))
+                                        extra=self._extra(face), unordered=True, live_in=face.cluster))
 
     def delete(self, face: UnknownFace) -> Outcome:
-        """Forget `face` (a tombstone: a late redelivery of its recognition cannot bring it back)."""
-        return self._apply(face, Change(face.cluster, face.face_id, "", now_iso()))
+        """Forget `face`, whatever this machine's clock says (no ordering against recognitions);
+        its tombstone keeps the S3 event that stored it, so a late redelivery cannot bring it back."""
+        return self._apply(face, Change(face.cluster, face.face_id, "", now_iso(), unordered=True))
+
+    def forget_orphans(self, index: int, orphans: dict[str, str]) -> int:
+        """Forget faces that partition `index`'s gallery holds but whose item is gone ({face id:
+        cluster}: DynamoDB's TTL removed the item, so no change did): a tombstone through the change
+        log, every log entry's vector of them stripped, and a snapshot without them published (the
+        older ones deleted). A face found stored again (it moved while the caller scanned) or
+        forgotten meanwhile is left alone. Returns how many were forgotten."""
+        table, forgotten = self.partitions[index], set()
+        for key, cluster in orphans.items():
+            order = table.get(table.order, key)
+            if order and order.get("deleted"):
+                continue
+            holder = (order.get("face_person") or cluster) if order else cluster
+            if table.get(holder, key) is not None:
+                continue
+            table.apply(Change(cluster, key, "", now_iso(), unordered=True))
+            forgotten.add(key)
+        if forgotten:
+            for entry in table.log_since(0, table.version()):
+                if entry.image_key in forgotten and entry.embedding is not None:
+                    table.strip_log_vector(entry.seq)
+            gallery_cache.compact(table, self.bucket)
+        return len(forgotten)
 
     def _apply(self, face: UnknownFace, change: Change) -> Outcome:
         index = self.partition_of(face)
@@ -112,7 +143,14 @@ class UnknownStore:
 
     def _extra(self, face: UnknownFace) -> dict[str, Any]:
         return {"source": face.source, "box": face.box, "t": face.t, "seen_at": face.seen_at,
-                "partition": self.partition_of(face)}
+                "partition": self.partition_of(face), "expires_at": self.expires_at(face)}
+
+    def expires_at(self, face: UnknownFace) -> int:
+        """When DynamoDB's TTL deletes `face`'s item: kept through a merge, else a day after its retention."""
+        if face.expires_at is not None:
+            return face.expires_at
+        days = self.retention_days if self.retention_days is not None else current_config().pipeline.unknown_retention_days
+        return int(seen_epoch(face)) + days * 86400 + TTL_MARGIN_S
 
     def faces(self, embeddings: bool = False) -> Iterator[UnknownFace]:
         """Every remembered face (a scan: tools and the sweep, never the recognition path)."""
@@ -210,9 +248,17 @@ class UnknownStore:
         return self.partitions[0].get(partition, item_key)  # GalleryTable.get: any item of the table
 
     def _put(self, item: dict[str, Any], keep_days: int, condition: str | None = None) -> None:
-        item = {**item, "expires_at": int(time.time()) + keep_days * 86400}
+        item = {**item, "expires_at": int(clock.now()) + keep_days * 86400}
         kwargs = {"ConditionExpression": condition} if condition else {}
         client("dynamodb").put_item(TableName=self.name, Item=dynamo.to_item(item), **kwargs)
+
+
+def seen_epoch(face: UnknownFace) -> float:
+    """When `face` was remembered, in seconds since the epoch (now, for an item without a valid `seen_at`)."""
+    try:
+        return clock.epoch(face.seen_at)
+    except ValueError:
+        return clock.now()
 
 
 def _face(item: dict[str, Any], embeddings: bool) -> UnknownFace:
@@ -221,4 +267,5 @@ def _face(item: dict[str, Any], embeddings: bool) -> UnknownFace:
         box={k: int(v) for k, v in (item.get("box") or {}).items()}, seen_at=item.get("seen_at", ""),
         t=item.get("t"), embedding=decode(item["embedding"]) if embeddings else None, etag=item.get("etag", ""),
         partition=int(item.get("partition", 0)),
+        expires_at=int(item["expires_at"]) if item.get("expires_at") is not None else None,
     )

@@ -13,6 +13,10 @@ metrics, and on the local stack they are lines of `<state dir>/logs/<Function>.l
     VideoSeconds    Seconds       length of a recognized video
     JobErrors       Count         1 per failed job  [service, code], [service]
 
+    UnknownsSweepIncomplete  Count    1 per sweep run that ran out of time, else 0   [service]
+    OldestUnknownFaceAge     Seconds  the oldest remembered face's age after a run  [service]
+                                      (only while remembering unknown faces)
+
 `kind` is enroll, forget, recognize (a photo) or video; `status` succeeded or failed; `code` the
 result's error code. The handlers' `metrics.log_metrics` adds Powertools' ColdStart
 [function_name, service]. The job id and key go in as metadata (searchable in Logs Insights, not
@@ -34,6 +38,7 @@ NAMESPACE = os.environ.get(NAMESPACE_ENV) or "LambdaFace"
 
 JOBS, JOB_DURATION, ENGINE_TIME = "Jobs", "JobDuration", "EngineTime"
 FACES_PER_IMAGE, VIDEO_SECONDS, JOB_ERRORS = "FacesPerImage", "VideoSeconds", "JobErrors"
+SWEEP_INCOMPLETE, OLDEST_UNKNOWN_AGE = "UnknownsSweepIncomplete", "OldestUnknownFaceAge"
 COLD_START = "ColdStart"  # Powertools' own, from log_metrics(capture_cold_start_metric=True)
 KINDS = ("enroll", "forget", "recognize", "video")
 STATUSES = ("succeeded", "failed")
@@ -48,6 +53,8 @@ CATALOGUE: dict[str, tuple[tuple[str, ...], ...]] = {
     VIDEO_SECONDS: JOB_DIMENSIONS,
     JOB_ERRORS: (("service", "code"), ("service",)),
     COLD_START: (("function_name", "service"),),
+    SWEEP_INCOMPLETE: (("service",),),
+    OLDEST_UNKNOWN_AGE: (("service",),),
 }
 
 
@@ -107,6 +114,19 @@ def _emit(document: dict[str, Any]) -> None:
         failed.add_metadata(key="kind", value=kind)
         failed.add_metric(name=JOB_ERRORS, unit=MetricUnit.Count, value=1)
         failed.flush_metrics()
+
+
+def sweep_finished(complete: bool, oldest_age_s: float | None) -> None:
+    """Print the unknown-face sweep's metrics: whether the run finished, and (when faces are
+    remembered) the oldest remembered face's age. Never raises."""
+    try:
+        emf = EphemeralMetrics(namespace=NAMESPACE, service=SERVICE)  # dimension: service
+        emf.add_metric(name=SWEEP_INCOMPLETE, unit=MetricUnit.Count, value=0 if complete else 1)
+        if oldest_age_s is not None:
+            emf.add_metric(name=OLDEST_UNKNOWN_AGE, unit=MetricUnit.Seconds, value=max(0.0, float(oldest_age_s)))
+        emf.flush_metrics()
+    except Exception:  # a metric is never worth the sweep
+        logger.warning("could not emit the sweep's metrics", exc_info=True)
 
 
 def _new(document: dict[str, Any]) -> EphemeralMetrics:

@@ -4,26 +4,29 @@
   nobody joins the cluster of its nearest remembered face, or starts one; the result says which
   (`cluster`). A video segment remembers one face per track (its largest), not every frame's.
 - `sweep` (the scheduled function, hourly): forgets faces older than the retention (and any that
-  joined a cluster while it was being named), then re-groups
-  (Chinese whispers; merges only, recorded). With remembering off it forgets everything kept.
+  joined a cluster while it was being named, and any a gallery still holds whose item DynamoDB's
+  TTL removed), then re-groups (Chinese whispers; merges only, recorded). With remembering off it
+  forgets everything kept. Each run prints its metrics (metrics.sweep_finished) for the alarms.
 - `clusters`, `forget_cluster`, `regroup`: what the `lambdaface unknowns` commands use.
 Storage and its guarantees: shared/aws/unknowns_table.py.
 """
 from __future__ import annotations
 
 import logging
-import time
 from dataclasses import dataclass
 from typing import Any, Callable
 
 import numpy as np
 
+from shared import clock
 from shared.aws import gallery_cache
 from shared.aws.gallery_table import Outcome
-from shared.aws.unknowns_table import MERGED, NAMED, REGROUPED, UnknownFace, UnknownStore, face_id, now_iso
+from shared.aws.unknowns_table import (MERGED, NAMED, REGROUPED, UnknownFace, UnknownStore, face_id, now_iso,
+                                       seen_epoch)
 from shared.clock import iso
 from shared.config import Config, PipelineConfig, current_config
 from shared.engine import clustering
+from shared.pipeline import metrics
 
 log = logging.getLogger(__name__)
 CLOCK_SLACK_S = 300  # workers' clocks may differ this much: re-grouping looks this much further back
@@ -31,7 +34,8 @@ RESERVE_MS = 30_000  # the sweep stops this long before its deadline (then compa
 
 
 def store_for(config: Config, bucket: str) -> UnknownStore:
-    return UnknownStore(config.pipeline.unknowns_table, bucket, config.pipeline.gallery_shards)
+    return UnknownStore(config.pipeline.unknowns_table, bucket, config.pipeline.gallery_shards,
+                        retention_days=config.pipeline.unknown_retention_days)
 
 
 def remember_photo(config: Config, bucket: str, key: str, etag: str, event: Any, faces: list[Any],
@@ -163,14 +167,16 @@ def sweep(deadline_ms: Callable[[], int] | None = None, config: Config | None = 
         raise ValueError("the sweep needs the stack's bucket (LAMBDAFACE_BUCKET)")
     store = store_for(config, p.bucket)
     time_left = (lambda: deadline_ms() > RESERVE_MS) if deadline_ms else (lambda: True)
-    started = iso(time.time() - CLOCK_SLACK_S)  # the next run re-groups faces seen since (before this scan)
+    started = iso(clock.now() - CLOCK_SLACK_S)  # the next run re-groups faces seen since (before this scan)
     if not p.remember_unknowns:
         forgotten, complete = store.wipe(time_left)
         gallery_cache.forget_cache()
         report = {"remembering": False, "forgotten": forgotten, "complete": complete}
+        metrics.sweep_finished(complete, None)
     else:
+        held = held_faces(store)  # read before the scan: a face held here whose item the scan misses was removed since
         faces = list(store.faces())  # one scan: who is due, and when each face was seen
-        cutoff = iso(time.time() - p.unknown_retention_days * 86400)
+        cutoff = iso(clock.now() - p.unknown_retention_days * 86400)
         aliases, named = store.aliases(), set(store.record_keys(NAMED))  # faces that joined a cluster as it was named
 
         def due(face: UnknownFace) -> bool:
@@ -178,12 +184,17 @@ def sweep(deadline_ms: Callable[[], int] | None = None, config: Config | None = 
 
         expired, complete = forget_faces(store, p, due, time_left, faces)
         merges: dict[str, str] = {}
+        orphans = forget_orphans(store, held, faces) if complete else 0
         if complete:
             since = store.regrouped_at()
             new = {f.face_id for f in faces if not due(f) and f.seen_at >= since}
             merges = regroup(store, p, time_left, new if since else None)
             store.set_regrouped_at(started, p.unknown_retention_days)
-        report = {"remembering": True, "expired": expired, "merged": len(merges), "complete": complete}
+        kept = faces if not complete else [f for f in faces if not due(f)]  # out of time: some due faces are left
+        oldest = clock.now() - min(seen_epoch(f) for f in kept) if kept else 0.0
+        report = {"remembering": True, "expired": expired, "orphans": orphans, "merged": len(merges),
+                  "complete": complete, "oldest_age_s": round(oldest, 3)}
+        metrics.sweep_finished(complete, oldest)
     log.info("unknown faces swept: %s", report)
     return report
 
@@ -202,6 +213,31 @@ def forget_faces(store: UnknownStore, p: PipelineConfig, which: Callable[[Unknow
         outcomes.append(store.delete(face))
     store.settle(p.gallery_compact_every)
     return sum(1 for o in outcomes if o.removed), complete
+
+
+def held_faces(store: UnknownStore) -> list[dict[str, str]]:
+    """{face id: cluster} of each partition's gallery as a worker loads it (a copy: the cached
+    galleries change as the store does)."""
+    held = []
+    for gallery in store.galleries():
+        _, people, keys = gallery.live()
+        held.append({key: gallery.names[int(pid)] for key, pid in zip(keys, people)})
+    return held
+
+
+def forget_orphans(store: UnknownStore, held: list[dict[str, str]], faces: list[UnknownFace]) -> int:
+    """Forget every face a gallery held (`held`, read before the scan `faces`) that has no item any
+    more: DynamoDB's TTL removed it (the sweep had not run in time), and its embedding is still in
+    the change log, the snapshot and the workers. How many."""
+    stored = {face.face_id for face in faces}
+    count = 0
+    for index, faces_held in enumerate(held):
+        orphans = {key: cluster for key, cluster in faces_held.items() if key not in stored}
+        if orphans:
+            count += store.forget_orphans(index, orphans)
+    if count:
+        log.warning("forgot %d unknown face(s) whose items had expired before the sweep forgot them", count)
+    return count
 
 
 def forget_records(store: UnknownStore) -> None:
