@@ -167,3 +167,14 @@ def test_images_without_a_face_are_reported_and_failed_ones_are_not(stack: Stack
     report = stack.run()
     assert (report["missing"], report["missing_keys"], report["failed"], report["forgotten"]) == (
         1, ["models/jim/jim.jpg"], 1, 0)
+
+
+def test_the_local_stack_runs_the_reconciler_on_its_schedule_with_the_enroll_queue(template: dict[str, Any]) -> None:
+    from lambdaface.local.spec import stack_spec
+
+    spec = stack_spec(template, bucket="photos")
+    rec = spec.scheduled["ReconcileFunction"]
+    assert (rec.handler, rec.rate_s, rec.timeout_s) == ("handlers.reconcile.handler", 3600, 900)
+    assert rec.environment["LAMBDAFACE_BUCKET"] == "photos"
+    assert rec.environment["ENROLL_QUEUE_URL"].endswith("/lambdaface-EnrollQueue")
+    assert rec.environment["MAX_RECEIVE_COUNT"] == "5"
