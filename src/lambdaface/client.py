@@ -156,8 +156,8 @@ def _forget_orphans(args: argparse.Namespace, s3: Any) -> list[Expectation]:
 
     audit.configure(args)
     os.environ["GALLERY_TABLE"] = args.gallery_table
-    queue_url = args.enroll_queue_url or _local_queue_url(args)
     try:
+        queue_url = args.enroll_queue_url or _local_queue_url(args)
         before = {f: _previous_job(s3, args.bucket, f) for f in _gallery_keys(args)}
         report = reconcile.reconcile(current_config(), args.bucket, person=args.person, queue_url=queue_url)
     except Exception as exc:  # no access to the gallery or the queue: the deletes still go ahead
