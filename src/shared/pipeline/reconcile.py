@@ -62,13 +62,13 @@ def reconcile(config: Config, bucket: str, person: str | None = None, time_left:
         raise ValueError("no enroll queue to send removals to (ENROLL_QUEUE_URL is not set)")
     table = GalleryTable(config.pipeline.gallery_table, config.pipeline.gallery_shards)
     listed = inventory.objects(bucket, keys.person_prefix(person) if person else keys.MODELS_PREFIX)
-    faces = list(inventory.face_keys(table.name, person))  # read after the listing: see _missing
-    report = Report(images=len(listed), faces=len(faces))
-    bodies = []
-    for face in faces:
+    report, enrolled, bodies = Report(images=len(listed)), set(), []
+    for face in inventory.face_keys(table.name, person):  # read after the listing: see _missing
         if not time_left():
             report.complete = False
             break
+        report.faces += 1
+        enrolled.add(face.image_key)
         if face.image_key in listed or not face.image_key.startswith(keys.MODELS_PREFIX):
             continue
         body = _removal(table, bucket, face.image_key)
@@ -78,8 +78,7 @@ def reconcile(config: Config, bucket: str, person: str | None = None, time_left:
     if bodies:
         sqs.send_batch(queue_url, bodies)
     if report.complete:
-        report.missing, report.failed = _missing(bucket, listed, {f.image_key for f in faces},
-                                                 config.pipeline.reconcile_grace_s)
+        report.missing, report.failed = _missing(bucket, listed, enrolled, config.pipeline.reconcile_grace_s)
     logger.info("reconciliation", extra={"person": person, **report.to_dict()})
     return report
 
