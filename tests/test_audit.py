@@ -83,3 +83,8 @@ def test_faces_left_in_a_cluster_named_after_the_person_are_copies(stack: Stack,
     assert places(found) == ["unknowns"]
     unknowns.forget_cluster(store, config.pipeline, "u-00000000000a")
     assert places(audit.audit(aws.bucket, "kit", aws.gallery_table, aws.unknowns_table)) == []
+
+
+def test_a_place_that_cannot_be_searched_is_not_called_clean(aws: MotoResources) -> None:
+    found = audit.audit(aws.bucket, "john", "no-such-table", aws.unknowns_table)
+    assert {f.place for f in found if f.face and "could not be searched" in f.what} == {"gallery", "change log"}

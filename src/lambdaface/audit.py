@@ -23,7 +23,7 @@ import os
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 from lambdaface import watch
 from shared.pipeline.keys import WORK_PREFIX, person_prefix
@@ -51,22 +51,31 @@ def audit(bucket: str, person: str, gallery_table: str, unknowns_table: str | No
     from shared.aws.clients import client
 
     s3, db = client("s3"), client("dynamodb")
-    found: list[Finding] = []
     prefix = person_prefix(person)
-    found += [Finding("models", f"{key} (photo)") for key in _keys(s3, bucket, prefix)]
-    found += [Finding("gallery", f"face item {item['image_key']['S']}")
-              for item in _query(db, gallery_table, person, "image_key")]
-    found += [Finding("change log", f"entry {item['image_key']['S']} holds the vector of {item['face_key']['S']}")
-              for item in _query(db, gallery_table, "#log", "image_key, face_key, face_person",
-                                 "face_person = :who AND attribute_exists(vector)", person)]
-    found += _snapshots(s3, bucket, SNAPSHOTS, lambda folder, index: [k for k in index.get("keys") or [] if k.startswith(prefix)])
+    searches: list[tuple[str, Callable[[], list[Finding]]]] = [
+        ("models", lambda: [Finding("models", f"{key} (photo)") for key in _keys(s3, bucket, prefix)]),
+        ("gallery", lambda: [Finding("gallery", f"face item {item['image_key']['S']}")
+                             for item in _query(db, gallery_table, person, "image_key")]),
+        ("change log", lambda: [
+            Finding("change log", f"entry {item['image_key']['S']} holds the vector of {item['face_key']['S']}")
+            for item in _query(db, gallery_table, "#log", "image_key, face_key, face_person",
+                               "face_person = :who AND attribute_exists(vector)", person)]),
+        ("snapshot", lambda: _snapshots(s3, bucket, SNAPSHOTS,
+                                        lambda folder, index: [k for k in index.get("keys") or [] if k.startswith(prefix)])),
+        ("work", lambda: [Finding("work", f"{key} names {person} (boxes and names, no face data)", face=False)
+                          for key in _keys(s3, bucket, WORK_PREFIX)
+                          if key.endswith(".json") and _names(_json(s3, bucket, key), person)]),
+    ]
     if unknowns_table:
-        found += _unknowns(s3, db, bucket, unknowns_table, person)
-    for key in _keys(s3, bucket, WORK_PREFIX):
-        if key.endswith(".json") and _names(_json(s3, bucket, key), person):
-            found.append(Finding("work", f"{key} names {person} (boxes and names, no face data)", face=False))
+        searches.append(("unknowns", lambda: _unknowns(s3, db, bucket, unknowns_table, person)))
     if state_dir is not None:
-        found += _state(state_dir, person)
+        searches.append(("state", lambda: _state(state_dir, person)))
+    found: list[Finding] = []
+    for place, search in searches:
+        try:
+            found += search()
+        except Exception as exc:  # a place that could not be searched cannot be called clean
+            found.append(Finding(place, f"could not be searched: {type(exc).__name__}: {exc}"))
     return found
 
 
