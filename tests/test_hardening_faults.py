@@ -28,7 +28,7 @@ from support.stack import DEAD_LETTER_QUEUES, StackClients, StackProcess, handle
 from support.waits import wait_until
 
 # The job lease is the function timeout + 5 s: keep the visibility timeout above it.
-SHORT = ("--function-timeout", "6", "--visibility-timeout", "12")
+SHORT = ("--function-timeout", "6", "--visibility-timeout", "12", "--parameter", "MaxReceiveCount=3")  # 3 deliveries: quicker
 
 
 def event_key(body: str) -> str | None:

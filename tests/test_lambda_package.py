@@ -34,7 +34,7 @@ from lambdaface.template import TEMPLATE, load_template, parameter_defaults
 
 SAM = ROOT / ".venv-sam" / "bin" / "sam"
 EVENTS = ROOT / "events"
-FUNCTIONS = ("EnrollFunction", "RecognizeFunction", "VideoFunction", "UnknownsSweepFunction")
+FUNCTIONS = ("EnrollFunction", "RecognizeFunction", "VideoFunction", "UnknownsSweepFunction", "ReconcileFunction")
 WITH_OPENCV = {"VideoFunction"}  # the others must stay without it (150 MB)
 LAMBDA_UNZIPPED_LIMIT = 250 * 1024 * 1024
 MODEL_FILES = {  # dlib's landmarks, and what shared/engine/onnx_convert.py makes of its networks (src/Makefile)
@@ -185,7 +185,8 @@ class Moto:
                                        AttributeDefinitions=p["AttributeDefinitions"], BillingMode=p["BillingMode"])
         self.video = LambdaQueue.create(self.client("sqs"), f"VideoQueue-{suffix}")  # the functions send to it
         self.video_queue = self.video.url
-        self.queue_arns = {self.video.url: self.video.arn}
+        self.enroll = LambdaQueue.create(self.client("sqs"), f"EnrollQueue-{suffix}")  # reconciliation sends to it
+        self.queue_arns = {self.video.url: self.video.arn, self.enroll.url: self.enroll.arn}
         self.names = {
             "AWS::Partition": "aws", "AWS::Region": REGION, "AWS::AccountId": "123456789012",
             "Bucket": self.bucket, "Bucket.Arn": f"arn:aws:s3:::{self.bucket}",
@@ -193,8 +194,10 @@ class Moto:
             **{f"{lid}.Arn": self.dynamodb.describe_table(TableName=n)["Table"]["TableArn"] for lid, n in self.tables.items()},
             **{f"{lid}.Arn": f"arn:aws:sqs:{REGION}:123456789012:{lid}" for lid in ("EnrollQueue", "RecognizeQueue")},
             "VideoQueue": self.video_queue, "VideoQueue.Arn": self.queue_arns[self.video_queue],
+            "EnrollQueue": self.enroll.url, "EnrollQueue.Arn": self.enroll.arn,
             **{f"{lid}.Arn": f"arn:aws:logs:{REGION}:123456789012:log-group:{lid}:*"
-               for lid in ("EnrollLogGroup", "RecognizeLogGroup", "VideoLogGroup", "UnknownsSweepLogGroup")},
+               for lid in ("EnrollLogGroup", "RecognizeLogGroup", "VideoLogGroup", "UnknownsSweepLogGroup",
+                           "ReconcileLogGroup")},
             **parameter_defaults(template),
         }
 
@@ -412,6 +415,27 @@ def test_built_packages_remember_and_sweep_unknown_faces_with_the_template_permi
     sweep = invoke(build_dir, boto3_dir, moto, "UnknownsSweepFunction", [scheduled], tmp_path)
     assert sweep["responses"] == [{"remembering": False, "forgotten": 1, "complete": True}], sweep["logs"]
     assert remembered() == []
+
+
+def test_built_reconciler_sends_removals_and_reports_with_the_template_permissions(
+    build_dir: Path, boto3_dir: Path, moto: Moto, tmp_path: Path
+) -> None:
+    """A face whose image is gone gets a removal event on the enroll queue; an image without a face
+    is reported: every call allowed by ReconcileFunctionRole (no image read, no gallery write)."""
+    gallery = moto.tables["GalleryTable"]
+    gone = "models/john/gone.jpg"
+    for item in ({"person": {"S": "john"}, "image_key": {"S": gone}, "embedding": {"B": bytes(512)}, "etag": {"S": "e"}},
+                 {"person": {"S": "#order"}, "image_key": {"S": gone}, "event_time": {"S": "2026-01-01T00:00:00.000Z"},
+                  "deleted": {"BOOL": False}, "log_seq": {"N": "1"}, "face_person": {"S": "john"}, "etag": {"S": "e"}}):
+        moto.dynamodb.put_item(TableName=gallery, Item=item)
+    moto.s3.put_object(Bucket=moto.bucket, Key="models/jim/there.jpg", Body=b"x")
+    scheduled = {"version": "0", "detail-type": "Scheduled Event", "source": "aws.events", "detail": {}}
+    run = invoke(build_dir, boto3_dir, moto, "ReconcileFunction", [scheduled], tmp_path, LAMBDAFACE_RECONCILE_GRACE_S="0")
+    [report] = run["responses"]
+    assert (report["forgotten_keys"], report["missing_keys"]) == ([gone], ["models/jim/there.jpg"]), run["logs"]
+    [message] = moto.enroll.receive_all()
+    [record] = json.loads(message["Body"])["Records"]
+    assert (record["eventName"], record["eventTime"]) == ("ObjectRemoved:Delete", "2026-01-01T00:00:00.000Z")
 
 
 def sample_for(name: str, key: str) -> dict[str, Any]:

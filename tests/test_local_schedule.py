@@ -34,12 +34,15 @@ TIMEOUT_S = 4
 
 
 def scripted(directory: Path) -> Path:
-    """The project's template, the sweep running support/scheduled_handler.py and the SQS functions
-    support/scripted_handler.py."""
+    """The project's template, the sweep running support/scheduled_handler.py (the only scheduled
+    function left on) and the SQS functions support/scripted_handler.py."""
     template = load_template()
     for lid, resource in template["Resources"].items():
         if resource["Type"] == "AWS::Serverless::Function":
             resource["Properties"]["Handler"] = SCHEDULED_HANDLER if lid == SWEEP else SCRIPTED_HANDLER
+            for event in resource["Properties"].get("Events", {}).values():
+                if lid != SWEEP and event["Type"] == "Schedule":  # the other scheduled functions (ReconcileFunction) stay off
+                    event["Properties"]["Enabled"] = False
     path = directory / "template.json"  # JSON is YAML: load_template reads it
     path.write_text(json.dumps(template))
     return path

@@ -28,7 +28,7 @@ def scripted_template(directory: Path) -> list[str]:
     return ["--template", str(path)]
 
 
-stack = stack_fixture("workers", "--visibility-timeout", "1", "--function-timeout", "2", workers=1,
+stack = stack_fixture("workers", "--visibility-timeout", "1", "--function-timeout", "2", "--parameter", "MaxReceiveCount=3", workers=1,
                       env=pythonpath_with_tests(), prepare=scripted_template)
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -112,7 +113,8 @@ def test_sam_translation_adds_no_roles_or_managed_policies() -> None:
     assert run.returncode == 0, run.stderr
     translated = json.loads(run.stdout)["Resources"]
     roles = {lid: r for lid, r in translated.items() if r["Type"] == "AWS::IAM::Role"}
-    assert set(roles) == {"EnrollFunctionRole", "RecognizeFunctionRole", "VideoFunctionRole", "UnknownsSweepFunctionRole"}
+    assert set(roles) == {"EnrollFunctionRole", "RecognizeFunctionRole", "VideoFunctionRole", "UnknownsSweepFunctionRole",
+                          "ReconcileFunctionRole"}
     for lid, role in roles.items():
         assert "ManagedPolicyArns" not in role["Properties"], lid
     mappings = [r["Properties"] for r in translated.values() if r["Type"] == "AWS::Lambda::EventSourceMapping"]
@@ -240,9 +242,10 @@ def test_visibility_timeout_is_at_least_six_function_timeouts(template: dict[str
         assert visibility >= 6 * timeout["MaxValue"] >= 6 * timeout["Default"], function
 
 
-def test_each_queue_has_a_dead_letter_queue_after_three_receives(template: dict[str, Any], resources: dict[str, Any]) -> None:
+def test_each_queue_has_a_dead_letter_queue_after_five_receives(template: dict[str, Any], resources: dict[str, Any]) -> None:
     receive_param = "MaxReceiveCount"
-    assert template["Parameters"][receive_param]["Default"] == 3
+    # AWS's advice for queues feeding Lambda: throttled invocations count as receives
+    assert template["Parameters"][receive_param]["Default"] == 5 == PipelineConfig().max_receive_count
     env = template["Globals"]["Function"]["Environment"]["Variables"]
     assert env["MAX_RECEIVE_COUNT"] == {"Ref": receive_param}, "the handlers must know the DLQ's count"
     dlqs = set()
@@ -492,3 +495,49 @@ def test_load_template_expands_short_form_tags(tmp_path: Path) -> None:
         "D": {"Fn::If": ["Cond", {"Fn::Sub": "${AWS::StackName}"}, {"Fn::GetAZs": ""}]},
         "E": {"Fn::Not": [{"Fn::Equals": [{"Ref": "P"}, ""]}]},
     }
+
+
+# --- Reconciliation (issue 20): the gallery against models/, hourly -----------------------------
+
+
+def test_the_reconciler_runs_hourly_and_only_reads_lists_and_sends_removals(template: dict[str, Any],
+                                                                            resources: dict[str, Any]) -> None:
+    fn = props(resources, "ReconcileFunction")
+    assert resources["ReconcileFunction"]["Metadata"] == {"BuildMethod": "makefile"}
+    assert fn["Handler"] == "handlers.reconcile.handler" and (ROOT / "src/handlers/reconcile.py").is_file()
+    assert fn["Environment"]["Variables"] == {"LAMBDAFACE_BUCKET": {"Ref": "Bucket"}, "ENROLL_QUEUE_URL": {"Ref": "EnrollQueue"}}
+    (event,) = fn["Events"].values()
+    assert event["Type"] == "Schedule" and event["Properties"]["Schedule"] == "rate(1 hour)"
+    assert "Policies" not in fn and getatt_target(fn["Role"]) == "ReconcileFunctionRole"
+    assert template["Outputs"]["ReconcileFunctionName"]["Value"] == {"Ref": "ReconcileFunction"}
+
+    def arn(lid: str) -> str:
+        return json.dumps({"Fn::GetAtt": [lid, "Arn"]}, sort_keys=True)
+
+    bucket = arn("Bucket")
+    results = json.dumps({"Fn::Sub": "${Bucket.Arn}/results/models/*"}, sort_keys=True)
+    # never an image (the existence checks are listings), never a gallery write: the forget job does it
+    assert grants(resources, "ReconcileFunction", "s3") == {"s3:ListBucket": {bucket}, "s3:GetObject": {results}}
+    listings = [s for s in role_statements(resources, "ReconcileFunction") if s["Action"] == "s3:ListBucket"]
+    assert {s["Condition"]["StringLike"]["s3:prefix"] for s in listings} == {"models/*", "results/models/*"}
+    assert grants(resources, "ReconcileFunction", "dynamodb") == {
+        "dynamodb:Scan": {arn("GalleryTable")}, "dynamodb:GetItem": {arn("GalleryTable")}}
+    assert grants(resources, "ReconcileFunction", "sqs") == {"sqs:SendMessage": {arn("EnrollQueue")}}
+    assert grants(resources, "ReconcileFunction", "logs") == {
+        a: {arn("ReconcileLogGroup")} for a in ("logs:CreateLogStream", "logs:PutLogEvents")}
+    services = {a.split(":")[0] for s in role_statements(resources, "ReconcileFunction") for a in as_list(s["Action"])}
+    assert services == {"logs", "sqs", "s3", "dynamodb"}
+    for statement in role_statements(resources, "ReconcileFunction"):
+        assert statement.get("Sid") and "*" not in json.dumps(statement["Action"])
+    makefile = (ROOT / "src/Makefile").read_text()
+    assert re.search(r"^build-\S+(?: build-\S+)* build-ReconcileFunction(?: build-\S+)*: package$", makefile, re.M)
+
+
+def test_forget_waits_past_a_retry(resources: dict[str, Any]) -> None:
+    """`lambdaface forget` waits longer than a failed attempt's message takes to come back."""
+    from lambdaface import cli
+    from shared.config import FUNCTION_TIMEOUT_MAX_S, QUEUE_VISIBILITY_S
+
+    assert props(resources, "EnrollQueue")["VisibilityTimeout"] == QUEUE_VISIBILITY_S
+    args = cli.build_parser().parse_args(["forget", "john", "--bucket", "b"])
+    assert args.timeout > QUEUE_VISIBILITY_S + FUNCTION_TIMEOUT_MAX_S

@@ -135,7 +135,7 @@ def test_alarms_watch_queue_age_and_function_errors_of_real_resources(template: 
         by_metric.setdefault((props["Namespace"], props["MetricName"]), set()).add(target)
     assert by_metric[("AWS/SQS", "ApproximateAgeOfOldestMessage")] == {"EnrollQueue", "RecognizeQueue", "VideoQueue"}
     assert by_metric[("AWS/Lambda", "Errors")] == {"EnrollFunction", "RecognizeFunction", "VideoFunction",
-                                                    "UnknownsSweepFunction"}
+                                                    "UnknownsSweepFunction", "ReconcileFunction"}
     assert by_metric[("AWS/SQS", "ApproximateNumberOfMessagesVisible")] == {
         "EnrollDeadLetterQueue", "RecognizeDeadLetterQueue", "VideoDeadLetterQueue"}  # the existing ones, kept
 

@@ -123,7 +123,8 @@ def test_the_sweep_runs_hourly_from_the_common_package(template: dict[str, Any],
     # src/Makefile builds it as the enroll and recognize functions' package
     makefile = (ROOT / "src/Makefile").read_text()
     (targets,) = re.findall(r"^(build-\S+(?: build-\S+)*): package$", makefile, re.M)
-    assert set(targets.split()) == {"build-EnrollFunction", "build-RecognizeFunction", "build-UnknownsSweepFunction"}
+    assert set(targets.split()) == {"build-EnrollFunction", "build-RecognizeFunction", "build-UnknownsSweepFunction",
+                                    "build-ReconcileFunction"}  # the reconciler too (test_template.py)
     (phony,) = re.findall(r"^\.PHONY: (.*)$", makefile, re.M)
     assert "build-UnknownsSweepFunction" in phony.split()
     skips = {check for check, _ in re.findall(r"# checkov:skip=(CKV_AWS_\d+):(.{40,})", block(SWEEP))}
@@ -157,13 +158,13 @@ def test_sam_translates_the_schedule_into_an_hourly_rule_without_a_role() -> Non
     assert run.returncode == 0, run.stderr
     translated = json.loads(run.stdout)["Resources"]
     rules = {lid: r["Properties"] for lid, r in translated.items() if r["Type"] == "AWS::Events::Rule"}
-    assert list(rules) == [f"{SWEEP}Hourly"]
+    assert sorted(rules) == sorted([f"{SWEEP}Hourly", "ReconcileFunctionHourly"])  # the reconciler: test_template.py
     rule = rules[f"{SWEEP}Hourly"]
     assert rule["ScheduleExpression"] == "rate(1 hour)"
     (target,) = rule["Targets"]
     assert target["Arn"] == {"Fn::GetAtt": [SWEEP, "Arn"]}
     permissions = [r["Properties"] for r in translated.values() if r["Type"] == "AWS::Lambda::Permission"]
-    assert [p["Principal"] for p in permissions] == ["events.amazonaws.com"]
+    assert [p["Principal"] for p in permissions] == ["events.amazonaws.com"] * 2
     assert translated[SWEEP]["Properties"]["Role"] == {"Fn::GetAtt": ["UnknownsSweepFunctionRole", "Arn"]}
 
 

@@ -282,14 +282,14 @@ def test_a_segment_that_keeps_failing_fails_the_job_on_its_last_delivery(
         proxy.fail(100, lambda method, path: method == "GET" and "flaky.mp4" in path)
         assert not vstack.deliver(segments[3], receive_count=1)  # reported: it will come back
         assert vstack.job("queries/flaky.mp4")["status"] == "running"
-        assert not vstack.deliver(segments[3], receive_count=3)  # the last delivery: to the DLQ, job failed
+        assert not vstack.deliver(segments[3], receive_count=5)  # the last delivery: to the DLQ, job failed
     finally:
         proxy.close()
     assert proxy.injected
     result = vstack.result("queries/flaky.mp4")
     assert result["status"] == "failed" and result["error"]["code"] == "SEGMENT_FAILED"
     message = result["error"]["message"]
-    assert message.startswith("segment 4 of 4 (3.00-4.00 s): RETRIES_EXHAUSTED: 3 attempts failed; last: SlowDown")
+    assert message.startswith("segment 4 of 4 (3.00-4.00 s): RETRIES_EXHAUSTED: 5 attempts failed; last: SlowDown")
     assert vstack.job("queries/flaky.mp4")["status"] == "failed"
 
 
@@ -300,7 +300,7 @@ def test_a_segment_out_of_time_is_retried_then_fails_clearly(vstack: VideoStack,
     segment = vstack.receive()[0]
     short = context(timeout_s=2)  # less than the time kept for storing and merging
     assert not vstack.deliver(segment, receive_count=1, ctx=short)
-    assert not vstack.deliver(segment, receive_count=3, ctx=short)
+    assert not vstack.deliver(segment, receive_count=5, ctx=short)
     error = vstack.result("queries/slow.mp4")["error"]
     assert error["code"] == "SEGMENT_FAILED" and "OutOfTime" in error["message"]
     assert "timeout is too short for this segment" in error["message"]

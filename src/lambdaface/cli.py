@@ -5,10 +5,10 @@ import argparse
 import sys
 from typing import Sequence
 
-from lambdaface import client, engine_commands, invoke, local, report, unknowns, watch
+from lambdaface import audit, client, engine_commands, invoke, local, report, unknowns, watch
 
 # Each module exposes register(subparsers); a subcommand's parser sets `func(args) -> int`.
-COMMAND_MODULES = [engine_commands, local, client, watch, invoke, report, unknowns]
+COMMAND_MODULES = [engine_commands, local, client, watch, invoke, report, unknowns, audit]
 
 
 def build_parser() -> argparse.ArgumentParser:

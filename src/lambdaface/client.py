@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import json
 import mimetypes
+import os
 import sys
 import time
 from email.utils import parsedate_to_datetime
@@ -16,7 +17,13 @@ from typing import Any
 
 from lambdaface import watch
 from lambdaface.watch import Expectation
+from shared.config import FUNCTION_TIMEOUT_MAX_S, QUEUE_VISIBILITY_S
 from shared.pipeline.keys import MODELS_PREFIX, QUERIES_PREFIX, person_prefix, result_key
+
+# A failed forget attempt's message comes back after the queue's visibility timeout: wait for that
+# retry to finish too (tests/test_template.py checks the template's timeout is QUEUE_VISIBILITY_S).
+FORGET_TIMEOUT_S = QUEUE_VISIBILITY_S + FUNCTION_TIMEOUT_MAX_S + 60
+ENROLL_QUEUE_LOCAL = "lambdaface-EnrollQueue"  # the local stack's name for it
 
 
 def _server_time(response: dict[str, Any]) -> float | None:
@@ -118,17 +125,58 @@ def recognize(args: argparse.Namespace) -> int:
 
 
 def forget(args: argparse.Namespace) -> int:
-    """Delete every image under models/PERSON/ and wait until the gallery has dropped them."""
+    """Delete every image under models/PERSON/, forget PERSON's gallery faces whose images are gone
+    already (a lost event), wait until the gallery has dropped them all, then print the receipt."""
     s3 = watch.s3_client(args)
     keys = model_keys(s3, args.bucket, args.person)
-    if not keys:
-        print(f"lambdaface: no images under {person_prefix(args.person)}", file=sys.stderr)
+    orphans = [] if args.images_only else _forget_orphans(args, s3)  # before the deletes: only faces whose image is gone
+    if not keys and not orphans:
+        print(f"lambdaface: no images under {person_prefix(args.person)} and no face of {args.person} in the gallery",
+              file=sys.stderr)
         return watch.EXIT_FAILED
-    code, found = wait_for_jobs(args, s3, [delete(s3, args.bucket, k) for k in keys])
-    if not args.no_wait and code == 0:
-        removed = sum(1 for doc in found.values() if doc and doc.get("removed"))
-        print(f"forgot {args.person}: {removed} face(s) removed from the gallery, {len(keys)} image(s) deleted")
+    code, found = wait_for_jobs(args, s3, orphans + [delete(s3, args.bucket, k) for k in keys])
+    if args.no_wait or code != 0:
+        return code
+    removed = sum(1 for doc in found.values() if doc and doc.get("removed"))
+    print(f"forgot {args.person}: {removed} face(s) removed from the gallery, {len(keys)} image(s) deleted"
+          + (f", {len(orphans)} of them without an image" if orphans else ""))
+    if args.receipt:
+        from lambdaface import audit
+
+        return audit.receipt(args, args.person)
     return code
+
+
+def _forget_orphans(args: argparse.Namespace, s3: Any) -> list[Expectation]:
+    """Removal events for PERSON's gallery faces whose image is already gone (pipeline/reconcile.py);
+    what their forget results must look like."""
+    from lambdaface import audit
+    from shared.config import current_config
+    from shared.pipeline import reconcile
+
+    audit.configure(args)
+    os.environ["GALLERY_TABLE"] = args.gallery_table
+    try:
+        queue_url = args.enroll_queue_url or _local_queue_url(args)
+        before = {f: _previous_job(s3, args.bucket, f) for f in _gallery_keys(args)}
+        report = reconcile.reconcile(current_config(), args.bucket, person=args.person, queue_url=queue_url)
+    except Exception as exc:  # no access to the gallery or the queue: the deletes still go ahead
+        print(f"lambdaface: faces without an image were not checked: {exc}", file=sys.stderr)
+        return []
+    return [Expectation(key, not_job_id=before.get(key), kind="forget", sent_at=time.time()) for key in report.forgotten]
+
+
+def _gallery_keys(args: argparse.Namespace) -> list[str]:
+    from shared.aws import inventory
+
+    return [f.image_key for f in inventory.face_keys(args.gallery_table, args.person)]
+
+
+def _local_queue_url(args: argparse.Namespace) -> str:
+    """$ENROLL_QUEUE_URL, else the local stack's enroll queue at the endpoint."""
+    from shared.aws.clients import client
+
+    return client("sqs").get_queue_url(QueueName=ENROLL_QUEUE_LOCAL)["QueueUrl"]
 
 
 def people(args: argparse.Namespace) -> int:
@@ -163,12 +211,12 @@ def people(args: argparse.Namespace) -> int:
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add `enroll`, `recognize`, `forget` and `people`."""
 
-    def common(p: argparse.ArgumentParser, waits: bool = True) -> None:
+    def common(p: argparse.ArgumentParser, waits: bool = True, timeout: float = 300.0) -> None:
         watch.add_connection_args(p)
         p.add_argument("--json", action="store_true", help="print result documents as JSON lines")
         if waits:
             p.add_argument("--no-wait", action="store_true", help="do not wait for the results")
-            p.add_argument("--timeout", type=float, default=300.0, help="seconds to wait (default: %(default)s)")
+            p.add_argument("--timeout", type=float, default=timeout, help="seconds to wait (default: %(default)s)")
             p.add_argument("--interval", type=float, default=0.5, help="seconds between polls")
 
     p = subparsers.add_parser("enroll", help="enroll PERSON from IMAGE... (one face each)")
@@ -186,7 +234,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
     p = subparsers.add_parser("forget", help="delete PERSON's images; their faces leave the gallery")
     p.add_argument("person")
-    common(p)
+    common(p, timeout=FORGET_TIMEOUT_S)  # past one retry: a failed attempt comes back after the visibility timeout
+    from lambdaface import audit
+
+    audit.add_table_args(p)
+    p.add_argument("--enroll-queue-url", default=os.environ.get("ENROLL_QUEUE_URL"),
+                   help="where to send the removals of faces whose image is gone "
+                        "(default: $ENROLL_QUEUE_URL, else the local stack's enroll queue)")
+    p.add_argument("--images-only", action="store_true", help="only delete the images (no gallery check)")
+    p.add_argument("--receipt", action="store_true", help="then print `lambdaface audit PERSON`'s receipt (exit 1 if a copy is left)")
+    p.add_argument("--state-dir", default=None, help="with --receipt: the local stack's state folder (see `audit`)")
     p.set_defaults(func=forget)
 
     p = subparsers.add_parser("people", help="list the people with images under models/")

@@ -66,7 +66,7 @@ class PipelineConfig:
 
     jobs_table: str = "lambdaface-jobs"  # JOBS_TABLE
     gallery_table: str = "lambdaface-gallery"  # GALLERY_TABLE
-    max_receive_count: int = 3  # MAX_RECEIVE_COUNT: deliveries before a message goes to the DLQ
+    max_receive_count: int = 5  # MAX_RECEIVE_COUNT: deliveries before a message goes to the DLQ (AWS advises >= 5 for Lambda)
     job_ttl_days: int = 30  # JOB_TTL_DAYS: job records expire after this many days
     video_queue_url: str = ""  # VIDEO_QUEUE_URL: where recognize sends videos and the video function its segments
     annotate: bool = True  # LAMBDAFACE_ANNOTATE: write results/<key>.jpg, the photo with boxes and names (one S3 PUT)
@@ -77,6 +77,8 @@ class PipelineConfig:
     unknown_retention_days: int = 30  # LAMBDAFACE_UNKNOWN_RETENTION_DAYS: a remembered face is forgotten after this many days
     unknown_threshold: float = 0.55  # LAMBDAFACE_UNKNOWN_THRESHOLD: an unknown face joins the cluster of a face this close
     bucket: str = ""  # LAMBDAFACE_BUCKET: the stack's bucket (the scheduled sweep has no S3 event to name it)
+    enroll_queue_url: str = ""  # ENROLL_QUEUE_URL: where reconciliation sends the removal events of images whose own were lost
+    reconcile_grace_s: float = 900.0  # LAMBDAFACE_RECONCILE_GRACE_S: an image younger than this may still be enrolling (not reported)
 
     def __post_init__(self) -> None:
         if self.unknown_retention_days < 1:
@@ -142,6 +144,8 @@ _PIPELINE_ENV = {
     "unknown_retention_days": "LAMBDAFACE_UNKNOWN_RETENTION_DAYS",
     "unknown_threshold": "LAMBDAFACE_UNKNOWN_THRESHOLD",
     "bucket": "LAMBDAFACE_BUCKET",
+    "enroll_queue_url": "ENROLL_QUEUE_URL",
+    "reconcile_grace_s": "LAMBDAFACE_RECONCILE_GRACE_S",
 }
 
 _VIDEO_ENV = {
@@ -160,6 +164,12 @@ def _from_env(cls: type, names: dict[str, str], env: Mapping[str, str]) -> Any:
     defaults = cls()
     return cls(**{f.name: _env(env, names[f.name], getattr(defaults, f.name)) for f in fields(cls)})
 
+
+# The enroll and recognize queues' visibility timeout (template.yaml's literal; tests/test_template.py
+# checks they agree) and the longest function timeout the template admits: a failed attempt's
+# message comes back after QUEUE_VISIBILITY_S, so a client that waits for a retry waits longer.
+QUEUE_VISIBILITY_S = 600
+FUNCTION_TIMEOUT_MAX_S = 100
 
 MODELS_DIR_ENV = "LAMBDAFACE_MODELS_DIR"  # where the .dat model files are (default: the face_recognition_models package)
 ONNX_DIR_ENV = "LAMBDAFACE_ONNX_DIR"  # where the converted models are (default: see shared/engine/models.py)

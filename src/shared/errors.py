@@ -38,5 +38,8 @@ EMPTY_VIDEO = "EMPTY_VIDEO"
 VIDEO_TOO_LONG = "VIDEO_TOO_LONG"
 VIDEO_TOO_LARGE = "VIDEO_TOO_LARGE"
 SEGMENT_FAILED = "SEGMENT_FAILED"
+# AWS refused a request in a way retrying cannot change (ValidationException, AccessDenied,
+# ResourceNotFound, ...): the job fails on its first delivery instead of ending in the DLQ.
+REQUEST_REFUSED = "REQUEST_REFUSED"
 # Delivery: every attempt failed with errors worth retrying (the message then goes to the DLQ).
 RETRIES_EXHAUSTED = "RETRIES_EXHAUSTED"

@@ -1,10 +1,11 @@
-"""S3 event notifications as delivered by SQS: parse, URL-decode keys, skip test events."""
+"""S3 event notifications as delivered by SQS: parse, URL-decode keys, skip test events; and the
+removal event reconciliation sends for an image whose own event was lost (`removal_body`)."""
 from __future__ import annotations
 
 import json
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import unquote_plus
+from urllib.parse import quote_plus, unquote_plus
 
 
 class BadEvent(ValueError):
@@ -71,3 +72,20 @@ def parse_body(body: str | None) -> list[ObjectEvent]:
         return [_object_event(r) for r in records if str(r.get("eventSource", "aws:s3")) == "aws:s3"]
     except (KeyError, TypeError, AttributeError) as exc:
         raise BadEvent(f"malformed S3 event record: missing {exc}") from None
+
+
+RECONCILER = "lambdaface-reconcile"  # the principal named in the removal events reconciliation sends
+
+
+def removal_body(bucket: str, key: str, sequencer: str, event_time: str, region: str = "") -> dict[str, Any]:
+    """An SQS message body announcing that `key` was deleted, as S3 would write it, stamped with
+    `sequencer`/`event_time` (the ordering of the event the gallery last applied to the key)."""
+    obj: dict[str, Any] = {"key": quote_plus(key)}
+    if sequencer:
+        obj["sequencer"] = sequencer
+    record = {
+        "eventVersion": "2.1", "eventSource": "aws:s3", "awsRegion": region, "eventTime": event_time,
+        "eventName": "ObjectRemoved:Delete", "userIdentity": {"principalId": RECONCILER},
+        "s3": {"s3SchemaVersion": "1.0", "bucket": {"name": bucket, "arn": f"arn:aws:s3:::{bucket}"}, "object": obj},
+    }
+    return {"Records": [record]}

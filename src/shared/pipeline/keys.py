@@ -19,6 +19,24 @@ QUERIES_PREFIX = "queries/"
 RESULTS_PREFIX = "results/"
 WORK_PREFIX = "work/segments/"
 PERSON_PATTERN = re.compile(r"[A-Za-z0-9_.-]{1,64}")
+# Longest source key accepted (UTF-8 bytes). S3 keys and DynamoDB key attributes both stop at 1024
+# bytes; what is derived from a source key must fit too: `results/<key>.json` (+13) and the unknown
+# store's face id `<key>#<etag>#<n>` (+ up to ~60 for a multipart ETag and a video track's n).
+MAX_KEY_BYTES = 900
+S3_KEY_BYTES = 1024  # S3's own limit on a key
+
+
+def check_key_length(key: str) -> None:
+    """FaceError INVALID_KEY when `key` is longer than MAX_KEY_BYTES (counted in UTF-8 bytes)."""
+    size = len(key.encode("utf-8"))
+    if size > MAX_KEY_BYTES:
+        raise errors.FaceError(errors.INVALID_KEY,
+                               f"key {shorten(key)!r} is {size} bytes long; at most {MAX_KEY_BYTES} bytes are accepted")
+
+
+def fits_s3(key: str) -> bool:
+    """Whether S3 can store an object at `key` (a derived key of an over-long source may not)."""
+    return len(key.encode("utf-8")) <= S3_KEY_BYTES
 
 
 def result_key(source_key: str) -> str:

@@ -6,6 +6,8 @@
 - Job ids derive from the event (bucket, key, ETag or version, sequencer or event time), so a
   redelivered message finds its job; a finished job is acknowledged without rework.
 - FaceError (bad image, no face, invalid key...) is permanent: failed result + failed job, acked.
+- An over-long key (keys.MAX_KEY_BYTES) is INVALID_KEY before anything runs; an AWS error that no
+  retry can change (delivery.is_permanent) finishes the job as REQUEST_REFUSED, acked.
 - Anything else is retried, following the delivery rules in delivery.py.
 - A video under queries/ is handed off: the job record says `media: video`, then the plan
   message goes to the video function (pipeline/video.py), which finishes the job.
@@ -99,6 +101,7 @@ class _Attempt:
     def run_use_case(self) -> dict[str, str] | None | str:
         """Run the job's use case: HANDED_OFF for a video, else the error of a permanent failure (or None)."""
         try:
+            keys.check_key_length(self.job.key)  # before anything is derived from it
             with timed(self.job.timings, "total"):
                 return USE_CASES[self.job.kind](self.job)
         except errors.FaceError as exc:
@@ -115,7 +118,8 @@ class _Attempt:
     def finish(self, error: dict[str, str] | None) -> dict[str, Any]:
         """Write the result document, then record the outcome; the document."""
         document = self.document(FAILED if error else SUCCEEDED, error)
-        s3.put_json(self.job.bucket, keys.result_key(self.job.key), document)
+        if keys.fits_s3(keys.result_key(self.job.key)):  # else (an over-long key) the job record alone says it
+            s3.put_json(self.job.bucket, keys.result_key(self.job.key), document)
         try:
             self.jobs.finish(self.job.job_id, self.id, document["status"], self.started, keys.result_key(self.job.key), error)
             metrics.job_finished(document)  # counted by the attempt that recorded it
@@ -170,5 +174,8 @@ def run_job(
             return None
         return attempt.finish(outcome if isinstance(outcome, dict) else None)
     except Exception as exc:
+        if delivery.is_permanent(exc):
+            logger.exception("AWS refused a request for good; the job fails without a retry", extra=attempt.log)
+            return attempt.finish(delivery.refused(delivery.failure_reason(exc)))
         attempt.retry_or_give_up(exc)
         raise
