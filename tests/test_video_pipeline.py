@@ -451,3 +451,15 @@ def test_a_video_job_writes_no_file_and_keeps_a_few_blocks_in_memory(
     assert list(tmp.iterdir()) == []
     kept = video_copy._kept["video"]
     assert 0 < len(kept._blocks) <= KEPT_BLOCKS and sum(map(len, kept._blocks.values())) <= KEPT_BLOCKS * 65536
+
+
+def test_a_request_aws_refuses_for_good_fails_the_video_job_without_a_retry(
+    vstack: VideoStack, two_scenes: bytes, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    vstack.upload("queries/refused.mp4", two_scenes)
+    monkeypatch.setenv("GALLERY_TABLE", "no-such-table")  # every segment's gallery read: ResourceNotFound
+    vstack.run_all()  # each message acknowledged on its first delivery (no retry, no dead letter)
+    job = vstack.job("queries/refused.mp4")
+    assert job["status"] == "failed" and job["error"]["code"] == "SEGMENT_FAILED", job
+    assert "REQUEST_REFUSED: ResourceNotFoundException: " in job["error"]["message"]
+    assert vstack.result("queries/refused.mp4")["error"] == job["error"]

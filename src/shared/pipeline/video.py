@@ -104,6 +104,10 @@ def process_record(record: SQSRecord, lambda_context: Any = None, config: Config
         step.fail(step.error(exc.to_dict()))
     except Exception as exc:
         reason = delivery.failure_reason(exc)
+        if delivery.is_permanent(exc):  # no retry can change it: fail the job now, acknowledge
+            logger.exception("AWS refused a request for good; the video job fails without a retry", extra=step.log)
+            delivery.best_effort(lambda: step.fail(step.error(delivery.refused(reason))), step.log)
+            return
         if not last:
             logger.warning("video step failed; it will be retried", extra={**step.log, "error": reason}, exc_info=True)
             raise
