@@ -3,6 +3,10 @@
 Layout of the state directory:
     state.json        manifest: objects (key, blob, content type, metadata), items, messages
     blobs/<sha256>    object bytes, content-addressed, so a save only writes what is new
+    logs/<Function>.log   the handlers' logs (written by the workers)
+    credentials       remote mode: the stack's generated keys (local.keys)
+
+The folder and its subfolders are the owner's only (0700), every file in them too (0600).
 
 Objects and items go through the S3 and DynamoDB APIs. Messages are read from moto's SQS
 backend in this process, because messages in flight (received, not yet deleted) are invisible
@@ -67,10 +71,22 @@ def _sqs_queue(spec: StackSpec, logical_id: str) -> Any:
     return sqs_backends[ACCOUNT_ID][spec.region].queues[spec.queues[logical_id].name]
 
 
+def restrict(state_dir: Path) -> None:
+    """Make the state folder the owner's only: folders 0700, files 0600 (an older stack's too)."""
+    os.chmod(state_dir, 0o700)
+    for folder in (state_dir, state_dir / "blobs", state_dir / "logs"):
+        if not folder.is_dir():
+            continue
+        os.chmod(folder, 0o700)
+        for entry in folder.iterdir():
+            if entry.is_file() and not entry.is_symlink():
+                os.chmod(entry, 0o600)
+
+
 def save(state_dir: Path, spec: StackSpec, s3: Any, dynamodb: Any) -> dict[str, int]:
     """Write the stack's state under `state_dir`; returns what was saved, counted."""
     blobs = state_dir / "blobs"
-    blobs.mkdir(parents=True, exist_ok=True)
+    blobs.mkdir(mode=0o700, parents=True, exist_ok=True)
     objects = _save_objects(blobs, _read_manifest(state_dir), spec, s3)
     items = {lid: [_encode(item) for page in dynamodb.get_paginator("scan").paginate(TableName=table.name)
                    for item in page.get("Items", [])]
