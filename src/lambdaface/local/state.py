@@ -21,6 +21,7 @@ import json
 import os
 import tempfile
 import time
+from datetime import datetime
 from pathlib import Path
 from typing import Any, Callable
 
@@ -110,9 +111,10 @@ def _save_objects(blobs: Path, old: dict[str, Any] | None, spec: StackSpec, s3: 
     for page in s3.get_paginator("list_objects_v2").paginate(Bucket=spec.bucket):
         for entry in page.get("Contents", []):
             key, etag = entry["Key"], entry["ETag"].strip('"')
+            written = entry["LastModified"].strftime("%Y-%m-%dT%H:%M:%SZ")  # for the lifecycle rules (local.expiry)
             saved = known.get((key, etag))
             if saved and (blobs / saved["blob"]).exists():
-                objects.append(saved)
+                objects.append({**saved, "last_modified": written})
                 continue
             response = s3.get_object(Bucket=spec.bucket, Key=key)
             data = response["Body"].read()
@@ -121,7 +123,7 @@ def _save_objects(blobs: Path, old: dict[str, Any] | None, spec: StackSpec, s3: 
                 _write_atomic(blobs / digest, data)
             objects.append({"key": key, "etag": etag, "blob": digest,
                             "content_type": response.get("ContentType", "binary/octet-stream"),
-                            "metadata": response.get("Metadata", {})})
+                            "metadata": response.get("Metadata", {}), "last_modified": written})
     return objects
 
 
@@ -145,7 +147,15 @@ def restore_objects(state_dir: Path, spec: StackSpec, s3: Any) -> int:
             ContentType=o["content_type"],
             Metadata=o["metadata"],
         )
+        if o.get("last_modified"):  # the object keeps its age: lifecycle rules count from its writing
+            _s3_object(spec, o["key"]).last_modified = datetime.strptime(o["last_modified"], "%Y-%m-%dT%H:%M:%SZ")
     return len(manifest["objects"])
+
+
+def _s3_object(spec: StackSpec, key: str) -> Any:
+    from moto.s3.models import s3_backends
+
+    return s3_backends[ACCOUNT_ID]["aws"].get_bucket(spec.bucket).keys[key]
 
 
 def restore_items_and_messages(state_dir: Path, spec: StackSpec, sqs: Any, dynamodb: Any) -> tuple[int, int]:
