@@ -1,7 +1,7 @@
 """Deletes are durable before anyone sees them done: a WSGI middleware in front of moto's server.
 
 A write that deletes (S3 DeleteObject(s), DynamoDB DeleteItem, a BatchWriteItem DeleteRequest, a
-TransactWriteItems Delete, an UpdateItem that REMOVEs an attribute, e.g. a change-log vector) is
+TransactWriteItems Delete, an UpdateItem that REMOVEs an embedding, e.g. a change-log vector) is
 answered only once a save of the whole state that began after it has finished. So a forget's face
 is gone from the state folder before the handler that deleted it goes on to write the forget's
 result, and a crash (SIGKILL) after a result appears cannot bring the face back on restart.
@@ -9,6 +9,8 @@ Saves are coalesced: the writes that wait together share the next save.
 """
 from __future__ import annotations
 
+import json
+import re
 import sys
 import threading
 from typing import Any, Callable, Iterable
@@ -28,13 +30,35 @@ def deletes(environ: dict[str, Any]) -> bool:
             body = read_body(environ)
             return b'"DeleteRequest"' in body or b'"Delete"' in body
         if operation == "UpdateItem":
-            return b"REMOVE" in read_body(environ).upper()
+            return _removes_an_embedding(read_body(environ))
         return False
     if target or "/sqs/" in str(environ.get("HTTP_AUTHORIZATION", "")):
         return False
     method = str(environ.get("REQUEST_METHOD", ""))
     query = str(environ.get("QUERY_STRING", ""))
     return method == "DELETE" or (method == "POST" and "delete" in (p.partition("=")[0] for p in query.split("&")))
+
+
+EMBEDDING_ATTRIBUTES = ("vector", "embedding")  # what the gallery's and the unknown store's items hold
+
+
+def _removes_an_embedding(body: bytes) -> bool:
+    """Does this UpdateItem REMOVE an embedding attribute (e.g. a change-log entry's vector)? Other
+    REMOVEs (a job record's stale fields, on every job) need no save of their own."""
+    try:
+        request = json.loads(body)
+        expression = str(request.get("UpdateExpression", ""))
+        names = request.get("ExpressionAttributeNames") or {}
+    except (ValueError, AttributeError):
+        return True  # unreadable: moto will refuse it, a save costs only time
+    match = re.search(r"\bREMOVE\b(.*?)(?=\b(?:SET|ADD|DELETE)\b|$)", expression, re.IGNORECASE | re.DOTALL)
+    if not match:
+        return False
+    for path in match.group(1).split(","):
+        top = path.strip().split(".")[0].split("[")[0]
+        if str(names.get(top, top)) in EMBEDDING_ATTRIBUTES:
+            return True
+    return False
 
 
 class SaveBarrier:

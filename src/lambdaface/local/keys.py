@@ -83,6 +83,13 @@ def generate() -> Keys:
     return Keys(key_id, secrets.token_urlsafe(30))
 
 
+def of_client(environ: Mapping[str, str]) -> Keys:
+    """The keys a client process signs with: its AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY (the stack's
+    in remote mode), else DUMMY (any keys do on loopback)."""
+    key_id, secret = environ.get("AWS_ACCESS_KEY_ID", ""), environ.get("AWS_SECRET_ACCESS_KEY", "")
+    return Keys(key_id, secret) if key_id and secret else DUMMY
+
+
 def resolve(state_dir: Path, keys_file: Path | None, environ: Mapping[str, str]) -> tuple[Keys, str]:
     """The stack's keys and where they came from ("file", "environment", "state", "generated");
     generated keys are written to STATE_DIR/credentials (0600) before this returns."""
