@@ -159,6 +159,14 @@ def test_the_whole_flow_with_the_keys(stack: StackProcess, faces_dir: Path, tmp_
     assert "short_hamilton_clip.mp4" in (tmp_path / "report" / "index.html").read_text(encoding="utf-8")
 
 
+def test_a_client_command_with_other_keys_says_why_it_was_refused(stack: StackProcess) -> None:
+    refused = subprocess.run([sys.executable, "-m", "lambdaface.cli", "people"], cwd=ROOT, capture_output=True, text=True,
+                             env={**stack.client_env(), **DUMMY.env()}, timeout=120)
+    assert refused.returncode == 1, refused.stdout + refused.stderr
+    assert refused.stderr.startswith("lambdaface: the endpoint refused the request (InvalidAccessKeyId: "), refused.stderr
+    assert "Traceback" not in refused.stderr
+
+
 def test_keys_from_the_environment_are_used_and_never_written(tmp_path: Path) -> None:
     given = stack_keys.generate()
     env = {stack_keys.ACCESS_KEY_ENV: given.access_key_id, stack_keys.SECRET_KEY_ENV: given.secret_access_key}
