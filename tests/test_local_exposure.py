@@ -1,10 +1,9 @@
 """The local stack's exposure on loopback (issue 21): a non-loopback --host is refused, web pages
 get no CORS grant and cannot write, a foreign Host (DNS rebinding) is refused, moto's control API
-is not served, and the whole thing runs on IPv6 loopback (this module's stack is on ::1): the AWS
-CLI, enroll, recognize, forget, people."""
+is not served. This module's stack is on IPv6 loopback (::1); tests/test_e2e_local.py runs the
+end-to-end flow on it too."""
 from __future__ import annotations
 
-import json
 import socket
 import subprocess
 import sys
@@ -13,7 +12,6 @@ from urllib.parse import urlsplit
 
 import pytest
 from support import ROOT
-from support.cli import lambdaface
 from support.signed import LIST_QUEUES, LIST_TABLES, list_objects, send
 from support.stack import StackProcess, stack_fixture
 
@@ -99,24 +97,3 @@ def test_unsigned_requests_and_other_services_are_refused(stack: StackProcess) -
     iam = send(stack.endpoint, "iam", "POST", "/", {"Content-Type": "application/x-www-form-urlencoded"},
                b"Action=ListUsers&Version=2010-05-08", keys=DUMMY)
     assert iam.status == 403 and b"serves s3, sqs, dynamodb" in iam.body
-
-
-def test_enroll_recognize_forget_on_ipv6_loopback(stack: StackProcess, faces_dir: Path) -> None:
-    seed = faces_dir / "seed"
-    aws = str(Path(sys.executable).with_name("aws"))
-    copy = subprocess.run([aws, "--endpoint-url", stack.endpoint, "s3", "cp", str(seed / "john0.jpg"),
-                           f"s3://{stack.bucket}/models/john/john0.jpg"],
-                          env=stack.client_env(), cwd=ROOT, capture_output=True, text=True, timeout=120)
-    assert copy.returncode == 0, copy.stderr
-    watched = lambdaface("watch", "--job", "models/john/john0.jpg", "--timeout", "180", stack=stack)
-    assert watched.stdout.startswith("models/john/john0.jpg  enroll succeeded  john  "), watched.stdout + watched.stderr
-    enrolled = lambdaface("enroll", "obama", str(faces_dir / "people/obama/obama.jpg"), stack=stack)
-    assert enrolled.returncode == 0, enrolled.stdout + enrolled.stderr
-    recognized = lambdaface("recognize", "--person", "john", str(seed / "john1.jpg"), stack=stack)
-    assert recognized.stdout.splitlines()[-1] == "Faces match: True", recognized.stdout + recognized.stderr
-    forgot = lambdaface("forget", "john", stack=stack)
-    assert "forgot john: 1 face(s) removed from the gallery, 1 image(s) deleted" in forgot.stdout, forgot.stdout + forgot.stderr
-    again = lambdaface("recognize", "--json", str(seed / "john2.jpg"), stack=stack)
-    assert json.loads(again.stdout)["people"] == [], again.stdout + again.stderr
-    people = lambdaface("people", "--json", stack=stack)
-    assert [json.loads(line)["person"] for line in people.stdout.splitlines()] == ["obama"]
