@@ -1,5 +1,6 @@
 """End to end on one machine: `lambdaface local` in a subprocess, uploads with the AWS CLI and with
-boto3, results through the watcher and the client commands, the real handlers and dlib models.
+boto3, results through the watcher and the client commands, the real handlers and dlib models,
+on IPv4 and on IPv6 loopback (`--host ::1`).
 
 The tests share one stack but not their state: each enrolls the people it needs (a re-upload is a
 new job for the same person), and none relies on another having run. The restart test has a stack
@@ -24,7 +25,7 @@ from support.waits import wait_until
 
 from lambdaface import client, watch
 
-stack = stack_fixture("e2e", workers=1)
+stack = stack_fixture("e2e", workers=1, hosts=("127.0.0.1", "::1"))  # IPv4 and IPv6 loopback
 
 
 def upload_and_wait(stack: StackProcess, uploads: dict[str, Path]) -> dict[str, dict[str, Any]]:

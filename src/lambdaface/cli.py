@@ -26,7 +26,14 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run one subcommand; exit 0 when everything worked, 1 when something failed, 2 on bad usage."""
     args = build_parser().parse_args(argv)
-    return int(args.func(args) or 0)
+    try:
+        return int(args.func(args) or 0)
+    except Exception as exc:  # refused keys, or none: one line instead of a traceback
+        message = client.refusal_message(exc)
+        if message is None:
+            raise
+        print(f"lambdaface: {message}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

@@ -26,6 +26,27 @@ FORGET_TIMEOUT_S = QUEUE_VISIBILITY_S + FUNCTION_TIMEOUT_MAX_S + 60
 ENROLL_QUEUE_LOCAL = "lambdaface-EnrollQueue"  # the local stack's name for it
 
 
+REFUSED_CODES = ("InvalidAccessKeyId", "SignatureDoesNotMatch", "InvalidClientTokenId", "UnrecognizedClientException",
+                 "InvalidSignatureException", "AccessDenied", "AccessDeniedException")
+
+
+def refusal_message(exc: BaseException) -> str | None:
+    """A one-line explanation when the endpoint refused our keys (a local stack in remote mode, or
+    AWS), or when there are none; None for any other error."""
+    if type(exc).__name__ == "NoCredentialsError":
+        return ("no AWS credentials: for AWS, configure them as usual; a loopback local stack takes any "
+                "(e.g. AWS_ACCESS_KEY_ID=test AWS_SECRET_ACCESS_KEY=test); one in remote mode its own keys")
+    response = getattr(exc, "response", None)
+    if not isinstance(response, dict):
+        return None
+    error = response.get("Error") or {}
+    status = (response.get("ResponseMetadata") or {}).get("HTTPStatusCode")
+    if status != 403 or error.get("Code") not in REFUSED_CODES:
+        return None
+    return (f"the endpoint refused the request ({error.get('Code')}: {error.get('Message', '')}); a local stack "
+            "in remote mode needs its keys, e.g. AWS_SHARED_CREDENTIALS_FILE=.lambdaface/credentials")
+
+
 def _server_time(response: dict[str, Any]) -> float | None:
     """The `Date` of an S3 response (the server's clock, one-second resolution)."""
     date = response.get("ResponseMetadata", {}).get("HTTPHeaders", {}).get("date")

@@ -68,7 +68,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
-    from lambdaface.local import parameters
+    from lambdaface.local import keys, parameters
     from lambdaface.local.spec import TemplateError, stack_spec
     from lambdaface.local.stack import function_env
     from lambdaface.local.workers import LambdaContext, apply_env, load_handler, scheduled_event
@@ -91,7 +91,7 @@ def main(args: argparse.Namespace) -> int:
         return 2
     if args.bucket:
         event = with_bucket(event, args.bucket)
-    apply_env(function_env(fn, args.endpoint_url, args.region))
+    apply_env(function_env(fn, args.endpoint_url, args.region, keys.of_client(os.environ)))  # remote mode: the stack's keys
     context = LambdaContext(fn.name, fn.memory_mb, fn.timeout_s, args.region)
     with contextlib.redirect_stdout(sys.stderr):  # logs to stderr, the response alone on stdout
         try:

@@ -41,15 +41,18 @@ def pythonpath_with_tests() -> dict[str, str]:
 
 
 def stack_fixture(name: str, *args: str, workers: int = 1, env: dict[str, str] | None = None,
-                  prepare: Callable[[Path], list[str]] | None = None) -> Any:
+                  prepare: Callable[[Path], list[str]] | None = None, hosts: tuple[str, ...] | None = None) -> Any:
     """A module-scoped fixture: a stack of its own (`lambdaface local --workers N ARGS`), stopped
     cleanly (exit status 0) after the module. `env` reaches the stack (LAMBDAFACE_* settings reach
-    its functions); `prepare(directory)` may write files there and returns more arguments."""
+    its functions); `prepare(directory)` may write files there and returns more arguments; `hosts`
+    runs the module's tests once per `--host` (a stack each, one after the other)."""
 
-    @pytest.fixture(scope="module")
-    def fixture(tmp_path_factory: pytest.TempPathFactory) -> Iterator[StackProcess]:
+    @pytest.fixture(scope="module", params=hosts, ids=(lambda h: f"host={h}") if hosts else None)
+    def fixture(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[StackProcess]:
         directory = tmp_path_factory.mktemp(name)
         more = prepare(directory) if prepare else []
+        if hosts:
+            more += ["--host", request.param]
         with StackProcess(directory / "state", *args, *more, workers=workers, env=env) as stack:
             yield stack
             assert stack.stop() == 0, stack.stderr()[-3000:]

@@ -17,9 +17,21 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "local",
         help="run the pipeline locally: moto's S3/SQS/DynamoDB on loopback + handler workers",
         description="Start moto's server, create the resources template.yaml declares, and run the "
-        "handlers in worker processes that poll the queues as Lambda does. Stop with Ctrl-C.",
+        "handlers in worker processes that poll the queues as Lambda does. Stop with Ctrl-C. "
+        "It listens on loopback only unless --allow-remote, which requires every request signed "
+        "(AWS SigV4) with the stack's keys.",
     )
-    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default: %(default)s)")
+    p.add_argument("--host", default="127.0.0.1",
+                   help="address to listen on: a loopback one (127.0.0.1, ::1, localhost) unless --allow-remote "
+                   "(default: %(default)s)")
+    p.add_argument("--allow-remote", action="store_true",
+                   help="remote mode: allow any --host (e.g. 0.0.0.0) and refuse (403) every request not signed "
+                   "with the stack's keys: from --keys-file, else $LAMBDAFACE_LOCAL_ACCESS_KEY_ID and "
+                   "$LAMBDAFACE_LOCAL_SECRET_ACCESS_KEY, else STATE_DIR/credentials (generated and printed once)")
+    p.add_argument("--keys-file", type=Path, default=None, metavar="PATH",
+                   help="remote mode: the stack's keys, an AWS credentials file ([default] section)")
+    p.add_argument("--host-name", action="append", default=[], metavar="NAME",
+                   help="another name clients reach the stack by (a Host header it answers; repeatable)")
     p.add_argument("--port", type=int, default=4566, help="port, 0 for any free one (default: %(default)s)")
     p.add_argument("--workers", type=int, default=os.cpu_count() or 1,
                    help="worker processes per function (each function's concurrency), 0 for none: "
@@ -93,9 +105,18 @@ def _name_value(text: str) -> tuple[str, str]:
 
 def main(args: argparse.Namespace) -> int:
     """Run the local stack until SIGINT or SIGTERM; exit 0 after a clean stop."""
+    from lambdaface.local.keys import KeysError
     from lambdaface.local.spec import TemplateError, stack_spec
-    from lambdaface.local.stack import LocalStack, Options
+    from lambdaface.local.stack import LocalStack, Options, check_host
     from lambdaface.template import TEMPLATE, load_template
+
+    refused = check_host(args.host, args.allow_remote)
+    if refused:
+        print(f"lambdaface local: {refused}", file=sys.stderr)
+        return 2
+    if args.keys_file is not None and not args.allow_remote:
+        print("lambdaface local: --keys-file needs --allow-remote (on loopback no keys are checked)", file=sys.stderr)
+        return 2
 
     try:
         spec = stack_spec(load_template(args.template or TEMPLATE), region=args.region, bucket=args.bucket,
@@ -114,11 +135,14 @@ def main(args: argparse.Namespace) -> int:
         log_to_stderr=args.log_stderr,
         handler_env=dict(args.handler_env),
         schedule_interval=args.schedule_interval,
+        allow_remote=args.allow_remote,
+        keys_file=args.keys_file,
+        host_names=tuple(args.host_name),
     )
     stack = LocalStack(spec, options)
     try:
         stack.start()
-    except OSError as exc:  # the port is taken, the state directory is not writable, ...
+    except (OSError, KeysError) as exc:  # the port is taken, the state directory is not writable, ...
         print(f"lambdaface local: {exc}", file=sys.stderr)
         stack.stop()
         return 1

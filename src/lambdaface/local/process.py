@@ -23,8 +23,8 @@ from typing import Any, Mapping
 
 import boto3
 
+from lambdaface.local import keys as stack_keys
 from lambdaface.local import lines as stack_lines
-from lambdaface.local.stack import CREDENTIALS
 from shared.config import BUCKET_ENV
 from shared.pipeline.keys import result_key
 
@@ -80,6 +80,7 @@ class StackProcess:
             raise
         assert ready is not None
         self.endpoint, self.bucket = ready["endpoint"], ready["bucket"]
+        self.keys = _keys_of(self.state_dir, command, env or {})
 
     def _read(self) -> None:
         assert self.process.stdout is not None
@@ -127,12 +128,12 @@ class StackProcess:
 
     def client(self, service: str) -> Any:
         """A boto3 client of the caller's own, aimed at the stack."""
-        return boto3.client(service, endpoint_url=self.endpoint, region_name=REGION, **CREDENTIALS)
+        return boto3.client(service, endpoint_url=self.endpoint, region_name=REGION, **self.keys.boto())
 
     def client_env(self) -> dict[str, str]:
-        """The environment of a client process (`lambdaface enroll ...`) aimed at the stack."""
-        return clean_env({"AWS_ENDPOINT_URL": self.endpoint, "AWS_ACCESS_KEY_ID": CREDENTIALS["aws_access_key_id"],
-                          "AWS_SECRET_ACCESS_KEY": CREDENTIALS["aws_secret_access_key"],
+        """The environment of a client process (`lambdaface enroll ...`) aimed at the stack (with
+        its keys in remote mode)."""
+        return clean_env({"AWS_ENDPOINT_URL": self.endpoint, **self.keys.env(),
                           "AWS_DEFAULT_REGION": REGION, BUCKET_ENV: self.bucket})
 
     def result(self, source_key: str, timeout: float = 120.0, interval: float = 0.1) -> dict[str, Any]:
@@ -181,6 +182,17 @@ class StackProcess:
     def __exit__(self, *exc: Any) -> None:
         if self.process.poll() is None:
             self.stop(signal.SIGKILL if exc[0] else signal.SIGTERM)
+
+
+def _keys_of(state_dir: Path, command: list[str], env: Mapping[str, str]) -> stack_keys.Keys:
+    """The keys a client of the stack started with `command` signs with: its own in remote mode
+    (--keys-file, the environment given, else the state folder's), else the dummy ones."""
+    if "--allow-remote" not in command:
+        return stack_keys.DUMMY
+    keys_file = next((Path(a.partition("=")[2]) for a in command if a.startswith("--keys-file=")), None)
+    if "--keys-file" in command:
+        keys_file = Path(command[command.index("--keys-file") + 1])
+    return stack_keys.resolve(state_dir, keys_file, env)[0]
 
 
 def _peak_rss_mb(pid: int) -> float:

@@ -78,6 +78,15 @@ class ScheduledSpec:
 
 
 @dataclass(frozen=True)
+class ExpirySpec:
+    """A bucket lifecycle rule that expires objects: those under `prefix`, `days` after their writing."""
+
+    rule_id: str
+    prefix: str
+    days: int
+
+
+@dataclass(frozen=True)
 class StackSpec:
     bucket: str
     notifications: tuple[NotificationSpec, ...]
@@ -86,6 +95,7 @@ class StackSpec:
     functions: dict[str, FunctionSpec]
     region: str
     scheduled: dict[str, ScheduledSpec] = field(default_factory=dict)
+    expiry: tuple[ExpirySpec, ...] = ()  # the bucket's lifecycle expirations (local.expiry applies them)
 
     def queue_arn(self, logical_id: str) -> str:
         return f"arn:aws:sqs:{self.region}:{ACCOUNT_ID}:{self.queues[logical_id].name}"
@@ -303,6 +313,7 @@ def stack_spec(
         functions=functions,
         region=region,
         scheduled=scheduled,
+        expiry=_expiry(r, buckets[0]),
     )
 
 
@@ -347,6 +358,19 @@ def _notifications(r: _Resolver, bucket_id: str, arn_to_queue: Mapping[str, str]
             prefix=filters.get("prefix"),
             suffix=filters.get("suffix"),
         ))
+    return tuple(rules)
+
+
+def _expiry(r: _Resolver, bucket_id: str) -> tuple[ExpirySpec, ...]:
+    """The bucket's enabled lifecycle rules that expire objects after a number of days."""
+    props = r.value(r.resources[bucket_id].get("Properties") or {})
+    rules = []
+    for rule in (props.get("LifecycleConfiguration") or {}).get("Rules") or []:
+        days = rule.get("ExpirationInDays")
+        if str(rule.get("Status", "Enabled")) != "Enabled" or days is None:
+            continue
+        prefix = rule.get("Prefix") or ((rule.get("Filter") or {}).get("Prefix")) or ""
+        rules.append(ExpirySpec(str(rule.get("Id", "")), str(prefix), int(days)))
     return tuple(rules)
 
 

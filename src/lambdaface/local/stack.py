@@ -19,6 +19,7 @@ import multiprocessing
 import multiprocessing.connection
 import os
 import signal
+import socket
 import sys
 import threading
 import time
@@ -28,11 +29,15 @@ from typing import Any, TextIO
 
 import boto3
 
-from lambdaface.local import lines, state, workers
+from lambdaface.local import expiry, keys, lines, state, workers
+from lambdaface.local.durable import DurableDeletes, SaveBarrier
+from lambdaface.local.guard import Guard, is_loopback
+from lambdaface.local.keys import Keys
 from lambdaface.local.spec import FunctionSpec, ScheduledSpec, StackSpec, local_url
 from shared.config import BUCKET_ENV
 
-CREDENTIALS = {"aws_access_key_id": "testing", "aws_secret_access_key": "testing"}
+CREDENTIALS = keys.DUMMY.boto()  # loopback mode: the stack's own clients (any keys do there)
+WILDCARDS = ("0.0.0.0", "::", "")
 
 
 @dataclass
@@ -47,6 +52,9 @@ class Options:
     log_to_stderr: bool = False  # handler logs on stderr instead of <state_dir>/logs/
     handler_env: dict[str, str] = field(default_factory=dict)  # tests: set last in every function's environment
     schedule_interval: float | None = None  # seconds between a scheduled function's runs (None: its rate; 0: at start only)
+    allow_remote: bool = False  # remote mode: any --host, every request signed with the stack's keys
+    keys_file: Path | None = None  # remote mode: the keys (else the environment, the state folder, new ones)
+    host_names: tuple[str, ...] = ()  # more names clients reach the stack by (Host headers it answers)
 
 
 @dataclass
@@ -81,7 +89,34 @@ class _Schedule:
     report: dict[str, Any] | None = None
 
 
-def function_env(function: FunctionSpec | ScheduledSpec, endpoint: str, region: str) -> dict[str, str]:
+def url_host(host: str) -> str:
+    """`host` as a URL writes it: an IPv6 address in brackets."""
+    return f"[{host}]" if ":" in host and not host.startswith("[") else host
+
+
+def check_host(host: str, allow_remote: bool) -> str | None:
+    """Why `--host HOST` is refused (None: it is not): a non-loopback address needs remote mode."""
+    if allow_remote or _resolves_to_loopback(host):
+        return None
+    return (f"--host {host} is not a loopback address: the stack would serve every photo, embedding and "
+            "result to anyone who can reach it. Pass --allow-remote as well to listen there with every "
+            "request signed by the stack's keys (see docs/SECURITY.md)")
+
+
+def _resolves_to_loopback(host: str) -> bool:
+    if is_loopback(host):
+        return True
+    if host.strip("[]") in WILDCARDS:
+        return False
+    try:
+        found = {info[4][0] for info in socket.getaddrinfo(host.strip("[]"), None)}
+    except (OSError, UnicodeError):
+        return False
+    return bool(found) and all(is_loopback(a) for a in found)
+
+
+def function_env(function: FunctionSpec | ScheduledSpec, endpoint: str, region: str,
+                 credentials: Keys = keys.DUMMY) -> dict[str, str]:
     """A function's environment: the template's variables, then the endpoint and credentials.
     LAMBDAFACE_* variables set in our own environment override the template's (not the bucket's
     name: the stack's bucket is the one its functions use)."""
@@ -90,8 +125,7 @@ def function_env(function: FunctionSpec | ScheduledSpec, endpoint: str, region: 
     env.update(
         {
             "AWS_ENDPOINT_URL": endpoint,
-            "AWS_ACCESS_KEY_ID": CREDENTIALS["aws_access_key_id"],
-            "AWS_SECRET_ACCESS_KEY": CREDENTIALS["aws_secret_access_key"],
+            **credentials.env(),
             "AWS_DEFAULT_REGION": region,
             "AWS_REGION": region,
             "AWS_LAMBDA_FUNCTION_NAME": function.name,
@@ -124,16 +158,16 @@ class OneDynamoDBRequestAtATime:
             return list(self.app(environ, start_response))  # the whole response, inside the lock
 
 
-def _serve(host: str, port: int) -> Any:
-    """Bind moto's WSGI app (raises at once if the port is taken) and serve it in a thread."""
+def _serve(host: str, port: int, wrap: Any) -> Any:
+    """Bind moto's WSGI app behind `wrap(app)` (raises at once if the port is taken) and serve it in a thread."""
     from moto.moto_server import werkzeug_app
     from werkzeug.serving import make_server
 
     logging.getLogger("werkzeug").setLevel(logging.ERROR)
     handler = getattr(werkzeug_app, "MotoRequestHandler", None)
     extra = {"request_handler": handler} if handler else {}
-    app = OneDynamoDBRequestAtATime(werkzeug_app.DomainDispatcherApplication(werkzeug_app.create_backend_app))
-    server = make_server(host, port, app, threaded=True, **extra)
+    app = wrap(OneDynamoDBRequestAtATime(werkzeug_app.DomainDispatcherApplication(werkzeug_app.create_backend_app)))
+    server = make_server(host.strip("[]"), port, app, threaded=True, **extra)
     threading.Thread(target=server.serve_forever, args=(0.1,), name="moto", daemon=True).start()
     return server
 
@@ -154,20 +188,33 @@ class LocalStack:
         self._signals = 0
         self._lock_file: Any = None
         self._clients: dict[str, Any] = {}
+        self.keys: Keys = keys.DUMMY  # remote mode: the stack's own (start() reads or makes them)
+        self._save_lock = threading.Lock()
 
     # --- start -----------------------------------------------------------------------------
 
     def start(self) -> None:
         """Serve, create the resources, restore the saved state, start the workers."""
+        why = check_host(self.options.host, self.options.allow_remote)
+        if why:
+            raise ValueError(why)
         state_dir = self.options.state_dir
+        os.umask(0o077)  # everything the stack and its workers write: the owner's only
         state_dir.mkdir(parents=True, exist_ok=True)
+        state.restrict(state_dir)
         self._lock_file = open(state_dir / ".lock", "w")
         try:
             fcntl.flock(self._lock_file, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             raise SystemExit(f"lambdaface local: {state_dir} is in use by another local stack") from None
-        self.server = _serve(self.options.host, self.options.port)
-        self.endpoint = f"http://{self.options.host}:{self.server.server_port}"
+        if self.options.allow_remote:
+            self.keys, source = keys.resolve(state_dir, self.options.keys_file, os.environ)
+            self._announce_keys(source)
+        self.server = _serve(self.options.host, self.options.port, self._wrap)
+        host = self.options.host.strip("[]")
+        if host in WILDCARDS:  # the workers and the ready line use loopback
+            host = "::1" if ":" in host else "127.0.0.1"
+        self.endpoint = f"http://{url_host(host)}:{self.server.server_port}"
         s3, sqs, dynamodb = (self.client(s) for s in ("s3", "sqs", "dynamodb"))
         urls = self._create_queues(sqs)
         self._create_tables(dynamodb)
@@ -176,14 +223,36 @@ class LocalStack:
         items, messages = state.restore_items_and_messages(state_dir, self.spec, sqs, dynamodb)
         if objects or items or messages:
             self.log(f"restored {objects} objects, {items} items, {messages} messages from {state_dir}")
+        self.expire()
         self._put_notifications(s3)
         self._start_workers(urls)
         self._start_schedules()
 
+    def _wrap(self, app: Any) -> Any:
+        """moto's app behind the stack's middlewares: the guard, then durable deletes."""
+        names = {self.options.host.strip("[]").lower(), *(n.lower() for n in self.options.host_names)}
+        if self.options.host.strip("[]") in WILDCARDS:  # the machine's own names too
+            names |= {socket.gethostname().lower(), socket.getfqdn().lower()}
+        durable = DurableDeletes(app, SaveBarrier(self.save))
+        return Guard(durable, names - {""}, self.spec.bucket, self.keys if self.options.allow_remote else None)
+
+    def _announce_keys(self, source: str) -> None:
+        path = self.options.state_dir / keys.KEYS_FILE
+        if source == "generated":  # printed this once; later starts read them from the file
+            self.log(f"remote access: every request must be signed with these keys, kept in {path} (0600):\n"
+                     f"  AWS_ACCESS_KEY_ID={self.keys.access_key_id}\n"
+                     f"  AWS_SECRET_ACCESS_KEY={self.keys.secret_access_key}\n"
+                     f"  (or AWS_SHARED_CREDENTIALS_FILE={path})")
+        else:
+            where = {"file": str(self.options.keys_file), "environment": f"${keys.ACCESS_KEY_ENV}",
+                     "state": str(path)}[source]
+            self.log(f"remote access: every request must be signed with the keys of {where} "
+                     f"(access key {self.keys.access_key_id})")
+
     def client(self, service: str) -> Any:
         if service not in self._clients:
             self._clients[service] = boto3.client(
-                service, endpoint_url=self.endpoint, region_name=self.spec.region, **CREDENTIALS
+                service, endpoint_url=self.endpoint, region_name=self.spec.region, **self.keys.boto()
             )
         return self._clients[service]
 
@@ -214,6 +283,10 @@ class LocalStack:
         if self.spec.region != "us-east-1":
             extra["CreateBucketConfiguration"] = {"LocationConstraint": self.spec.region}
         s3.create_bucket(Bucket=self.spec.bucket, **extra)
+        rules = [{"ID": r.rule_id, "Status": "Enabled", "Filter": {"Prefix": r.prefix}, "Expiration": {"Days": r.days}}
+                 for r in self.spec.expiry]
+        if rules:  # what the bucket says; expire() applies them
+            s3.put_bucket_lifecycle_configuration(Bucket=self.spec.bucket, LifecycleConfiguration={"Rules": rules})
 
     def _put_notifications(self, s3: Any) -> None:
         rules = []
@@ -230,7 +303,7 @@ class LocalStack:
     def worker_env(self, function: FunctionSpec | ScheduledSpec) -> dict[str, str]:
         # handler_env comes last: e.g. AWS_ENDPOINT_URL of a fault-injecting proxy (the workers
         # themselves still poll the stack's server directly)
-        return {**function_env(function, self.endpoint, self.spec.region), **self.options.handler_env}
+        return {**function_env(function, self.endpoint, self.spec.region, self.keys), **self.options.handler_env}
 
     def _start_workers(self, urls: dict[str, str]) -> None:
         functions = list(self.spec.functions.values())
@@ -240,7 +313,7 @@ class LocalStack:
         # function; 0 means none (messages wait; see `lambdaface invoke`)
         count = self.options.workers * len(functions)
         logs = self.options.state_dir / "logs"
-        logs.mkdir(exist_ok=True)
+        logs.mkdir(mode=0o700, exist_ok=True)
         for i in range(count):
             fn = functions[i % len(functions)]
             config = workers.WorkerConfig(
@@ -301,7 +374,7 @@ class LocalStack:
         fn = schedule.function
         schedule.runs += 1
         logs = self.options.state_dir / "logs"
-        logs.mkdir(exist_ok=True)
+        logs.mkdir(mode=0o700, exist_ok=True)
         config = workers.ScheduledConfig(
             function=fn,
             region=self.spec.region,
@@ -389,6 +462,7 @@ class LocalStack:
             self._supervise()
             self._check_runs()
             if self.options.autosave_s and time.monotonic() >= next_save:
+                self.expire()
                 self.save()
                 next_save = time.monotonic() + self.options.autosave_s
 
@@ -471,7 +545,19 @@ class LocalStack:
     # --- stop ------------------------------------------------------------------------------
 
     def save(self) -> dict[str, int]:
-        return state.save(self.options.state_dir, self.spec, self.client("s3"), self.client("dynamodb"))
+        """Save the whole state (one save at a time: autosave, a delete's save, the stop's)."""
+        with self._save_lock:
+            return state.save(self.options.state_dir, self.spec, self.client("s3"), self.client("dynamodb"))
+
+    def expire(self) -> None:
+        """Apply the bucket's lifecycle expirations and the tables' TTL (AWS does it by itself)."""
+        try:
+            done = expiry.expire(self.spec, self.client("s3"), self.client("dynamodb"), time.time())
+        except Exception as exc:  # the stack goes on; the next autosave tries again
+            self.log(f"expiry failed: {exc}")
+            return
+        if done["objects"] or done["items"]:
+            self.log(f"expired {done['objects']} objects and {done['items']} items")
 
     def stop(self) -> None:
         """Stop taking messages, let the workers finish their batch, save, stop the server."""

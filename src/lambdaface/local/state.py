@@ -3,6 +3,10 @@
 Layout of the state directory:
     state.json        manifest: objects (key, blob, content type, metadata), items, messages
     blobs/<sha256>    object bytes, content-addressed, so a save only writes what is new
+    logs/<Function>.log   the handlers' logs (written by the workers)
+    credentials       remote mode: the stack's generated keys (local.keys)
+
+The folder and its subfolders are the owner's only (0700), every file in them too (0600).
 
 Objects and items go through the S3 and DynamoDB APIs. Messages are read from moto's SQS
 backend in this process, because messages in flight (received, not yet deleted) are invisible
@@ -17,6 +21,7 @@ import json
 import os
 import tempfile
 import time
+from datetime import datetime
 from pathlib import Path
 from typing import Any, Callable
 
@@ -67,10 +72,22 @@ def _sqs_queue(spec: StackSpec, logical_id: str) -> Any:
     return sqs_backends[ACCOUNT_ID][spec.region].queues[spec.queues[logical_id].name]
 
 
+def restrict(state_dir: Path) -> None:
+    """Make the state folder the owner's only: folders 0700, files 0600 (an older stack's too)."""
+    os.chmod(state_dir, 0o700)
+    for folder in (state_dir, state_dir / "blobs", state_dir / "logs"):
+        if not folder.is_dir():
+            continue
+        os.chmod(folder, 0o700)
+        for entry in folder.iterdir():
+            if entry.is_file() and not entry.is_symlink():
+                os.chmod(entry, 0o600)
+
+
 def save(state_dir: Path, spec: StackSpec, s3: Any, dynamodb: Any) -> dict[str, int]:
     """Write the stack's state under `state_dir`; returns what was saved, counted."""
     blobs = state_dir / "blobs"
-    blobs.mkdir(parents=True, exist_ok=True)
+    blobs.mkdir(mode=0o700, parents=True, exist_ok=True)
     objects = _save_objects(blobs, _read_manifest(state_dir), spec, s3)
     items = {lid: [_encode(item) for page in dynamodb.get_paginator("scan").paginate(TableName=table.name)
                    for item in page.get("Items", [])]
@@ -94,9 +111,10 @@ def _save_objects(blobs: Path, old: dict[str, Any] | None, spec: StackSpec, s3: 
     for page in s3.get_paginator("list_objects_v2").paginate(Bucket=spec.bucket):
         for entry in page.get("Contents", []):
             key, etag = entry["Key"], entry["ETag"].strip('"')
+            written = entry["LastModified"].strftime("%Y-%m-%dT%H:%M:%SZ")  # for the lifecycle rules (local.expiry)
             saved = known.get((key, etag))
             if saved and (blobs / saved["blob"]).exists():
-                objects.append(saved)
+                objects.append({**saved, "last_modified": written})
                 continue
             response = s3.get_object(Bucket=spec.bucket, Key=key)
             data = response["Body"].read()
@@ -105,7 +123,7 @@ def _save_objects(blobs: Path, old: dict[str, Any] | None, spec: StackSpec, s3: 
                 _write_atomic(blobs / digest, data)
             objects.append({"key": key, "etag": etag, "blob": digest,
                             "content_type": response.get("ContentType", "binary/octet-stream"),
-                            "metadata": response.get("Metadata", {})})
+                            "metadata": response.get("Metadata", {}), "last_modified": written})
     return objects
 
 
@@ -129,7 +147,15 @@ def restore_objects(state_dir: Path, spec: StackSpec, s3: Any) -> int:
             ContentType=o["content_type"],
             Metadata=o["metadata"],
         )
+        if o.get("last_modified"):  # the object keeps its age: lifecycle rules count from its writing
+            _s3_object(spec, o["key"]).last_modified = datetime.strptime(o["last_modified"], "%Y-%m-%dT%H:%M:%SZ")
     return len(manifest["objects"])
+
+
+def _s3_object(spec: StackSpec, key: str) -> Any:
+    from moto.s3.models import s3_backends
+
+    return s3_backends[ACCOUNT_ID]["aws"].get_bucket(spec.bucket).keys[key]
 
 
 def restore_items_and_messages(state_dir: Path, spec: StackSpec, sqs: Any, dynamodb: Any) -> tuple[int, int]:

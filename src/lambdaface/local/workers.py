@@ -172,7 +172,7 @@ class _Signals:
 def _redirect_output(log_path: str | None) -> None:
     """Handler output to the function's log file, else to stderr (the stack's stdout is for its lines)."""
     if log_path:
-        log = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+        log = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
         os.dup2(log, 1)
         os.dup2(log, 2)
     else:
