@@ -21,7 +21,7 @@ from support import ROOT, TESTS
 from support.stack import SCHEDULED_HANDLER, SCRIPTED_HANDLER, StackClients, StackProcess, stack_fixture
 from support.waits import wait_until
 
-from lambdaface.local import add_parameter_args, parameters
+from lambdaface.local.command import add_parameter_args, parameters
 from lambdaface.local import lines as stack_lines
 from lambdaface.local.process import clean_env
 from lambdaface.local.spec import ScheduledSpec, TemplateError, rate_seconds, stack_spec

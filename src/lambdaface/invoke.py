@@ -48,7 +48,7 @@ def with_bucket(event: dict[str, Any], bucket: str) -> dict[str, Any]:
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add the `invoke` subcommand."""
-    from lambdaface.local import add_parameter_args, add_stack_args
+    from lambdaface.local.command import add_parameter_args, add_stack_args
 
     p = subparsers.add_parser(
         "invoke",
@@ -68,7 +68,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
-    from lambdaface.local import keys, parameters
+    from lambdaface.local import keys
+    from lambdaface.local.command import parameters
     from lambdaface.local.spec import TemplateError, stack_spec
     from lambdaface.local.stack import function_env
     from lambdaface.local.workers import LambdaContext, apply_env, load_handler, scheduled_event
