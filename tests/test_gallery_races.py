@@ -254,13 +254,15 @@ def test_race4_racing_compactions_leave_no_forgotten_face_in_s3(moto_endpoint: s
                     def run(call: Call) -> None:
                         if not is_publish(call):
                             return
-                        worker = order[len([w for w in order if arrived[w].is_set()])] if when == "before" else None
-                        if when == "before":
-                            arrived[worker].set()
-                            assert release[worker].wait(60), "the test never released the publish"
-                            _call.worker = worker
-                        else:
-                            passed[getattr(_call, "worker")].set()
+                        if when == "after":
+                            if getattr(_call, "worker", None):
+                                passed[_call.worker].set()
+                            return
+                        waiting = [w for w in order if not arrived[w].is_set()]
+                        _call.worker = waiting[0] if waiting else None  # each worker's first publish only
+                        if _call.worker:
+                            arrived[_call.worker].set()
+                            assert release[_call.worker].wait(60), "the test never released the publish"
                     return run
 
                 gates = {"before": gate("before"), "after": gate("after")}

@@ -124,8 +124,14 @@ def snapshot_seq(table: GalleryTable) -> int:
 
 
 def compact(table: GalleryTable, bucket: str) -> int | None:
-    """Publish a snapshot of the current gallery; returns its sequence number (None: a newer one
-    was already published)."""
+    """Publish a snapshot of the current gallery; returns its sequence number (None: one at least
+    as new was already published). On return the published snapshot is at least as new as every
+    change this worker saw, so it holds no face those changes removed.
+
+    Two compactions at once: the pointer is replaced only if it still names the snapshot read.
+    A worker that loses to an OLDER snapshot (one still holding a face its own changes removed)
+    publishes its own over the winner, without writing it again; one that loses to a newer (or
+    as new) snapshot deletes its copy."""
     with _lock:
         old = table.snapshot_pointer()
         gallery = load(table)
@@ -135,19 +141,38 @@ def compact(table: GalleryTable, bucket: str) -> int | None:
             return None
         prefix = gallery_snapshot.new_prefix(seq, table.snapshot_root)
         pointer = gallery_snapshot.pointer(seq, bucket, prefix, 0)
-        pointer.update(dirty=True, previous_seq=old_seq or 0)
         try:
             pointer["rows"] = gallery_snapshot.write(bucket, prefix, gallery, seq)
-            published = table.set_snapshot_pointer(pointer, old_seq)
+            published = _publish(table, pointer, old_seq)
         except BaseException:
             _try(gallery_snapshot.delete, bucket, prefix)  # never leave an unpublished copy behind
             raise
         if not published:
-            gallery_snapshot.delete(bucket, prefix)  # another worker published first
+            gallery_snapshot.delete(bucket, prefix)  # a snapshot at least as new was published first
             return None
     log.info("gallery snapshot %s: %d faces at change %d", prefix, pointer["rows"], seq)
     finish_compaction(table)
     return seq
+
+
+PUBLISH_ATTEMPTS = 20
+
+
+def _publish(table: GalleryTable, pointer: dict[str, Any], replaces: int | None) -> bool:
+    """Point at `pointer`'s snapshot, replacing the one at `replaces`; when another worker
+    published meanwhile, replace that one too if it is older. False: the published one is at least
+    as new as ours."""
+    for _ in range(PUBLISH_ATTEMPTS):
+        candidate = {**pointer, "dirty": True, "previous_seq": replaces or 0}
+        if table.set_snapshot_pointer(candidate, replaces):
+            return True
+        current = table.snapshot_pointer()
+        if current is None:
+            raise RuntimeError(f"the snapshot pointer of {table.ident} disappeared")
+        if int(current["seq"]) >= int(pointer["seq"]):
+            return False
+        replaces = int(current["seq"])  # an older snapshot won: ours replaces it
+    raise RuntimeError(f"could not publish the snapshot of {table.ident}: the pointer kept changing")
 
 
 def after_changes(table: GalleryTable, bucket: str, outcomes: list[Outcome], compact_every: int) -> None:
