@@ -91,26 +91,27 @@ def timed_ms(action: Any, repeat: int = 5) -> float:
 
 def measure_new(n: int) -> dict[str, Any]:
     """In a fresh worker process: what a recognize worker pays with the snapshot and the log."""
+    from shared.aws import gallery_cache
     from shared.aws.gallery_table import GalleryFace, GalleryTable
     from shared.engine.matching import identify
 
     table = GalleryTable(TABLE)
     t0 = time.perf_counter()
-    gallery = table.load_gallery()
+    gallery = gallery_cache.load(table)
     cold = time.perf_counter() - t0
     assert gallery.size == n, (gallery.size, n)
     query = unit_vectors(1, seed=1)[0]
     match_ms = timed_ms(lambda: identify(query, gallery, 0.6, 3))
-    steady_ms = timed_ms(lambda: table.load_gallery(), repeat=10)
+    steady_ms = timed_ms(lambda: gallery_cache.load(table), repeat=10)
     applied, added = [], []
     for i in range(5):
         table.put_face(GalleryFace(f"new{i}", f"models/new{i}/a.jpg", unit_vectors(1, seed=100 + i)[0], etag=f"e{i}"))
         t0 = time.perf_counter()
-        table.load_gallery()
+        gallery_cache.load(table)
         applied.append((time.perf_counter() - t0) * 1000)
         table.put_face(GalleryFace(f"new{i}", f"models/new{i}/b.jpg", unit_vectors(1, seed=200 + i)[0], etag=f"f{i}"))
         t0 = time.perf_counter()
-        identify(query, table.load_gallery(), 0.6, 3)
+        identify(query, gallery_cache.load(table), 0.6, 3)
         added.append((time.perf_counter() - t0) * 1000 - match_ms - steady_ms)
     return {
         "faces": n, "design": "snapshot+log", "cold_load_s": round(cold, 3),

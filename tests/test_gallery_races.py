@@ -22,6 +22,7 @@ from support.lambda_events import batch, context, record, redelivered, s3_event_
 from support.moto import MotoResources, moto_resources
 
 from handlers import enroll
+from shared.aws import gallery_cache
 from shared.aws.gallery_table import GalleryTable
 
 WRITES = ("PutItem", "UpdateItem", "DeleteItem", "TransactWriteItems", "BatchWriteItem")
@@ -133,7 +134,7 @@ def table_keys(aws: MotoResources) -> set[str]:
 
 def warm_people(aws: MotoResources) -> list[str]:
     """Who a warm worker of this process would match (its cached gallery, brought up to date)."""
-    return list(GalleryTable(aws.gallery_table).load_gallery().people)
+    return list(gallery_cache.load(GalleryTable(aws.gallery_table)).people)
 
 
 def test_race1_a_forget_whose_last_step_fails_still_takes_effect(env: tuple[MotoResources, HookProxy], faces_dir: Path) -> None:

@@ -161,7 +161,7 @@ def recognize(job: Job) -> str | None:
     with timed(job.timings, "detect_embed"):
         faces = find_faces(image, cfg)
     with timed(job.timings, "load_gallery"):
-        gallery = GalleryTable(job.config.pipeline.gallery_table).load_gallery()
+        gallery = gallery_cache.load(GalleryTable(job.config.pipeline.gallery_table))
     with timed(job.timings, "match"):
         embeddings = np.asarray([f.embedding for f in faces], dtype=np.float32).reshape(-1, 128)
         matches = identify(embeddings, gallery, cfg.threshold, cfg.top_k)
