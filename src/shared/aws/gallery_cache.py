@@ -8,8 +8,9 @@ holds the entries a worker needs (trimmed after a newer snapshot), it loads that
 
 `compact(table, bucket)` writes a new snapshot from this worker's up-to-date gallery, publishes it,
 then deletes the previous snapshot and the log entries older than it. The enroll function runs
-it after `compact_every` changes, and right after a change removed a face that the published
-snapshot holds (so a deleted face's embedding leaves S3 before its forget result is written).
+it after `compact_every` changes, and when a change removed a face that the published snapshot
+holds: through a coalesced purge (gallery_purge.py) where the enroll queue is known, else at once.
+Racing compactions end with a snapshot at least as new as each one's changes (see compact).
 """
 from __future__ import annotations
 
@@ -175,40 +176,46 @@ def _publish(table: GalleryTable, pointer: dict[str, Any], replaces: int | None)
     raise RuntimeError(f"could not publish the snapshot of {table.ident}: the pointer kept changing")
 
 
-def after_changes(table: GalleryTable, bucket: str, outcomes: list[Outcome], compact_every: int) -> None:
+def after_changes(table: GalleryTable, bucket: str, outcomes: list[Outcome], compact_every: int,
+                  purge_now: bool = True) -> bool:
     """After applied changes: remove each replaced face's embedding from the log, finish an earlier
     compaction, and compact when `compact_every` changes have piled up or when a change removed a
-    face the published snapshot holds (its embedding leaves S3 now). Every step is idempotent, and
-    a repeated change (a redelivered message) repeats them, in case the first delivery stopped
-    half-way."""
+    face the published snapshot holds (its embedding leaves S3 now). With `purge_now` False, such
+    a purge is left to the caller (gallery_purge: coalesced), and True is returned when one is
+    needed. Every step is idempotent, and a repeated change (a redelivered message) repeats them,
+    in case the first delivery stopped half-way."""
     applied = [o for o in outcomes if not o.stale and o.seq]
     for outcome in applied:
         table.strip_log_vector(outcome.previous_seq)
     if not applied:
-        return
+        return False
     finish_compaction(table)
     published = snapshot_seq(table)
     newest = max(o.seq for o in applied)
     due = newest - published >= compact_every
     purge = any(0 < o.previous_seq <= published < o.seq for o in applied)
-    if due or purge:
-        compact(table, bucket)
+    if due or (purge and purge_now):
+        compact(table, bucket)  # covers every change this worker saw (see compact)
+        return False
+    return purge
 
 
-def finish_compaction(table: GalleryTable) -> None:
+def finish_compaction(table: GalleryTable, force: bool = False) -> None:
     """Delete every snapshot older than the published one (replaced, or left by a compaction that
     failed half-way) and the log entries older than the snapshot it replaced. Idempotent: the
-    enroll function calls it after every change, so a crash here is repaired by the next one."""
+    enroll function calls it after every change, so a crash here is repaired by the next one.
+    `force`: look for older snapshots even when the pointer says the clean-up was done."""
     pointer = table.snapshot_pointer()
-    if not pointer or not pointer.get("dirty", True):
+    if not pointer or not (force or pointer.get("dirty", True)):
         return
     for prefix, seq in gallery_snapshot.prefixes(pointer["bucket"], table.snapshot_root).items():
         if prefix != pointer["prefix"] and seq <= int(pointer["seq"]):
             gallery_snapshot.delete(pointer["bucket"], prefix)
     if pointer.get("previous_seq"):
         table.trim_log(int(pointer["previous_seq"]))
-    done = {k: v for k, v in pointer.items() if k not in ("person", "image_key")}
-    table.set_snapshot_pointer({**done, "dirty": False}, int(pointer["seq"]))
+    if pointer.get("dirty", True):
+        done = {k: v for k, v in pointer.items() if k not in ("person", "image_key")}
+        table.set_snapshot_pointer({**done, "dirty": False}, int(pointer["seq"]))
 
 
 def _try(action: Any, *args: Any) -> None:

@@ -1,0 +1,26 @@
+"""The enroll function's own messages: a delayed gallery purge (see aws/gallery_purge.py).
+
+The purge acts on this function's gallery table (from the configuration, never from the message)
+and the bucket the forgets named.
+"""
+from __future__ import annotations
+
+from shared.aws import gallery_purge
+from shared.aws.gallery_table import GalleryTable
+from shared.config import current_config
+from shared.pipeline.delivery import logger
+
+
+def handle(body: str) -> bool:
+    """Run the purge `body` asks for; False when `body` is not a purge message."""
+    message = gallery_purge.parse(body)
+    if message is None:
+        return False
+    pipeline = current_config().pipeline
+    if not message.bucket or not message.token:
+        logger.error("dropping a malformed purge message", extra={"body": body[:200]})
+        return True
+    table = GalleryTable(pipeline.gallery_table, pipeline.gallery_shards)
+    rounds = gallery_purge.run(table, message.bucket, pipeline.enroll_queue_url, message.token, pipeline.gallery_purge_delay_s)
+    logger.info("gallery purge", extra={"compactions": rounds, "token": message.token})
+    return True
