@@ -8,6 +8,9 @@ a change applied by a warm worker, what an enrollment adds to the next recogniti
 matching time, and DynamoDB capacity units computed from item sizes (moto's are not real).
 Today's design (a consistent scan, rebuilt in Python) is measured at sizes up to --old-max.
 Prints a table, then one JSON line per size (and per size of the old design).
+Then a burst of --burst forgets at each of --burst-sizes (benchmarks/gallery_forget_burst.py): S3
+bytes written and the time until every snapshot is clean. `--sizes ""` runs only the bursts (and
+keeps the other rows of --json).
 """
 from __future__ import annotations
 
@@ -246,6 +249,13 @@ def main() -> None:
                         help="also write the per-image items up to this size (moto's TransactWriteItems deep-copies "
                              "the table once per item, which makes each change minutes long at 10^5 items)")
     parser.add_argument("--json", type=Path, help="also write the rows here (a list)")
+    parser.add_argument("--burst-sizes", default=os.environ.get("GALLERY_BURST_SIZES", "100000,1000000"),
+                        help="gallery sizes at which a burst of forgets is measured")
+    parser.add_argument("--burst", type=int, default=100, help="forgets in a burst")
+    parser.add_argument("--burst-designs", default="coalesced,each")
+    parser.add_argument("--purge-delay", type=int, default=60, help="LAMBDAFACE_GALLERY_PURGE_DELAY_S of the run")
+    parser.add_argument("--each-max", type=int, default=100_000,
+                        help="run the design before issue 20 (a rewrite per forget) up to this size; computed above")
     parser.add_argument("--measure-new", type=int)
     parser.add_argument("--measure-old", type=int)
     args = parser.parse_args()
@@ -255,14 +265,23 @@ def main() -> None:
     if args.measure_old is not None:
         print(json.dumps(measure_old(args.measure_old)))
         return
+    import gallery_forget_burst
+
     rows = []
-    for n in (int(s) for s in args.sizes.split(",") if s.strip()):
+    sizes = [int(s) for s in args.sizes.split(",") if s.strip()]
+    for n in sizes:
         rows += bench_size(n, args.old_max, args.items_max)
-    print(table(rows))
-    for row in rows:
+    if rows:
+        print(table(rows))
+    bursts = []
+    for n in (int(s) for s in args.burst_sizes.split(",") if s.strip()):
+        bursts += gallery_forget_burst.bench(n, args.burst, args.burst_designs.split(","), args.purge_delay, args.each_max)
+    for row in rows + bursts:
         print(json.dumps(row))
     if args.json:
-        args.json.write_text(json.dumps(rows, indent=1) + "\n")
+        if not sizes and args.json.exists():  # only the bursts were run: keep the other rows
+            rows = [r for r in json.loads(args.json.read_text()) if r.get("kind") != "forget_burst"]
+        args.json.write_text(json.dumps(rows + bursts, indent=1) + "\n")
 
 
 if __name__ == "__main__":
