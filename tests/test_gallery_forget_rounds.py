@@ -4,8 +4,9 @@ deletes the 4 photos of 2 of them at once; once the stated bound has passed afte
 result, no published snapshot's index.json lists a forgotten image (of this round or any earlier).
 
 Two stacks: a snapshot after every change (LAMBDAFACE_GALLERY_COMPACT_EVERY=1: each forget
-compacts, so racing compactions are the danger, issue 20 item 1), and the default compaction
-interval, where the coalesced purge (a delayed message, shortened here to 2 s) removes the faces.
+compacts, so racing compactions are the danger, issue 20 item 1), and a snapshot every 10 changes
+(the enrollments of a round make one that holds the faces; the forgets then are not enough for
+another), where the coalesced purge (a delayed message, shortened here to 2 s) removes them.
 """
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from support.stack import StackClients, StackProcess, stack_fixture
+from support.stack import StackClients, StackProcess, handler_logs, stack_fixture
 
 from lambdaface import client, watch
 
@@ -36,7 +37,7 @@ ARGS = ("--parameter", "EnrollBatchSize=1")
 ENV = {"LAMBDAFACE_ENROLL_JITTERS": "1", "LAMBDAFACE_GALLERY_PURGE_DELAY_S": str(PURGE_DELAY_S)}
 
 every_change = stack_fixture("forget-rounds-every", *ARGS, workers=4, env={**ENV, "LAMBDAFACE_GALLERY_COMPACT_EVERY": "1"})
-coalesced = stack_fixture("forget-rounds-purge", *ARGS, workers=4, env=ENV)
+coalesced = stack_fixture("forget-rounds-purge", *ARGS, workers=4, env={**ENV, "LAMBDAFACE_GALLERY_COMPACT_EVERY": "10"})
 
 
 def snapshot_indexes(aws: StackClients) -> dict[str, list[str]]:
@@ -92,3 +93,29 @@ def test_rounds_of_concurrent_forgets_with_a_snapshot_after_every_change(
 @pytest.mark.parametrize("rounds", [3])
 def test_rounds_of_concurrent_forgets_with_coalesced_purges(coalesced: StackProcess, faces_dir: Path, rounds: int) -> None:
     run_rounds(coalesced, faces_dir, rounds)
+    purges = [line for line in handler_logs(coalesced.state_dir, "EnrollFunction") if line.get("message") == "gallery purge"]
+    assert sum(line["compactions"] for line in purges) >= 1, "no purge removed a face: the test proved nothing"
+
+
+def test_an_autosave_skips_a_snapshot_deleted_while_it_saves(moto_endpoint: str, tmp_path: Path) -> None:
+    """The local stack's autosave lists the bucket, then reads each object: a compaction that
+    deletes an older snapshot in between must not crash the stack (it did, in this test's rounds)."""
+    from types import SimpleNamespace
+
+    from support.moto import moto_resources
+
+    from lambdaface.local import state
+
+    with moto_resources(moto_endpoint) as aws:
+        aws.put("gallery/snapshots/1-a/index.json", b"{}")
+        aws.put("models/a/a.jpg", b"photo")
+        s3 = aws.s3
+
+        def delete_first(params: dict[str, Any], **_: Any) -> None:
+            if params["Key"].startswith("gallery/snapshots/"):
+                aws.s3.delete_object(Bucket=aws.bucket, Key=params["Key"])  # the race: gone after the listing
+
+        s3.meta.events.register("before-parameter-build.s3.GetObject", delete_first)
+        (tmp_path / "blobs").mkdir()
+        saved = state._save_objects(tmp_path / "blobs", None, SimpleNamespace(bucket=aws.bucket), s3)
+        assert [o["key"] for o in saved] == ["models/a/a.jpg"]

@@ -104,7 +104,11 @@ def test_a_burst_of_forgets_costs_one_snapshot_rewrite(env: tuple[MotoResources,
         forget(aws, key, n)
         # from the moment its result is written, no recognition matches the face ...
         assert gallery_cache.load(table).row_of(key) is None
-    # ... although the published snapshot still holds it: the purge is pending, one message for all
+    # ... the gallery items and every change-log vector of the faces are gone already ...
+    items = aws.scan(aws.gallery_table)
+    assert not [i for i in items if i["image_key"] in keys and not str(i["person"]).startswith("#")]
+    assert not [i for i in items if str(i["person"]).startswith("#log") and i.get("face_key") in keys and "vector" in i]
+    # ... but the published snapshot still holds them: the purge is pending, one message for all
     assert writes.snapshots == 0
     [listed] = snapshots(aws).values()
     assert set(keys) <= set(listed)
