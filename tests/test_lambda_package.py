@@ -196,7 +196,8 @@ class Moto:
                                        AttributeDefinitions=p["AttributeDefinitions"], BillingMode=p["BillingMode"])
         self.video = LambdaQueue.create(self.client("sqs"), f"VideoQueue-{suffix}")  # the functions send to it
         self.video_queue = self.video.url
-        self.queue_arns = {self.video.url: self.video.arn}
+        self.enroll = LambdaQueue.create(self.client("sqs"), f"EnrollQueue-{suffix}")  # a forget's delayed purge
+        self.queue_arns = {self.video.url: self.video.arn, self.enroll.url: self.enroll.arn}
         self.names = {
             "AWS::Partition": "aws", "AWS::Region": REGION, "AWS::AccountId": "123456789012",
             "Bucket": self.bucket, "Bucket.Arn": f"arn:aws:s3:::{self.bucket}",
@@ -204,6 +205,7 @@ class Moto:
             **{f"{lid}.Arn": self.dynamodb.describe_table(TableName=n)["Table"]["TableArn"] for lid, n in self.tables.items()},
             **{f"{lid}.Arn": f"arn:aws:sqs:{REGION}:123456789012:{lid}" for lid in ("EnrollQueue", "RecognizeQueue")},
             "VideoQueue": self.video_queue, "VideoQueue.Arn": self.queue_arns[self.video_queue],
+            "EnrollQueue": self.enroll.url, "EnrollQueue.Arn": self.enroll.arn,
             **{f"{lid}.Arn": f"arn:aws:logs:{REGION}:123456789012:log-group:{lid}:*"
                for lid in ("EnrollLogGroup", "RecognizeLogGroup", "VideoLogGroup", "UnknownsSweepLogGroup")},
             **parameter_defaults(template),
