@@ -83,6 +83,19 @@ def forget_cache() -> None:
         _states.clear()
 
 
+def drop(table: GalleryTable) -> None:
+    """Drop this worker's copy of `table`'s gallery (the enroll function keeps none between jobs:
+    it needs one only to compact, and a kept copy would hold forgotten faces until the next)."""
+    with _lock:
+        _states.pop(table.ident, None)
+
+
+def cached() -> set[str]:
+    """The stores this worker holds a gallery of (GalleryTable.ident)."""
+    with _lock:
+        return set(_states)
+
+
 def _cold(table: GalleryTable) -> _State:
     """The published snapshot (or an empty gallery), at its sequence number."""
     for _ in range(3):

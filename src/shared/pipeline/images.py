@@ -131,10 +131,13 @@ def _change(job: Job, person: str, etag: str, embedding: np.ndarray | None) -> O
     if outcome.stale:
         return outcome
     pipeline = job.config.pipeline
-    if gallery_cache.after_changes(table, job.bucket, [outcome], pipeline.gallery_compact_every,
-                                   purge_now=not pipeline.enroll_queue_url):
-        # The published snapshot still holds the removed face: one delayed purge covers a burst.
-        gallery_purge.request(table, job.bucket, pipeline.enroll_queue_url, outcome.seq, pipeline.gallery_purge_delay_s)
+    try:
+        if gallery_cache.after_changes(table, job.bucket, [outcome], pipeline.gallery_compact_every,
+                                       purge_now=not pipeline.enroll_queue_url):
+            # The published snapshot still holds the removed face: one delayed purge covers a burst.
+            gallery_purge.request(table, job.bucket, pipeline.enroll_queue_url, outcome.seq, pipeline.gallery_purge_delay_s)
+    finally:
+        gallery_cache.drop(table)  # an enroll worker keeps no gallery between jobs
     return outcome
 
 

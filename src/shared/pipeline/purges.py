@@ -5,7 +5,7 @@ and the bucket the forgets named.
 """
 from __future__ import annotations
 
-from shared.aws import gallery_purge
+from shared.aws import gallery_cache, gallery_purge
 from shared.aws.gallery_table import GalleryTable
 from shared.config import current_config
 from shared.pipeline.delivery import logger
@@ -21,6 +21,10 @@ def handle(body: str) -> bool:
         logger.error("dropping a malformed purge message", extra={"body": body[:200]})
         return True
     table = GalleryTable(pipeline.gallery_table, pipeline.gallery_shards)
-    rounds = gallery_purge.run(table, message.bucket, pipeline.enroll_queue_url, message.token, pipeline.gallery_purge_delay_s)
+    try:
+        rounds = gallery_purge.run(table, message.bucket, pipeline.enroll_queue_url, message.token,
+                                   pipeline.gallery_purge_delay_s)
+    finally:
+        gallery_cache.drop(table)  # no gallery kept between jobs (see images._change)
     logger.info("gallery purge", extra={"compactions": rounds, "token": message.token})
     return True
