@@ -169,3 +169,35 @@ def test_without_a_queue_the_forget_purges_at_once(moto_endpoint: str) -> None:
         assert all("models/p2/x.jpg" not in keys for keys in snapshots(aws).values())
         assert gallery_purge.pending(table) is None
         assert gallery_cache.load(table).row_of("models/p2/x.jpg") is None
+
+
+def test_a_purge_short_of_time_hands_over_to_a_new_message(env: tuple[MotoResources, LambdaQueue],
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    """As above, but the invocation has no time for a second compaction: instead of running into
+    Lambda's timeout (the message would come back only after the visibility timeout), the purge
+    re-arms: a new delayed message finishes it."""
+    aws, queue = env
+    table = seeded(aws, 6)
+    forget(aws, "models/p0/x.jpg", 1)
+    real_finish = gallery_cache.finish_compaction
+    interleaved: list[str] = []
+
+    def finish_then_forget(table_: GalleryTable, force: bool = False) -> None:
+        real_finish(table_, force)
+        if force and not interleaved:
+            interleaved.append("models/p1/x.jpg")
+            forget(aws, "models/p1/x.jpg", 2)
+
+    monkeypatch.setattr(gallery_cache, "finish_compaction", finish_then_forget)
+    time.sleep(DELAY_S + 0.5)
+    [first] = queue.receive()
+    message = gallery_purge.parse(first["Body"])
+    assert message is not None
+    no_time_left = lambda: 0.0  # noqa: E731 - after the first compaction, not twice its time
+    assert gallery_purge.run(table, aws.bucket, queue.url, message.token, DELAY_S, no_time_left) == 1
+    assert interleaved, "the interleaving did not happen"
+    aws.sqs.delete_message(QueueUrl=queue.url, ReceiptHandle=first["ReceiptHandle"])
+    assert deliver_purges(queue) == 1  # the re-armed message
+    left = {p: sorted({"models/p0/x.jpg", "models/p1/x.jpg"} & set(k)) for p, k in snapshots(aws).items()}
+    assert not any(left.values()), f"a forgotten face is still in a snapshot: {left}"
+    assert gallery_purge.pending(table) is None

@@ -20,7 +20,7 @@ runner.warm_up_for_snapshot()  # with SnapStart, the models load into the snapsh
 def record_handler(record: SQSRecord, lambda_context: LambdaContext | None = None) -> list[dict[str, Any]]:
     """One SQS message: run its jobs (or the delayed gallery purge a forget sent); raising reports
     it in batchItemFailures."""
-    if purges.handle(record.body):
+    if purges.handle(record.body, lambda_context):
         return []
     return runner.process_record(record, runner.ENROLL, lambda_context)
 

@@ -9,8 +9,8 @@ message that owns it) and `due`. The first forget of a burst creates the item an
 message to the enroll queue, delayed `delay_s` (SQS DelaySeconds); later forgets only raise
 `upto`. The message (`run`) publishes one snapshot of the newest gallery (gallery_cache.compact,
 which then deletes every older snapshot) and clears the item unless a newer forget raised `upto`
-meanwhile; then it compacts again, at most ROUNDS times, and else re-arms: a new token, a new
-delayed message.
+meanwhile; then it compacts again, at most ROUNDS times (fewer when the invocation has not twice
+the last compaction's time left), and else re-arms: a new token, a new delayed message.
 
 Bound (docs/SECURITY.md): a forgotten face is in no snapshot later than `delay_s` + ROUNDS x (one
 snapshot write) + queue pick-up after its forget, while the enroll function runs; a purge message
@@ -25,7 +25,7 @@ import logging
 import time
 import uuid
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Callable
 
 from shared.aws import dynamo, gallery_cache
 from shared.aws.clients import client, error_code
@@ -104,15 +104,22 @@ def request(table: GalleryTable, bucket: str, queue_url: str, seq: int, delay_s:
     raise RuntimeError(f"could not record the pending purge of {table.ident}")
 
 
-def run(table: GalleryTable, bucket: str, queue_url: str, token: str, delay_s: int) -> int:
+def run(table: GalleryTable, bucket: str, queue_url: str, token: str, delay_s: int,
+        time_left_s: Callable[[], float] | None = None) -> int:
     """Handle one purge message: compact until no pending purge is newer than the published
-    snapshot (at most ROUNDS times, then re-arm). Returns the compactions run."""
+    snapshot (at most ROUNDS times, and another only while `time_left_s()` leaves twice the last
+    one's time; else re-arm). Returns the compactions run."""
+    last_s, done = 0.0, 0
     for rounds in range(ROUNDS):
         current = pending(table)
         if current is None or current.get("token") != token:
             return rounds  # done already, or another message owns it now
+        if rounds and time_left_s is not None and time_left_s() < 2 * last_s:
+            break  # the invocation would time out: a new message goes on with it
+        started = time.monotonic()
         gallery_cache.compact(table, bucket)
         gallery_cache.finish_compaction(table, force=True)
+        done += 1
         published = gallery_cache.snapshot_seq(table)
         try:
             client("dynamodb").delete_item(
@@ -122,11 +129,12 @@ def run(table: GalleryTable, bucket: str, queue_url: str, token: str, delay_s: i
         except Exception as exc:
             if error_code(exc) != "ConditionalCheckFailedException":
                 raise
+            last_s = time.monotonic() - started
             continue  # a newer forget raised `upto` meanwhile
         log.info("gallery purge of %s done at change %d after %d compaction(s)", table.ident, published, rounds + 1)
-        return rounds + 1
+        return done
     _rearm(table, bucket, queue_url, token, delay_s)
-    return ROUNDS
+    return done
 
 
 def _rearm(table: GalleryTable, bucket: str, queue_url: str, token: str, delay_s: int) -> None:
