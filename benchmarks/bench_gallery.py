@@ -279,9 +279,9 @@ def main() -> None:
     for row in rows + bursts:
         print(json.dumps(row))
     if args.json:
-        if not sizes and args.json.exists():  # only the bursts were run: keep the other rows
-            rows = [r for r in json.loads(args.json.read_text()) if r.get("kind") != "forget_burst"]
-        args.json.write_text(json.dumps(rows + bursts, indent=1) + "\n")
+        if not sizes and args.json.exists():  # only bursts were run: keep the other rows
+            rows = json.loads(args.json.read_text())
+        args.json.write_text(json.dumps(gallery_forget_burst.merge(rows, bursts), indent=1) + "\n")
 
 
 if __name__ == "__main__":

@@ -79,6 +79,8 @@ def play(design: str, n: int, burst: int, bucket: str, delay_s: int) -> dict[str
         outcome = table.apply(change)
         if gallery_cache.after_changes(table, bucket, [outcome], 1000, purge_now=design == "each"):
             gallery_purge.request(table, bucket, queue_url, outcome.seq, delay_s)
+        if design == "coalesced":
+            gallery_cache.drop(table)  # as the enroll function does now: the purge loads the gallery cold
     forgets_s = time.perf_counter() - t0
     rounds = 0
     while gallery_purge.pending(table) is not None:
@@ -103,10 +105,22 @@ def computed_each(n: int, burst: int, rows: list[dict[str, Any]]) -> dict[str, A
     """The design before issue 20, not run at this size: each forget rewrote the whole snapshot
     (the coalesced run's one rewrite, measured, else the embeddings and person ids alone)."""
     measured = [r["s3_bytes_written"] // r["snapshot_rewrites"] for r in rows
-                if r["faces"] == n and r["design"] == "coalesced" and r.get("snapshot_rewrites")]
+                if r.get("kind") == "forget_burst" and r["faces"] == n and r["design"] == "coalesced"
+                and r.get("snapshot_rewrites")]
     per_snapshot = measured[0] if measured else n * 128 * 4 + n * 4
     return {"kind": "forget_burst", "faces": n, "design": "each", "burst": burst, "purge_delay_s": 0, "measured": False,
             "snapshot_rewrites": burst, "s3_bytes_written": burst * per_snapshot}
+
+
+def merge(old: list[dict[str, Any]], new: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The rows of a results file with `new` burst rows in place of those of the same size and
+    design; computed rows follow the measured coalesced rewrite of their size."""
+    fresh = {(r["faces"], r["design"]) for r in new}
+    rows = [r for r in old if r.get("kind") != "forget_burst" or (r["faces"], r["design"]) not in fresh] + new
+    for row in rows:
+        if row.get("kind") == "forget_burst" and row.get("measured") is False:
+            row.update(computed_each(row["faces"], row["burst"], [r for r in rows if r.get("measured", True)]))
+    return rows
 
 
 def bench(n: int, burst: int, designs: list[str], delay_s: int, each_max: int) -> list[dict[str, Any]]:
