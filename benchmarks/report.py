@@ -406,6 +406,7 @@ def forget_burst_section(rows: list) -> str:
     """The forget bursts of `make bench-gallery` (gallery_forget_burst.py), if measured."""
     if not rows:
         return ""
+    rows = sorted(rows, key=lambda r: (r["faces"], r["design"] != "coalesced"))
     table = _table(
         ["faces", "design", "forgets", "snapshot rewrites", "S3 bytes written", "forgets took s", "every snapshot clean after s"],
         [[f"{r['faces']:,}", r["design"] + ("" if r.get("measured", True) else " (computed)"), str(r["burst"]),
