@@ -8,6 +8,9 @@ a change applied by a warm worker, what an enrollment adds to the next recogniti
 matching time, and DynamoDB capacity units computed from item sizes (moto's are not real).
 Today's design (a consistent scan, rebuilt in Python) is measured at sizes up to --old-max.
 Prints a table, then one JSON line per size (and per size of the old design).
+Then a burst of --burst forgets at each of --burst-sizes (benchmarks/gallery_forget_burst.py): S3
+bytes written and the time until every snapshot is clean. `--sizes ""` runs only the bursts (and
+keeps the other rows of --json).
 """
 from __future__ import annotations
 
@@ -91,26 +94,27 @@ def timed_ms(action: Any, repeat: int = 5) -> float:
 
 def measure_new(n: int) -> dict[str, Any]:
     """In a fresh worker process: what a recognize worker pays with the snapshot and the log."""
+    from shared.aws import gallery_cache
     from shared.aws.gallery_table import GalleryFace, GalleryTable
     from shared.engine.matching import identify
 
     table = GalleryTable(TABLE)
     t0 = time.perf_counter()
-    gallery = table.load_gallery()
+    gallery = gallery_cache.load(table)
     cold = time.perf_counter() - t0
     assert gallery.size == n, (gallery.size, n)
     query = unit_vectors(1, seed=1)[0]
     match_ms = timed_ms(lambda: identify(query, gallery, 0.6, 3))
-    steady_ms = timed_ms(lambda: table.load_gallery(), repeat=10)
+    steady_ms = timed_ms(lambda: gallery_cache.load(table), repeat=10)
     applied, added = [], []
     for i in range(5):
         table.put_face(GalleryFace(f"new{i}", f"models/new{i}/a.jpg", unit_vectors(1, seed=100 + i)[0], etag=f"e{i}"))
         t0 = time.perf_counter()
-        table.load_gallery()
+        gallery_cache.load(table)
         applied.append((time.perf_counter() - t0) * 1000)
         table.put_face(GalleryFace(f"new{i}", f"models/new{i}/b.jpg", unit_vectors(1, seed=200 + i)[0], etag=f"f{i}"))
         t0 = time.perf_counter()
-        identify(query, table.load_gallery(), 0.6, 3)
+        identify(query, gallery_cache.load(table), 0.6, 3)
         added.append((time.perf_counter() - t0) * 1000 - match_ms - steady_ms)
     return {
         "faces": n, "design": "snapshot+log", "cold_load_s": round(cold, 3),
@@ -245,6 +249,13 @@ def main() -> None:
                         help="also write the per-image items up to this size (moto's TransactWriteItems deep-copies "
                              "the table once per item, which makes each change minutes long at 10^5 items)")
     parser.add_argument("--json", type=Path, help="also write the rows here (a list)")
+    parser.add_argument("--burst-sizes", default=os.environ.get("GALLERY_BURST_SIZES", "100000,1000000"),
+                        help="gallery sizes at which a burst of forgets is measured")
+    parser.add_argument("--burst", type=int, default=100, help="forgets in a burst")
+    parser.add_argument("--burst-designs", default="coalesced,each")
+    parser.add_argument("--purge-delay", type=int, default=60, help="LAMBDAFACE_GALLERY_PURGE_DELAY_S of the run")
+    parser.add_argument("--each-max", type=int, default=100_000,
+                        help="run the design before issue 20 (a rewrite per forget) up to this size; computed above")
     parser.add_argument("--measure-new", type=int)
     parser.add_argument("--measure-old", type=int)
     args = parser.parse_args()
@@ -254,14 +265,23 @@ def main() -> None:
     if args.measure_old is not None:
         print(json.dumps(measure_old(args.measure_old)))
         return
+    import gallery_forget_burst
+
     rows = []
-    for n in (int(s) for s in args.sizes.split(",") if s.strip()):
+    sizes = [int(s) for s in args.sizes.split(",") if s.strip()]
+    for n in sizes:
         rows += bench_size(n, args.old_max, args.items_max)
-    print(table(rows))
-    for row in rows:
+    if rows:
+        print(table(rows))
+    bursts = []
+    for n in (int(s) for s in args.burst_sizes.split(",") if s.strip()):
+        bursts += gallery_forget_burst.bench(n, args.burst, args.burst_designs.split(","), args.purge_delay, args.each_max)
+    for row in rows + bursts:
         print(json.dumps(row))
     if args.json:
-        args.json.write_text(json.dumps(rows, indent=1) + "\n")
+        if not sizes and args.json.exists():  # only bursts were run: keep the other rows
+            rows = json.loads(args.json.read_text())
+        args.json.write_text(json.dumps(gallery_forget_burst.merge(rows, bursts), indent=1) + "\n")
 
 
 if __name__ == "__main__":

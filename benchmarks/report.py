@@ -404,9 +404,38 @@ def _load(directory: Path, name: str):
     return json.loads(path.read_text()) if path.exists() else None
 
 
+def forget_burst_section(rows: list) -> str:
+    """The forget bursts of `make bench-gallery` (gallery_forget_burst.py), if measured."""
+    if not rows:
+        return ""
+    rows = sorted(rows, key=lambda r: (r["faces"], r["design"] != "coalesced"))
+    table = _table(
+        ["faces", "design", "forgets", "snapshot rewrites", "S3 bytes written", "forgets took s", "every snapshot clean after s"],
+        [[f"{r['faces']:,}", r["design"] + ("" if r.get("measured", True) else " (computed)"), str(r["burst"]),
+          str(r["snapshot_rewrites"]), f"{r['s3_bytes_written'] / 1e6:,.1f} MB",
+          _n(r["forgets_s"], 1) if "forgets_s" in r else "-",
+          (_n(r["clean_s"], 1) + (f" (purge delay {r['purge_delay_s']} s)" if r.get("purge_delay_s") else "")) if "clean_s" in r else "-"]
+         for r in rows],
+    )
+    return f"""
+### A burst of forgets
+
+A burst of {rows[0]['burst']} forgets (one after the other, one enroll worker), then the purge, on the
+local stack (moto in its own process). *coalesced*: the design in use (each forget writes its
+result at once; one delayed purge message, `LAMBDAFACE_GALLERY_PURGE_DELAY_S`, publishes one
+snapshot without the faces); *each*: the design before (each forget of a face in the snapshot
+rewrote the whole snapshot before its result), measured, or computed where marked. *clean after*:
+from the first forget until no object under `gallery/snapshots/` lists a forgotten image.
+
+{table}
+"""
+
+
 def gallery_section(rows: list | None) -> str:
     if not rows:
         return ""
+    bursts = [r for r in rows if r.get("kind") == "forget_burst"]
+    rows = [r for r in rows if r.get("kind") != "forget_burst"]
     table = _table(
         ["faces", "design", "cold load s", "change applied ms", "added to the next recognition ms", "peak RSS MiB",
          "match ms per face", "read units per job", "write units per change"],
@@ -427,7 +456,7 @@ recognition*: what an enrollment adds to the next recognition's time. Capacity u
 from item sizes (moto's are not DynamoDB's).
 
 {table}
-"""
+{forget_burst_section(bursts)}"""
 
 
 def long_video_section(v: dict | None) -> str:

@@ -22,6 +22,7 @@ from support.lambda_events import batch, context, record, redelivered, s3_event_
 from support.moto import MotoResources, moto_resources
 
 from handlers import enroll
+from shared.aws import gallery_cache
 from shared.aws.gallery_table import GalleryTable
 
 WRITES = ("PutItem", "UpdateItem", "DeleteItem", "TransactWriteItems", "BatchWriteItem")
@@ -133,7 +134,7 @@ def table_keys(aws: MotoResources) -> set[str]:
 
 def warm_people(aws: MotoResources) -> list[str]:
     """Who a warm worker of this process would match (its cached gallery, brought up to date)."""
-    return list(GalleryTable(aws.gallery_table).load_gallery().people)
+    return list(gallery_cache.load(GalleryTable(aws.gallery_table)).people)
 
 
 def test_race1_a_forget_whose_last_step_fails_still_takes_effect(env: tuple[MotoResources, HookProxy], faces_dir: Path) -> None:
@@ -195,3 +196,99 @@ def test_race3_a_stale_forget_cannot_put_a_deleted_face_back(env: tuple[MotoReso
     deliver(upload_again)  # the upload event (03) comes last: its image is gone
     assert key not in table_keys(aws), "a deleted face was put back"
     assert "r" not in warm_people(aws)
+
+
+def snapshot_keys(aws: MotoResources) -> dict[str, list[str]]:
+    """Every snapshot under gallery/snapshots/ (prefix -> the image keys its index.json lists)."""
+    found: dict[str, list[str]] = {}
+    for key in aws.keys("gallery/snapshots/"):
+        if key.endswith("/index.json"):
+            found[key[: -len("index.json")]] = json.loads(aws.get(key))["keys"]
+    return found
+
+
+def _forget_in_a_worker(rec: dict[str, Any], done: Any) -> None:
+    """A second enroll worker (a process of its own, as a Lambda environment): one forget."""
+    from shared.aws import clients
+
+    clients.reset()  # the parent's connections are not this process's
+    try:
+        ok = enroll.handler(batch(rec), context()) == {"batchItemFailures": []}
+    except BaseException as exc:  # noqa: BLE001 - reported to the test
+        ok = False
+        print(f"worker failed: {exc!r}", flush=True)
+    done.put(ok)
+
+
+def test_race4_racing_compactions_leave_no_forgotten_face_in_s3(moto_endpoint: str, faces_dir: Path) -> None:
+    """Two workers forget two faces at once; each compacts (a snapshot after every change). Worker
+    X publishes its snapshot (change n: still holding worker Y's face) while Y waits at its
+    publish step with change n+1; then Y publishes. Y lost the race to an OLDER snapshot: its
+    face must still leave S3 (issue 20, item 1)."""
+    import multiprocessing
+
+    with moto_resources(moto_endpoint, LAMBDAFACE_ENROLL_JITTERS="1", LAMBDAFACE_GALLERY_COMPACT_EVERY="1") as aws:
+        proxy = HookProxy(aws.endpoint)
+        try:
+            with pytest.MonkeyPatch.context() as mp:
+                mp.setenv("AWS_ENDPOINT_URL", proxy.url)
+                photo = (faces_dir / "seed/john0.jpg").read_bytes()
+                keys = {"x": "models/x/john0.jpg", "y": "models/y/john0.jpg"}
+                for n, key in enumerate(keys.values(), start=1):
+                    deliver(event(aws, key, f"{n:02d}", aws.put(key, photo)))
+                assert set(next(iter(snapshot_keys(aws).values()))) == set(keys.values())
+
+                # The gate: every publish of a new snapshot (a conditional PutItem of the pointer
+                # that marks it dirty) waits at the proxy until the test lets it through.
+                arrived: dict[str, threading.Event] = {w: threading.Event() for w in keys}
+                release: dict[str, threading.Event] = {w: threading.Event() for w in keys}
+                passed: dict[str, threading.Event] = {w: threading.Event() for w in keys}
+                order: list[str] = []
+
+                def is_publish(call: Call) -> bool:
+                    if call.target != "PutItem" or aws.gallery_table.encode() not in call.body:
+                        return False
+                    item = json.loads(call.body)["Item"]
+                    return item["person"]["S"].startswith("#snapshot") and item.get("dirty", {}).get("BOOL") is True
+
+                def gate(when: str) -> Callable[[Call], None]:
+                    def run(call: Call) -> None:
+                        if not is_publish(call):
+                            return
+                        if when == "after":
+                            if getattr(_call, "worker", None):
+                                passed[_call.worker].set()
+                            return
+                        waiting = [w for w in order if not arrived[w].is_set()]
+                        _call.worker = waiting[0] if waiting else None  # each worker's first publish only
+                        if _call.worker:
+                            arrived[_call.worker].set()
+                            assert release[_call.worker].wait(60), "the test never released the publish"
+                    return run
+
+                gates = {"before": gate("before"), "after": gate("after")}
+                proxy._run_hooks = lambda when, call: gates[when](call)  # type: ignore[method-assign]
+
+                ctx = multiprocessing.get_context("fork")
+                done = ctx.Queue()
+                workers = {}
+                for worker in ("x", "y"):  # x applies its forget (change 3) and reaches publish first
+                    aws.delete(keys[worker])
+                    order.append(worker)
+                    seq = "03" if worker == "x" else "04"
+                    workers[worker] = ctx.Process(target=_forget_in_a_worker, args=(event(aws, keys[worker], seq), done))
+                    workers[worker].start()
+                    assert arrived[worker].wait(60), f"worker {worker} never reached its publish"
+                release["x"].set()  # the older snapshot (change 3, still holding y) wins ...
+                assert passed["x"].wait(60)
+                release["y"].set()  # ... then y publishes (change 4), conditional on change 2
+                for worker, process in workers.items():
+                    process.join(60)
+                    assert process.exitcode == 0, worker
+                assert [done.get(timeout=5), done.get(timeout=5)] == [True, True]
+        finally:
+            proxy.close()
+        for key in keys.values():
+            assert aws.result(key)["kind"] == "forget" and aws.result(key)["removed"] is True
+        left = {prefix: sorted(set(listed) & set(keys.values())) for prefix, listed in snapshot_keys(aws).items()}
+        assert not any(left.values()), f"a forgotten face is still in a snapshot: {left}"

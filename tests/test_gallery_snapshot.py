@@ -61,12 +61,12 @@ def enroll_synthetic(table: GalleryTable, n: int, start: int = 0) -> np.ndarray:
 def test_a_warm_worker_sees_each_change_at_once_and_reads_only_the_log(aws: MotoResources) -> None:
     table = GalleryTable(aws.gallery_table, shards=3)
     enroll_synthetic(table, 5)
-    assert table.load_gallery().size == 5
+    assert gallery_cache.load(table).size == 5
     enroll_synthetic(table, 1, start=5)  # the next recognition, on any shard, sees it
     for _ in range(6):
-        assert table.load_gallery().size == 6
+        assert gallery_cache.load(table).size == 6
     table.apply(_delete("p2"))
-    assert table.load_gallery().row_of("models/p2/x.jpg") is None and table.load_gallery().size == 5
+    assert gallery_cache.load(table).row_of("models/p2/x.jpg") is None and gallery_cache.load(table).size == 5
 
 
 def test_compaction_publishes_one_snapshot_and_a_new_worker_loads_it_then_the_log(aws: MotoResources) -> None:
@@ -80,7 +80,7 @@ def test_compaction_publishes_one_snapshot_and_a_new_worker_loads_it_then_the_lo
     assert not [k for k in aws.keys() if "00000000000000000040" in k]
     table.apply(_delete("p1"))
     gallery_cache.forget_cache()  # a new worker
-    gallery = table.load_gallery()
+    gallery = gallery_cache.load(table)
     assert gallery.size == 41 and gallery.row_of("models/p1/x.jpg") is None
     row = gallery.row_of("models/p7/x.jpg")
     assert row is not None and np.array_equal(gallery.embeddings[row], vectors[7])
@@ -91,7 +91,7 @@ def test_compaction_publishes_one_snapshot_and_a_new_worker_loads_it_then_the_lo
 def test_a_worker_behind_the_trimmed_log_reloads_the_snapshot(aws: MotoResources) -> None:
     table = GalleryTable(aws.gallery_table)
     enroll_synthetic(table, 4)
-    assert table.load_gallery().size == 4  # warm at change 4
+    assert gallery_cache.load(table).size == 4  # warm at change 4
     gallery_cache._states[table.name].seq = 4
     enroll_synthetic(table, 4, start=4)
     gallery_cache.compact(table, aws.bucket)  # snapshot at 8 (our cache moved along: roll it back)
@@ -100,7 +100,7 @@ def test_a_worker_behind_the_trimmed_log_reloads_the_snapshot(aws: MotoResources
     state = gallery_cache._states[table.name]
     state.seq, stale = 4, Gallery.from_pairs([])
     state.gallery = stale
-    gallery = table.load_gallery()
+    gallery = gallery_cache.load(table)
     assert gallery is not stale and gallery.size == 10
 
 
@@ -116,8 +116,8 @@ def test_recognition_never_scans(aws: MotoResources) -> None:
                        for _ in range(1))
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("AWS_ENDPOINT_URL", proxy.url)
-        assert table.load_gallery().size == 4  # cold: shard, pointer, snapshot, log
-        table.load_gallery()  # warm: one GetItem
+        assert gallery_cache.load(table).size == 4  # cold: shard, pointer, snapshot, log
+        gallery_cache.load(table)  # warm: one GetItem
     proxy.close()
     assert "Scan" not in seen and seen.count("GET") == 3
     assert seen[-1] == "GetItem"

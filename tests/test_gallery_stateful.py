@@ -95,7 +95,7 @@ class Run:
         key = records[0]["s3"]["object"]["key"].replace("%2F", "/")
         if key in self.aws.keys("models/"):
             return
-        gallery = GalleryTable(self.aws.gallery_table).load_gallery()
+        gallery = gallery_cache.load(GalleryTable(self.aws.gallery_table))
         assert gallery.row_of(key) is None, f"{key}: forgotten, but a warm worker still holds its face"
         self.checked_forgets += 1
 
@@ -126,10 +126,10 @@ def test_random_interleavings_leave_the_gallery_equal_to_the_bucket(world: Any, 
     want = expected(aws)
     table = GalleryTable(aws.gallery_table)
     assert {f.image_key: f.etag for f in table.faces()} == want
-    warm = table.load_gallery()
+    warm = gallery_cache.load(table)
     assert sorted(k for k in warm.keys if k) == sorted(want)
     gallery_cache.forget_cache()
-    cold = table.load_gallery()  # a new worker: the snapshot, then the log
+    cold = gallery_cache.load(table)  # a new worker: the snapshot, then the log
     assert sorted(k for k in cold.keys if k) == sorted(want)
     for key, etag in want.items():  # every face is found at distance 0, under a person enrolled with that photo
         [match] = identify(cold.embeddings[cold.row_of(key)], cold, 0.6, 1)

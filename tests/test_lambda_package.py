@@ -185,7 +185,7 @@ class Moto:
                                        AttributeDefinitions=p["AttributeDefinitions"], BillingMode=p["BillingMode"])
         self.video = LambdaQueue.create(self.client("sqs"), f"VideoQueue-{suffix}")  # the functions send to it
         self.video_queue = self.video.url
-        self.enroll = LambdaQueue.create(self.client("sqs"), f"EnrollQueue-{suffix}")  # reconciliation sends to it
+        self.enroll = LambdaQueue.create(self.client("sqs"), f"EnrollQueue-{suffix}")  # reconciliation, delayed purges
         self.queue_arns = {self.video.url: self.video.arn, self.enroll.url: self.enroll.arn}
         self.names = {
             "AWS::Partition": "aws", "AWS::Region": REGION, "AWS::AccountId": "123456789012",

@@ -213,8 +213,9 @@ def test_dynamodb_actions_only_on_the_project_tables(resources: dict[str, Any]) 
 
 
 def test_each_role_consumes_only_its_queue_and_logs_only_to_its_group(resources: dict[str, Any]) -> None:
-    # Recognize sends a video's plan to the video queue, the video function its segments.
-    sends = {"RecognizeFunction": "VideoQueue", "VideoFunction": "VideoQueue"}
+    # Recognize sends a video's plan to the video queue, the video function its segments; enroll
+    # sends itself a forget's delayed gallery purge.
+    sends = {"RecognizeFunction": "VideoQueue", "VideoFunction": "VideoQueue", "EnrollFunction": "EnrollQueue"}
     for function, queue in FUNCTIONS.items():
         log_group = ref_target(props(resources, function)["LoggingConfig"]["LogGroup"])
         arn = lambda lid: json.dumps({"Fn::GetAtt": [lid, "Arn"]}, sort_keys=True)  # noqa: E731
@@ -415,7 +416,7 @@ def test_video_settings_are_parameters_with_the_engine_defaults(template: dict[s
         "VIDEO_QUEUE_URL": queue_url, "LAMBDAFACE_ANNOTATE": {"Ref": "AnnotatedImages"},
     }
     assert parameter_defaults(template)["AnnotatedImages"] == str(PipelineConfig().annotate).lower()
-    assert "Environment" not in props(resources, "EnrollFunction")
+    assert props(resources, "EnrollFunction")["Environment"]["Variables"] == {"ENROLL_QUEUE_URL": {"Ref": "EnrollQueue"}}
     env = props(resources, "VideoFunction")["Environment"]["Variables"]
     assert env.pop("VIDEO_QUEUE_URL") == queue_url
     params = {name: ref_target(ref) for name, ref in env.items()}

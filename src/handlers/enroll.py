@@ -8,7 +8,7 @@ from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, pro
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from shared.pipeline import runner
+from shared.pipeline import purges, runner
 from shared.pipeline.delivery import SERVICE
 from shared.pipeline.metrics import metrics
 
@@ -18,7 +18,10 @@ runner.warm_up_for_snapshot()  # with SnapStart, the models load into the snapsh
 
 
 def record_handler(record: SQSRecord, lambda_context: LambdaContext | None = None) -> list[dict[str, Any]]:
-    """One SQS message: run its jobs; raising reports it in batchItemFailures."""
+    """One SQS message: run its jobs (or the delayed gallery purge a forget sent); raising reports
+    it in batchItemFailures."""
+    if purges.handle(record.body, lambda_context):
+        return []
     return runner.process_record(record, runner.ENROLL, lambda_context)
 
 

@@ -72,12 +72,13 @@ class PipelineConfig:
     annotate: bool = True  # LAMBDAFACE_ANNOTATE: write results/<key>.jpg, the photo with boxes and names (one S3 PUT)
     gallery_shards: int = 4  # LAMBDAFACE_GALLERY_SHARDS: copies of the gallery's change counter recognitions read (one at random)
     gallery_compact_every: int = 1000  # LAMBDAFACE_GALLERY_COMPACT_EVERY: changes between gallery snapshots
+    enroll_queue_url: str = ""  # ENROLL_QUEUE_URL: where a forget sends its delayed purge ("": purge at once), and reconciliation the removal events of images whose own were lost
+    gallery_purge_delay_s: int = 60  # LAMBDAFACE_GALLERY_PURGE_DELAY_S: forgets gathered into one snapshot rewrite (<= 900)
     unknowns_table: str = "lambdaface-unknowns"  # UNKNOWNS_TABLE: remembered unknown faces and their clusters
     remember_unknowns: bool = False  # LAMBDAFACE_REMEMBER_UNKNOWNS: remember every unknown face (opt-in); off: forget them all
     unknown_retention_days: int = 30  # LAMBDAFACE_UNKNOWN_RETENTION_DAYS: a remembered face is forgotten after this many days
     unknown_threshold: float = 0.55  # LAMBDAFACE_UNKNOWN_THRESHOLD: an unknown face joins the cluster of a face this close
     bucket: str = ""  # LAMBDAFACE_BUCKET: the stack's bucket (the scheduled sweep has no S3 event to name it)
-    enroll_queue_url: str = ""  # ENROLL_QUEUE_URL: where reconciliation sends the removal events of images whose own were lost
     reconcile_grace_s: float = 900.0  # LAMBDAFACE_RECONCILE_GRACE_S: an image younger than this may still be enrolling (not reported)
 
     def __post_init__(self) -> None:
@@ -85,6 +86,8 @@ class PipelineConfig:
             raise ValueError("unknown_retention_days must be at least 1")
         if not 0 < self.unknown_threshold < 2:
             raise ValueError("unknown_threshold must be between 0 and 2")
+        if not 0 <= self.gallery_purge_delay_s <= 900:
+            raise ValueError("gallery_purge_delay_s must be between 0 and 900 (SQS DelaySeconds)")
 
 
 @dataclass(frozen=True)
@@ -139,12 +142,13 @@ _PIPELINE_ENV = {
     "annotate": "LAMBDAFACE_ANNOTATE",
     "gallery_shards": "LAMBDAFACE_GALLERY_SHARDS",
     "gallery_compact_every": "LAMBDAFACE_GALLERY_COMPACT_EVERY",
+    "enroll_queue_url": "ENROLL_QUEUE_URL",
+    "gallery_purge_delay_s": "LAMBDAFACE_GALLERY_PURGE_DELAY_S",
     "unknowns_table": "UNKNOWNS_TABLE",
     "remember_unknowns": "LAMBDAFACE_REMEMBER_UNKNOWNS",
     "unknown_retention_days": "LAMBDAFACE_UNKNOWN_RETENTION_DAYS",
     "unknown_threshold": "LAMBDAFACE_UNKNOWN_THRESHOLD",
     "bucket": "LAMBDAFACE_BUCKET",
-    "enroll_queue_url": "ENROLL_QUEUE_URL",
     "reconcile_grace_s": "LAMBDAFACE_RECONCILE_GRACE_S",
 }
 

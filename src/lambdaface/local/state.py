@@ -116,7 +116,10 @@ def _save_objects(blobs: Path, old: dict[str, Any] | None, spec: StackSpec, s3: 
             if saved and (blobs / saved["blob"]).exists():
                 objects.append({**saved, "last_modified": written})
                 continue
-            response = s3.get_object(Bucket=spec.bucket, Key=key)
+            try:
+                response = s3.get_object(Bucket=spec.bucket, Key=key)
+            except s3.exceptions.NoSuchKey:
+                continue  # deleted since the listing (a replaced gallery snapshot): nothing to save
             data = response["Body"].read()
             digest = hashlib.sha256(data).hexdigest()
             if not (blobs / digest).exists():

@@ -8,8 +8,9 @@ holds the entries a worker needs (trimmed after a newer snapshot), it loads that
 
 `compact(table, bucket)` writes a new snapshot from this worker's up-to-date gallery, publishes it,
 then deletes the previous snapshot and the log entries older than it. The enroll function runs
-it after `compact_every` changes, and right after a change removed a face that the published
-snapshot holds (so a deleted face's embedding leaves S3 before its forget result is written).
+it after `compact_every` changes, and when a change removed a face that the published snapshot
+holds: through a coalesced purge (gallery_purge.py) where the enroll queue is known, else at once.
+Racing compactions end with a snapshot at least as new as each one's changes (see compact).
 """
 from __future__ import annotations
 
@@ -82,6 +83,19 @@ def forget_cache() -> None:
         _states.clear()
 
 
+def drop(table: GalleryTable) -> None:
+    """Drop this worker's copy of `table`'s gallery (the enroll function keeps none between jobs:
+    it needs one only to compact, and a kept copy would hold forgotten faces until the next)."""
+    with _lock:
+        _states.pop(table.ident, None)
+
+
+def cached() -> set[str]:
+    """The stores this worker holds a gallery of (GalleryTable.ident)."""
+    with _lock:
+        return set(_states)
+
+
 def _cold(table: GalleryTable) -> _State:
     """The published snapshot (or an empty gallery), at its sequence number."""
     for _ in range(3):
@@ -124,8 +138,14 @@ def snapshot_seq(table: GalleryTable) -> int:
 
 
 def compact(table: GalleryTable, bucket: str) -> int | None:
-    """Publish a snapshot of the current gallery; returns its sequence number (None: a newer one
-    was already published)."""
+    """Publish a snapshot of the current gallery; returns its sequence number (None: one at least
+    as new was already published). On return the published snapshot is at least as new as every
+    change this worker saw, so it holds no face those changes removed.
+
+    Two compactions at once: the pointer is replaced only if it still names the snapshot read.
+    A worker that loses to an OLDER snapshot (one still holding a face its own changes removed)
+    publishes its own over the winner, without writing it again; one that loses to a newer (or
+    as new) snapshot deletes its copy."""
     with _lock:
         old = table.snapshot_pointer()
         gallery = load(table)
@@ -135,55 +155,80 @@ def compact(table: GalleryTable, bucket: str) -> int | None:
             return None
         prefix = gallery_snapshot.new_prefix(seq, table.snapshot_root)
         pointer = gallery_snapshot.pointer(seq, bucket, prefix, 0)
-        pointer.update(dirty=True, previous_seq=old_seq or 0)
         try:
             pointer["rows"] = gallery_snapshot.write(bucket, prefix, gallery, seq)
-            published = table.set_snapshot_pointer(pointer, old_seq)
+            published = _publish(table, pointer, old_seq)
         except BaseException:
             _try(gallery_snapshot.delete, bucket, prefix)  # never leave an unpublished copy behind
             raise
         if not published:
-            gallery_snapshot.delete(bucket, prefix)  # another worker published first
+            gallery_snapshot.delete(bucket, prefix)  # a snapshot at least as new was published first
             return None
     log.info("gallery snapshot %s: %d faces at change %d", prefix, pointer["rows"], seq)
     finish_compaction(table)
     return seq
 
 
-def after_changes(table: GalleryTable, bucket: str, outcomes: list[Outcome], compact_every: int) -> None:
+PUBLISH_ATTEMPTS = 20
+
+
+def _publish(table: GalleryTable, pointer: dict[str, Any], replaces: int | None) -> bool:
+    """Point at `pointer`'s snapshot, replacing the one at `replaces`; when another worker
+    published meanwhile, replace that one too if it is older. False: the published one is at least
+    as new as ours."""
+    for _ in range(PUBLISH_ATTEMPTS):
+        candidate = {**pointer, "dirty": True, "previous_seq": replaces or 0}
+        if table.set_snapshot_pointer(candidate, replaces):
+            return True
+        current = table.snapshot_pointer()
+        if current is None:
+            raise RuntimeError(f"the snapshot pointer of {table.ident} disappeared")
+        if int(current["seq"]) >= int(pointer["seq"]):
+            return False
+        replaces = int(current["seq"])  # an older snapshot won: ours replaces it
+    raise RuntimeError(f"could not publish the snapshot of {table.ident}: the pointer kept changing")
+
+
+def after_changes(table: GalleryTable, bucket: str, outcomes: list[Outcome], compact_every: int,
+                  purge_now: bool = True) -> bool:
     """After applied changes: remove each replaced face's embedding from the log, finish an earlier
     compaction, and compact when `compact_every` changes have piled up or when a change removed a
-    face the published snapshot holds (its embedding leaves S3 now). Every step is idempotent, and
-    a repeated change (a redelivered message) repeats them, in case the first delivery stopped
-    half-way."""
+    face the published snapshot holds (its embedding leaves S3 now). With `purge_now` False, such
+    a purge is left to the caller (gallery_purge: coalesced), and True is returned when one is
+    needed. Every step is idempotent, and a repeated change (a redelivered message) repeats them,
+    in case the first delivery stopped half-way."""
     applied = [o for o in outcomes if not o.stale and o.seq]
     for outcome in applied:
         table.strip_log_vector(outcome.previous_seq)
     if not applied:
-        return
+        return False
     finish_compaction(table)
     published = snapshot_seq(table)
     newest = max(o.seq for o in applied)
     due = newest - published >= compact_every
     purge = any(0 < o.previous_seq <= published < o.seq for o in applied)
-    if due or purge:
-        compact(table, bucket)
+    if due or (purge and purge_now):
+        compact(table, bucket)  # covers every change this worker saw (see compact)
+        return False
+    return purge
 
 
-def finish_compaction(table: GalleryTable) -> None:
+def finish_compaction(table: GalleryTable, force: bool = False) -> None:
     """Delete every snapshot older than the published one (replaced, or left by a compaction that
     failed half-way) and the log entries older than the snapshot it replaced. Idempotent: the
-    enroll function calls it after every change, so a crash here is repaired by the next one."""
+    enroll function calls it after every change, so a crash here is repaired by the next one.
+    `force`: look for older snapshots even when the pointer says the clean-up was done."""
     pointer = table.snapshot_pointer()
-    if not pointer or not pointer.get("dirty", True):
+    if not pointer or not (force or pointer.get("dirty", True)):
         return
     for prefix, seq in gallery_snapshot.prefixes(pointer["bucket"], table.snapshot_root).items():
         if prefix != pointer["prefix"] and seq <= int(pointer["seq"]):
             gallery_snapshot.delete(pointer["bucket"], prefix)
     if pointer.get("previous_seq"):
         table.trim_log(int(pointer["previous_seq"]))
-    done = {k: v for k, v in pointer.items() if k not in ("person", "image_key")}
-    table.set_snapshot_pointer({**done, "dirty": False}, int(pointer["seq"]))
+    if pointer.get("dirty", True):
+        done = {k: v for k, v in pointer.items() if k not in ("person", "image_key")}
+        table.set_snapshot_pointer({**done, "dirty": False}, int(pointer["seq"]))
 
 
 def _try(action: Any, *args: Any) -> None:

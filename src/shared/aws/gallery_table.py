@@ -199,13 +199,6 @@ class GalleryTable:
             except (KeyError, ValueError) as exc:
                 log.warning("skipping malformed gallery item %s/%s: %s", item.get("person"), item.get("image_key"), exc)
 
-    def load_gallery(self) -> Any:
-        """Every enrolled face as a matching-ready Gallery (see gallery_cache.py: a snapshot once,
-        then only the changes since)."""
-        from shared.aws import gallery_cache
-
-        return gallery_cache.load(self)
-
     # --- writing -----------------------------------------------------------------------------
 
     def apply(self, change: Change) -> Outcome:

@@ -17,7 +17,7 @@ import numpy as np
 from shared import errors
 from shared.aws import s3
 from shared.aws.events import ObjectEvent
-from shared.aws import gallery_cache
+from shared.aws import gallery_cache, gallery_purge
 from shared.aws.gallery_table import Change, GalleryTable, Outcome
 from shared.clock import iso, timed
 from shared.config import Config
@@ -120,8 +120,9 @@ def _gallery(job: Job) -> GalleryTable:
 
 
 def _change(job: Job, person: str, etag: str, embedding: np.ndarray | None) -> Outcome:
-    """Apply this job's event to the gallery, remove the replaced face's embedding from the log, and
-    compact when due (every step idempotent: a redelivered message repeats the ones not done)."""
+    """Apply this job's event to the gallery, remove the replaced face's embedding from the log,
+    compact when due, and have a purge remove a face the snapshot holds (every step idempotent:
+    a redelivered message repeats the ones not done)."""
     table = _gallery(job)
     change = Change(person, job.key, job.event.sequencer, job.event.event_time, etag, embedding, iso(time.time()))
     outcome = table.apply(change)
@@ -129,7 +130,14 @@ def _change(job: Job, person: str, etag: str, embedding: np.ndarray | None) -> O
         outcome = table.apply(dataclasses.replace(change, wins_ties=True))
     if outcome.stale:
         return outcome
-    gallery_cache.after_changes(table, job.bucket, [outcome], job.config.pipeline.gallery_compact_every)
+    pipeline = job.config.pipeline
+    try:
+        if gallery_cache.after_changes(table, job.bucket, [outcome], pipeline.gallery_compact_every,
+                                       purge_now=not pipeline.enroll_queue_url):
+            # The published snapshot still holds the removed face: one delayed purge covers a burst.
+            gallery_purge.request(table, job.bucket, pipeline.enroll_queue_url, outcome.seq, pipeline.gallery_purge_delay_s)
+    finally:
+        gallery_cache.drop(table)  # an enroll worker keeps no gallery between jobs
     return outcome
 
 
@@ -161,7 +169,7 @@ def recognize(job: Job) -> str | None:
     with timed(job.timings, "detect_embed"):
         faces = find_faces(image, cfg)
     with timed(job.timings, "load_gallery"):
-        gallery = GalleryTable(job.config.pipeline.gallery_table).load_gallery()
+        gallery = gallery_cache.load(GalleryTable(job.config.pipeline.gallery_table))
     with timed(job.timings, "match"):
         embeddings = np.asarray([f.embedding for f in faces], dtype=np.float32).reshape(-1, 128)
         matches = identify(embeddings, gallery, cfg.threshold, cfg.top_k)

@@ -27,7 +27,7 @@ from typing import Any, Callable, Iterator
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 
 from shared import errors
-from shared.aws import s3, sqs
+from shared.aws import gallery_cache, s3, sqs
 from shared.aws.gallery_table import GalleryTable
 from shared.aws.jobs_table import FAILED, RUNNING, SUCCEEDED, JobBusy, JobDone
 from shared.aws.video_jobs_table import VIDEO, VideoJobsTable, chunk_size
@@ -206,7 +206,7 @@ class Step:
         first, end = int(message["first"]), int(message["end"])
         indices = sampled_frame_indices(info, first, end, float(message["sample_fps"]))
         with timed(self.timings, "load_gallery"):
-            gallery = GalleryTable(self.config.pipeline.gallery_table).load_gallery()
+            gallery = gallery_cache.load(GalleryTable(self.config.pipeline.gallery_table))
         cfg = self.config.video.engine(self.config.engine)
         source = video_view(self.bucket, self.key, self.etag, message.get("size"), self.config.video.read_block)
         unknown: list[tuple[int, int, Any]] | None = [] if self.config.pipeline.remember_unknowns else None
