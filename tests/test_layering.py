@@ -143,7 +143,5 @@ def test_no_two_modules_import_each_other() -> None:
 
 
 def test_the_mutual_import_check_sees_a_lazy_import() -> None:
-    source = "def f():
-    from shared.aws import gallery_cache
-"
+    source = "def f():\n    from shared.aws import gallery_cache\n"
     assert "shared.aws.gallery_cache" in imports_in(source, "shared.aws.gallery_table")

@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterator
 
 from lambdaface import watch
+from lambdaface.endpoint import configure
 from shared.pipeline.keys import WORK_PREFIX, person_prefix
 
 GALLERY_LOCAL, UNKNOWNS_LOCAL = "lambdaface-GalleryTable", "lambdaface-UnknownsTable"  # the local stack's names
@@ -206,16 +207,6 @@ def _state(state_dir: Path, person: str) -> list[Finding]:
 
 def _is_local(endpoint: str | None) -> bool:
     return bool(endpoint) and any(host in str(endpoint) for host in ("127.0.0.1", "localhost", "[::1]"))
-
-
-def configure(args: argparse.Namespace) -> None:
-    """Point shared.aws's clients where the arguments say (endpoint, region); exit 2 without a bucket."""
-    if not args.bucket:
-        raise SystemExit("lambdaface: no bucket: pass --bucket or set LAMBDAFACE_BUCKET")
-    if args.endpoint_url:
-        os.environ["AWS_ENDPOINT_URL"] = args.endpoint_url
-    if args.region:
-        os.environ["AWS_DEFAULT_REGION"] = args.region
 
 
 def add_table_args(p: argparse.ArgumentParser) -> None:

@@ -171,11 +171,11 @@ def forget(args: argparse.Namespace) -> int:
 def _forget_orphans(args: argparse.Namespace, s3: Any) -> list[Expectation]:
     """Removal events for PERSON's gallery faces whose image is already gone (pipeline/reconcile.py);
     what their forget results must look like."""
-    from lambdaface import audit
+    from lambdaface.endpoint import configure
     from shared.config import current_config
     from shared.pipeline import reconcile
 
-    audit.configure(args)
+    configure(args)
     os.environ["GALLERY_TABLE"] = args.gallery_table
     try:
         queue_url = args.enroll_queue_url or _local_queue_url(args)

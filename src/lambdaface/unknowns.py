@@ -18,6 +18,7 @@ from typing import Any
 
 from lambdaface import watch
 from lambdaface.client import upload_bytes, wait_for_jobs
+from lambdaface.endpoint import configure
 from lambdaface.watch import Expectation
 from shared import errors
 from shared.config import current_config
@@ -33,12 +34,7 @@ class CommandError(Exception):
 
 def _store(args: argparse.Namespace) -> Any:
     """The unknown-face store named by the arguments (AWS, or the endpoint given)."""
-    if not args.bucket:
-        raise SystemExit("lambdaface: no bucket: pass --bucket or set LAMBDAFACE_BUCKET")
-    if args.endpoint_url:
-        os.environ["AWS_ENDPOINT_URL"] = args.endpoint_url
-    if args.region:
-        os.environ["AWS_DEFAULT_REGION"] = args.region
+    configure(args)
     from shared.aws.unknowns_table import UnknownStore
 
     return UnknownStore(args.table, args.bucket)

@@ -12,10 +12,11 @@ import configparser
 import os
 import secrets
 import string
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Mapping
+
+from lambdaface.local.files import write_atomic
 
 ACCESS_KEY_ENV = "LAMBDAFACE_LOCAL_ACCESS_KEY_ID"
 SECRET_KEY_ENV = "LAMBDAFACE_LOCAL_SECRET_ACCESS_KEY"
@@ -64,16 +65,7 @@ def read(path: Path) -> Keys:
 def write(path: Path, keys: Keys) -> None:
     """Write `keys` as an AWS shared-credentials file readable by its owner only (0600)."""
     text = f"[default]\naws_access_key_id = {keys.access_key_id}\naws_secret_access_key = {keys.secret_access_key}\n"
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")  # mkstemp creates 0600
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
-        raise
+    write_atomic(path, text.encode())
 
 
 def generate() -> Keys:

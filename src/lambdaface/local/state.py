@@ -19,12 +19,12 @@ import base64
 import hashlib
 import json
 import os
-import tempfile
 import time
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Callable
 
+from lambdaface.local.files import write_atomic
 from lambdaface.local.spec import ACCOUNT_ID, StackSpec
 
 VERSION = 1
@@ -95,7 +95,7 @@ def save(state_dir: Path, spec: StackSpec, s3: Any, dynamodb: Any) -> dict[str, 
     messages = {lid: _queue_messages(spec, lid) for lid in spec.queues}
     manifest = {"version": VERSION, "saved_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
                 "objects": objects, "items": items, "messages": messages}
-    _write_atomic(state_dir / "state.json", json.dumps(manifest, indent=1).encode())
+    write_atomic(state_dir / "state.json", json.dumps(manifest, indent=1).encode())
     referenced = {o["blob"] for o in objects}
     for blob in blobs.iterdir():
         if blob.name not in referenced and not blob.name.startswith("."):
@@ -123,7 +123,7 @@ def _save_objects(blobs: Path, old: dict[str, Any] | None, spec: StackSpec, s3: 
             data = response["Body"].read()
             digest = hashlib.sha256(data).hexdigest()
             if not (blobs / digest).exists():
-                _write_atomic(blobs / digest, data)
+                write_atomic(blobs / digest, data)
             objects.append({"key": key, "etag": etag, "blob": digest,
                             "content_type": response.get("ContentType", "binary/octet-stream"),
                             "metadata": response.get("Metadata", {}), "last_modified": written})
@@ -196,17 +196,3 @@ def _read_manifest(state_dir: Path) -> dict[str, Any] | None:
     if manifest.get("version") != VERSION:
         raise ValueError(f"{path}: state version {manifest.get('version')} is not {VERSION}")
     return manifest
-
-
-def _write_atomic(path: Path, data: bytes) -> None:
-    """Write `data` to `path` so that a crash leaves the old file or the new one, never half."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
-        raise
