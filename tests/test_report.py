@@ -23,6 +23,7 @@ from support.images import background, encode
 from support.stack import StackClients, StackProcess, handler_logs, stack_fixture
 
 from lambdaface import report
+from lambdaface.report_model import page_path
 from lambdaface.report_page import render
 
 CLIP = "video/short_hamilton_clip.mp4"
@@ -354,6 +355,9 @@ def test_forgotten_people_leave_the_page_and_its_assets(aws: Any, faces_dir: Pat
     out = tmp_path / "report"
     first = report.collect(aws.s3, aws.bucket, out, progress=report.Progress(enabled=False))
     assert "obama" in render(first)
+    report.write(first, out)
+    obama_page = out / page_path("obama")
+    assert "obama" in obama_page.read_text(encoding="utf-8") and (out / page_path("biden")).exists()
     thumbnail = {p.name: out / p.thumbnail for p in first.people}
     [shown] = first.results
     annotated = out / shown.image
@@ -366,6 +370,9 @@ def test_forgotten_people_leave_the_page_and_its_assets(aws: Any, faces_dir: Pat
     aws.put("results/models/obama/other.jpg.json", b"{not json")  # a bad document of theirs: its note hides the name
     second = report.collect(aws.s3, aws.bucket, out, progress=report.Progress(enabled=False))
     page = render(second)
+    report.write(second, out)  # their page goes too; biden's stays
+    assert not obama_page.exists() and [p.name for p in (out / "people").iterdir()] == [Path(page_path("biden")).name]
+    assert "obama" not in (out / page_path("biden")).read_text(encoding="utf-8").lower()
     assert "obama" not in page.lower()
     assert any(p.startswith("results/models/(forgotten)/other.jpg.json: skipped, it could not be read")
                for p in second.problems), second.problems
