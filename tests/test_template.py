@@ -414,8 +414,11 @@ def test_video_settings_are_parameters_with_the_engine_defaults(template: dict[s
     queue_url = {"Ref": "VideoQueue"}
     assert props(resources, "RecognizeFunction")["Environment"]["Variables"] == {
         "VIDEO_QUEUE_URL": queue_url, "LAMBDAFACE_ANNOTATE": {"Ref": "AnnotatedImages"},
+        "LAMBDAFACE_ONE_FACE_PER_PERSON": {"Ref": "OneFacePerPerson"},
     }
     assert parameter_defaults(template)["AnnotatedImages"] == str(PipelineConfig().annotate).lower()
+    # One face per person per photo or frame: on by default, as the engine's default.
+    assert parameter_defaults(template)["OneFacePerPerson"] == str(EngineConfig().one_face_per_person).lower() == "true"
     assert props(resources, "EnrollFunction")["Environment"]["Variables"] == {"ENROLL_QUEUE_URL": {"Ref": "EnrollQueue"}}
     env = props(resources, "VideoFunction")["Environment"]["Variables"]
     assert env.pop("VIDEO_QUEUE_URL") == queue_url
@@ -423,7 +426,7 @@ def test_video_settings_are_parameters_with_the_engine_defaults(template: dict[s
     assert params == {
         "LAMBDAFACE_SEGMENT_S": "SegmentSeconds", "LAMBDAFACE_SAMPLE_FPS": "SampleFps",
         "LAMBDAFACE_VIDEO_DETECTOR": "VideoDetector", "LAMBDAFACE_VIDEO_MAX_BYTES": "VideoMaxBytes",
-        "LAMBDAFACE_VIDEO_MAX_DURATION_S": "VideoMaxDurationSeconds",
+        "LAMBDAFACE_VIDEO_MAX_DURATION_S": "VideoMaxDurationSeconds", "LAMBDAFACE_ONE_FACE_PER_PERSON": "OneFacePerPerson",
     }
     defaults, video = parameter_defaults(template), VideoConfig()
     assert float(defaults["SegmentSeconds"]) == video.segment_s and float(defaults["SampleFps"]) == video.sample_fps

@@ -5,15 +5,18 @@
 Reads only the bucket: the listing of `results/` and `models/` (paginated), the newest `--limit`
 query results, every current enrollment's result, then the images the page shows (annotated
 photos, downscaled; a face thumbnail per person) and, for videos, their segments' bounds while
-`work/segments/` still holds them. Writes `DIR/index.html` and `DIR/assets/*.jpg` (file names are
-hashes, never keys): the page needs no network and opens from disk. The page itself is built by
-report_page.py; every key, name and message in it is HTML-escaped.
+`work/segments/` still holds them. Writes `DIR/index.html`, `DIR/people/*.html` (a page per person
+enrolled now and per unknown cluster: their enrolled faces, then every photo and video of the
+results read where they appear, newest first) and `DIR/assets/*.jpg` (file names are hashes, never
+keys or names): the pages need no network and open from disk. The pages are built by
+report_page.py and report_people.py; every key, name and message in them is HTML-escaped.
 
 A document that is not JSON or not shaped like a result is skipped with a note on the page. The
 names of forgotten people (no image left under `models/`) are not shown: they read "(forgotten)",
 and such a result shows its source photo with the boxes drawn by the page, never its annotated
-copy (the names are drawn on it). Each run rewrites `assets/` and deletes the images an earlier
-run left there that it does not use (a forgotten person's thumbnail and annotated photos go).
+copy (the names are drawn on it), and they have no page. Each run rewrites `assets/` and `people/`
+and deletes the images and pages an earlier run left there that it does not use (a forgotten
+person's thumbnail, annotated photos and page go).
 """
 from __future__ import annotations
 
@@ -30,13 +33,14 @@ from pathlib import Path
 from typing import Any, Callable, Iterable, TextIO
 
 from lambdaface import watch
-from lambdaface.report_model import FORGOTTEN, Person, Report, Result, malformed, redacted
+from lambdaface.report_model import FORGOTTEN, PAGES, Person, Report, Result, malformed, redacted, subjects
 from shared.pipeline.keys import MODELS_PREFIX, QUERIES_PREFIX, RESULTS_PREFIX, WORK_PREFIX, annotated_key
 
 DEFAULT_LIMIT = 200
 THREADS = 8
 IMAGE_MAX_SIDE = 1024  # annotated photos are shown at most this large (the file, not just the display)
 THUMB_SIDE = 96
+MAX_FACES = 12  # enrolled faces shown per person (their page)
 ASSETS = "assets"
 
 
@@ -312,8 +316,12 @@ def _segments(s3: Any, bucket: str, doc: dict[str, Any]) -> list[tuple[float, fl
 
 
 def _thumbnail_job(s3: Any, bucket: str, person: Person, assets: Assets, problems: list[str]) -> Callable[[], None]:
+    """The enrolled faces of one person (at most MAX_FACES), for the people section and their page."""
+
     def run() -> None:
         for key in person.enrolled:
+            if len(person.faces) >= MAX_FACES:
+                break
             try:
                 faces = person.results[key].get("faces") or []
                 data = get_bytes(s3, bucket, key) if faces and faces[0].get("box") else None
@@ -322,11 +330,35 @@ def _thumbnail_job(s3: Any, bucket: str, person: Person, assets: Assets, problem
                 problems.append(f"{key}: {exc}")
                 continue
             if thumb:
-                person.thumbnail = assets.add(f"{key}\n{person.results[key].get('job_id')}", thumb)
-                return
-        problems.append(f"{person.name}: no enrolled image could be read for a thumbnail")
+                person.faces.append(assets.add(f"{key}\n{person.results[key].get('job_id')}", thumb))
+        if person.faces:
+            person.thumbnail = person.faces[0]
+        else:
+            problems.append(f"{person.name}: no enrolled image could be read for a thumbnail")
 
     return run
+
+
+def write(report: Report, out_dir: Path) -> Path:
+    """Write the report: `index.html`, and under `people/` a page per person enrolled now and per
+    unknown cluster the results name; pages an earlier run left there that this one does not
+    write (a person forgotten since, a cluster no result names now) are deleted. The index's path."""
+    from lambdaface import report_page, report_people
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    pages = out_dir / PAGES
+    pages.mkdir(exist_ok=True)
+    written = set()
+    for subject in subjects(report.people, report.results):
+        path = out_dir / subject.page
+        path.write_text(report_people.render(report, subject), encoding="utf-8")
+        written.add(path.name)
+    for path in pages.glob("*.html"):
+        if re.fullmatch(r"[0-9a-f]{24}\.html", path.name) and path.name not in written:
+            path.unlink()
+    page = out_dir / "index.html"
+    page.write_text(report_page.render(report), encoding="utf-8")
+    return page
 
 
 # --- command line -------------------------------------------------------------------------------
@@ -342,14 +374,11 @@ def main(args: argparse.Namespace) -> int:
     if args.limit < 1:
         print("lambdaface report: --limit must be at least 1", file=sys.stderr)
         return 2
-    from lambdaface import report_page
-
     s3 = watch.s3_client(args)
     out = Path(args.out)
     endpoint = args.endpoint_url or s3.meta.endpoint_url
     report = collect(s3, args.bucket, out, args.limit, since, endpoint=endpoint)
-    page = out / "index.html"
-    page.write_text(report_page.render(report), encoding="utf-8")
+    page = write(report, out)
     shown = len(report.results)
     more = f" (newest {shown} of {report.query_results_in_range})" if shown < report.query_results_in_range else ""
     print(f"report: {page.resolve()}: {shown} results{more}, {len(report.people)} people")

@@ -1,10 +1,13 @@
 """What `lambdaface report` shows: the report's data (report.py fills it from the bucket,
-report_page.py renders it; neither imports the other's module for it), the check that a result
-document has the shape the page reads, and the redaction of the names of forgotten people.
+report_page.py and report_people.py render it; neither imports the other's module for it), the
+check that a result document has the shape the page reads, the redaction of the names of forgotten
+people, and who gets a page of their own (`subjects`: every person enrolled now, every unknown
+cluster the results name) with where they appear.
 """
 from __future__ import annotations
 
 import copy
+import hashlib
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -19,6 +22,7 @@ class Person:
     images: list[str] = field(default_factory=list)  # model keys
     results: dict[str, dict[str, Any]] = field(default_factory=dict)  # model key -> its result
     thumbnail: str | None = None  # asset path relative to the page
+    faces: list[str] = field(default_factory=list)  # asset paths of their enrolled faces (the first is `thumbnail`)
 
     @property
     def enrolled(self) -> list[str]:
@@ -59,6 +63,72 @@ class Report:
     since: float | None
     forgotten: list[dict[str, Any]] = field(default_factory=list)  # forget results of model images now gone (names taken out)
     problems: list[str] = field(default_factory=list)  # what could not be read or was skipped (shown on the page)
+
+
+# --- pages of their own: people and unknown clusters ---------------------------------------------
+
+PAGES = "people"  # DIR/people/<hash>.html: a page per person and per unknown cluster
+
+
+def page_path(name: str, cluster: bool = False) -> str:
+    """The page of a person (or of an unknown cluster), relative to index.html: named by a hash,
+    never by the name (names come from the bucket)."""
+    digest = hashlib.sha256(f"{'cluster' if cluster else 'person'}\n{name}".encode()).hexdigest()[:24]
+    return f"{PAGES}/{digest}.html"
+
+
+@dataclass
+class Appearance:
+    """One result where a subject appears: their faces in a photo, or their intervals in a video."""
+
+    result: Result
+    faces: list[dict[str, Any]] = field(default_factory=list)  # photo: this subject's faces (box, distance)
+    intervals: list[tuple[float, float]] = field(default_factory=list)  # video: [start_s, end_s]
+    seconds: float | None = None  # video: seconds on screen
+
+
+@dataclass
+class Subject:
+    """Who has a page: a person enrolled now, or an unknown cluster (remembering on)."""
+
+    name: str  # the person's name, or the cluster id
+    cluster: bool
+    page: str  # page_path(name, cluster)
+    person: Person | None  # the enrolled person (None for a cluster)
+    appearances: list[Appearance]  # newest first, as the results are
+
+
+def _appearance(r: Result, match: Any) -> Appearance | None:
+    doc = r.doc
+    if doc.get("status") != SUCCEEDED:
+        return None
+    if doc.get("media") == "video":
+        for entry in doc.get("appearances") or []:
+            if isinstance(entry, dict) and match(entry):
+                spans = [(float(a), float(b)) for a, b in entry.get("intervals") or []]
+                seconds = entry.get("seconds")
+                return Appearance(r, intervals=spans, seconds=float(seconds) if isinstance(seconds, (int, float))
+                                  else round(sum(b - a for a, b in spans), 3))
+        return None
+    faces = [f for f in doc.get("faces") or [] if isinstance(f, dict) and match(f)]
+    return Appearance(r, faces=faces) if faces else None
+
+
+def subjects(people: list[Person], results: list[Result]) -> list[Subject]:
+    """A page each: every person enrolled now (`people`, by name), then every unknown cluster the
+    results name (by id); each with the results where they appear, in the order of `results`
+    (newest first). Forgotten people are not in `people`, and their names read FORGOTTEN in results."""
+    out = []
+    for p in people:
+        found = [a for r in results if (a := _appearance(r, lambda x, n=p.name: x.get("person") == n))]
+        out.append(Subject(p.name, False, page_path(p.name), p, found))
+    clusters = sorted({str(x["cluster"]) for r in results if r.doc.get("status") == SUCCEEDED
+                       for x in [*(r.doc.get("faces") or []), *(r.doc.get("appearances") or [])]
+                       if isinstance(x, dict) and x.get("cluster") and not x.get("person")})
+    for c in clusters:
+        found = [a for r in results if (a := _appearance(r, lambda x, c=c: x.get("cluster") == c and not x.get("person")))]
+        out.append(Subject(c, True, page_path(c, cluster=True), None, found))
+    return out
 
 
 # --- the shape of a result document -------------------------------------------------------------

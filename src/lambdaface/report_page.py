@@ -12,7 +12,7 @@ from collections import Counter
 from datetime import datetime, timezone
 from typing import Any, Iterable
 
-from lambdaface.report_model import FORGOTTEN, Person, Report, Result
+from lambdaface.report_model import FORGOTTEN, Person, Report, Result, Subject, page_path, subjects
 
 
 def e(value: Any) -> str:
@@ -122,7 +122,8 @@ def render(report: Report) -> str:
     if report.problems:
         parts.append('<div class="problems"><b>Could not read everything:</b><ul>'
                      + "".join(f"<li>{e(p)}</li>" for p in report.problems[:50]) + "</ul></div>")
-    parts += [summary(report), people_section(report.people, report.forgotten)]
+    pages = subjects(report.people, report.results)  # report.write writes a page for each
+    parts += [summary(report), people_section(report.people, report.forgotten, pages)]
     parts.append('<section id="photos"><h2>Photos</h2>')
     parts.append("".join(safe_card(r) for r in photos) or '<p class="note">No photo results.</p>')
     parts.append('</section><section id="videos"><h2>Videos</h2>')
@@ -163,7 +164,7 @@ def summary(report: Report) -> str:
     most = max((n for _, n in top), default=1)
     people = ('<section><h3>People recognized most often</h3>'
               + ('<table id="top-people"><tr><th>person</th><th>photos and videos</th></tr>'
-                 + "".join(f'<tr><td>{e(p)}</td><td><span class="bar" style="width:{round(120 * n / most)}px"></span> {n}</td></tr>'
+                 + "".join(f'<tr><td>{_linked(p, report)}</td><td><span class="bar" style="width:{round(120 * n / most)}px"></span> {n}</td></tr>'
                            for p, n in top) + "</table>" if top else '<p class="note">Nobody yet.</p>') + "</section>")
 
     codes = Counter(str((d.get("error") or {}).get("code")) for d in docs if d.get("status") == "failed")
@@ -177,7 +178,16 @@ def summary(report: Report) -> str:
 # --- people -------------------------------------------------------------------------------------
 
 
-def people_section(people: list[Person], forgotten: list[dict[str, Any]]) -> str:
+def _linked(name: str, report: Report) -> str:
+    """A person's name, linked to their page when they have one (enrolled now)."""
+    if any(p.name == name for p in report.people):
+        return f'<a class="page" href="{e(page_path(name))}">{e(name)}</a>'
+    return e(name)
+
+
+def people_section(people: list[Person], forgotten: list[dict[str, Any]], pages: list[Subject] | None = None) -> str:
+    """Everyone enrolled now (each linked to their page), the unknown clusters the results name
+    (each linked to its page), and how many images were forgotten (never their names)."""
     cards = []
     for p in people:
         thumb = (f'<img src="{e(p.thumbnail)}" alt="{e(p.name)}" width="96" height="96">' if p.thumbnail
@@ -189,9 +199,15 @@ def people_section(people: list[Person], forgotten: list[dict[str, Any]]) -> str
             counts += f" · {len(p.pending)} pending"
         failed = "".join(f'<li><span class="unknown"><code>{e(err.get("code"))}</code></span> {e(key.split("/", 2)[2])}: '
                          f'{e(err.get("message"))}</li>' for key, err in p.failed)
-        cards.append(f'<div class="person" data-person="{e(p.name)}">{thumb}<div><h3>{e(p.name)}</h3>'
+        cards.append(f'<div class="person" data-person="{e(p.name)}">{thumb}<div><h3><a class="page" href="{e(page_path(p.name))}">{e(p.name)}</a></h3>'
                      f'<div class="note">{counts}</div>' + (f"<ul>{failed}</ul>" if failed else "") + "</div></div>")
     body = f'<div class="people">{"".join(cards)}</div>' if cards else '<p class="note">Nobody is enrolled.</p>'
+    clusters = [c for c in pages or [] if c.cluster]
+    if clusters:
+        body += ('<h3>Unknown faces, grouped</h3><ul id="clusters">' + "".join(
+            f'<li><a class="page" data-cluster="{e(c.name)}" href="{e(c.page)}">unknown {e(c.name)}</a>: '
+            f'seen in {len(c.appearances)} result{"s" if len(c.appearances) != 1 else ""}</li>'
+            for c in clusters) + "</ul>")
     if forgotten:  # their names are not shown: only how many images were forgotten
         body += (f'<p class="note" id="forgotten">{len(forgotten)} image{"s" if len(forgotten) != 1 else ""} '
                  "forgotten (deleted from models/); the names of people with no image left are not shown.</p>")

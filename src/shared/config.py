@@ -44,6 +44,7 @@ class EngineConfig:
     min_face: int = 40  # LAMBDAFACE_MIN_FACE: smallest face side (pixels) accepted for enrollment
     backend: str = "onnx"  # LAMBDAFACE_BACKEND: "onnx" (the networks on ONNX Runtime) or "dlib" (dlib's own, the reference)
     ort_threads: int = 1  # LAMBDAFACE_ORT_THREADS: ONNX Runtime intra-op threads (Lambda and each local worker: one core)
+    one_face_per_person: bool = True  # LAMBDAFACE_ONE_FACE_PER_PERSON: a person names at most one face per photo or frame (off: mirrors, posters)
 
     def __post_init__(self) -> None:
         if self.detector not in ("hog", "cnn"):
@@ -132,6 +133,7 @@ _ENGINE_ENV = {
     "min_face": "LAMBDAFACE_MIN_FACE",
     "backend": "LAMBDAFACE_BACKEND",
     "ort_threads": "LAMBDAFACE_ORT_THREADS",
+    "one_face_per_person": "LAMBDAFACE_ONE_FACE_PER_PERSON",
 }
 _PIPELINE_ENV = {
     "jobs_table": "JOBS_TABLE",

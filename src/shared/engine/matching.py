@@ -27,11 +27,13 @@ class Candidate:
 
 @dataclass(frozen=True)
 class Match:
-    """Who a face is (None when unknown), how close, and the nearest few people."""
+    """Who a face is (None when unknown), how close, and the nearest few people. `nearest_taken`:
+    its nearest person went to a nearer face of the same image (`one_face_per_person`)."""
 
     person: str | None
     distance: float | None
     candidates: list[Candidate]
+    nearest_taken: bool = False
 
 
 class Gallery:
@@ -188,3 +190,35 @@ def identify(queries: np.ndarray, gallery: Gallery, threshold: float = 0.6, top_
         best = candidates[0]
         matches.append(Match(best.person if best.distance <= threshold else None, best.distance, candidates))
     return matches
+
+
+def one_face_per_person(matches: list[Match], threshold: float) -> list[Match]:
+    """The faces of one image (a photo, a video frame), named so that no person is named twice.
+
+    Every (face, candidate) pair within `threshold` is taken nearest first: a person goes to the
+    nearest face that matches them; a face whose nearest person went to a nearer face takes its next
+    candidate within `threshold`, or none (`person` None, `distance` still its nearest candidate's).
+    Candidates are the top_k `identify` listed. A face named as `identify` named it is returned as is.
+    """
+    pairs = sorted(
+        (c.distance, face, rank, c.person)
+        for face, match in enumerate(matches)
+        for rank, c in enumerate(match.candidates)
+        if c.distance <= threshold
+    )
+    given: dict[int, Candidate] = {}
+    named: set[str] = set()
+    for _, face, rank, person in pairs:
+        if face not in given and person not in named:
+            given[face] = matches[face].candidates[rank]
+            named.add(person)
+    out = []
+    for face, match in enumerate(matches):
+        got = given.get(face)
+        if (got.person if got else None) == match.person:
+            out.append(match)
+        elif got is not None:
+            out.append(Match(got.person, got.distance, match.candidates, nearest_taken=True))
+        else:
+            out.append(Match(None, match.distance, match.candidates, nearest_taken=True))
+    return out

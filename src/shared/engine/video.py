@@ -242,7 +242,7 @@ def recognize_frames(
     stop, e.g. near a deadline. Frames over `cfg.max_pixels` raise TOO_MANY_PIXELS. With `unknown`,
     each face that matches nobody is appended to it as (frame position, face position, embedding)."""
     from shared.engine.faces import find_faces_batch
-    from shared.engine.matching import identify
+    from shared.engine.matching import identify, one_face_per_person
 
     check_frame_size(info.width, info.height, cfg.max_pixels)
     frames = []
@@ -252,13 +252,16 @@ def recognize_frames(
                 before_frame()
         for (index, _), faces in zip(chunk, find_faces_batch([image for _, image in chunk], cfg)):
             matches = identify(np.array([f.embedding for f in faces]), gallery, cfg.threshold, cfg.top_k) if faces else []
+            if cfg.one_face_per_person:
+                matches = one_face_per_person(matches, cfg.threshold)
             if unknown is not None:
                 unknown.extend((len(frames), i, f.embedding) for i, (f, m) in enumerate(zip(faces, matches)) if m.person is None)
             frames.append({
                 "t": round(index / info.fps, 3),
                 "faces": [
                     {"box": f.box.to_dict(), "person": m.person,
-                     "distance": None if m.distance is None else round(m.distance, 4)}
+                     "distance": None if m.distance is None else round(m.distance, 4),
+                     **({"nearest_taken": True} if m.nearest_taken else {})}
                     for f, m in zip(faces, matches)
                 ],
             })

@@ -24,7 +24,7 @@ from shared.config import Config
 from shared.engine.annotate import annotate
 from shared.engine.decode import check_size, decode_image
 from shared.engine.faces import find_enrollment_face, find_faces
-from shared.engine.matching import identify
+from shared.engine.matching import identify, one_face_per_person
 from shared.engine.video import SNIFF_BYTES, looks_like_video
 from shared.pipeline import keys, results, unknowns
 
@@ -173,6 +173,8 @@ def recognize(job: Job) -> str | None:
     with timed(job.timings, "match"):
         embeddings = np.asarray([f.embedding for f in faces], dtype=np.float32).reshape(-1, 128)
         matches = identify(embeddings, gallery, cfg.threshold, cfg.top_k)
+        if cfg.one_face_per_person:
+            matches = one_face_per_person(matches, cfg.threshold)
     job.fields["faces"] = [results.face_entry(f.box, m) for f, m in zip(faces, matches)]
     job.fields["people"] = sorted({m.person for m in matches if m.person})
     if job.config.pipeline.remember_unknowns:

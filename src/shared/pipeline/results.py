@@ -1,12 +1,16 @@
 """Result documents (`results/<source key>.json`, see keys.py), read by outside tools, so the field names are fixed.
 
     job_id, kind, source, source_etag, event_time, status, person, image {width, height},
-    faces [{box {left, top, width, height}, person, distance, candidates [{person, distance}], cluster}],
+    faces [{box {left, top, width, height}, person, distance, candidates [{person, distance}], nearest_taken, cluster}],
     people, annotated, removed, error {code, message}, model {name, threshold}, timings_ms, finished_at
 
 A video under queries/ (media "video") has, instead of image/faces/annotated: duration_s, fps,
 frames_sampled, segments, appearances [{person, intervals [[start_s, end_s]]}] and
 frames [{t, faces [{box, person, distance, cluster}]}] (see shared/pipeline/video.py).
+
+`nearest_taken` (true, else left out): the face's nearest person named a nearer face of the same
+photo or frame (one face per person, LAMBDAFACE_ONE_FACE_PER_PERSON), so this one has its next
+candidate within the threshold or none; `distance` is then that candidate's, or still the nearest's.
 
 `cluster` (an unknown face, when remembering unknown faces is on) is the id (`u-...`) of the group
 of look-alike unknown faces it joined; an appearance of one has `person` null and its `cluster`.
@@ -60,12 +64,15 @@ def face_entry(box: Box, match: Match | None = None, person: str | None = None) 
     """One `faces` element: where the face is, who it is (None if unknown) and the nearest people."""
     if match is None:
         return {"box": box.to_dict(), "person": person, "distance": None, "candidates": []}
-    return {
+    entry = {
         "box": box.to_dict(),
         "person": match.person,
         "distance": None if match.distance is None else round(match.distance, 4),
         "candidates": [c.to_dict() for c in match.candidates],
     }
+    if match.nearest_taken:
+        entry["nearest_taken"] = True  # its nearest person named a nearer face of the same image
+    return entry
 
 
 def document(fields: dict[str, Any]) -> dict[str, Any]:
