@@ -260,3 +260,14 @@ def test_a_regroup_that_merges_clusters_moves_their_entries(moto_endpoint: str, 
             assert {f["source"] for f in found} == set(before) and all(f["cluster"] == survivor for f in found)
             for retired in merges:
                 assert w.find(retired) == []
+
+
+def test_find_refuses_a_bad_since_or_token(capsys: pytest.CaptureFixture[str]) -> None:
+    from lambdaface.find import since_key
+
+    assert main(["find", "obama", "--since", "last tuesday"]) == 2
+    assert main(["find", "obama", "--next", "not-a-token"]) == 2
+    err = capsys.readouterr().err
+    assert "--since 'last tuesday'" in err and "--next 'not-a-token'" in err
+    assert since_key("2026-12-01") == "2026-12-01" and since_key("2026-12-01T10:00:00Z") == "2026-12-01T10:00:00"
+    assert since_key("2h", now=7200.0) == "1970-01-01T00:00:00.000Z"

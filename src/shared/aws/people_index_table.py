@@ -12,6 +12,7 @@ Items (hash key `pk`, range key `sk`, both strings):
 """
 from __future__ import annotations
 
+import time
 from typing import Any, Iterable, Iterator
 
 from botocore.exceptions import ClientError
@@ -130,9 +131,12 @@ class PeopleIndexTable:
 
     def _batch(self, requests: list[dict[str, Any]]) -> None:
         for i in range(0, len(requests), BATCH):
-            pending = {self.name: requests[i:i + BATCH]}
+            pending, wait = {self.name: requests[i:i + BATCH]}, 0.05
             while pending:
                 pending = self._db.batch_write_item(RequestItems=pending).get("UnprocessedItems") or {}
+                if pending:  # throttled: DynamoDB's advice is to back off before sending the rest
+                    time.sleep(wait)
+                    wait = min(wait * 2, 2.0)
         self.writes += len(requests)
 
 
