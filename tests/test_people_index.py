@@ -201,6 +201,24 @@ def test_recognizing_a_source_again_replaces_its_entries(world: World, faces_dir
     assert len([i for i in world.items() if i.get("source") == key and "media" in i]) == 1
 
 
+def test_a_source_whose_new_job_fails_on_its_last_delivery_loses_its_entries(world: World, faces_dir: Path) -> None:
+    """The failed result (RETRIES_EXHAUSTED) replaces the previous one, and so does the index."""
+    key = "queries/lost.jpg"
+    world.aws.put(key, (faces_dir / "people/obama/obama2.jpg").read_bytes())
+    world.drain()
+    assert "lost.jpg" in photos_of(world.find("obama"))
+    world.aws.put(key, (faces_dir / "people/obama/obama3.jpg").read_bytes())
+    queue = world.queues["recognize"]
+    (message,) = queue.receive_all()
+    with pytest.MonkeyPatch.context() as mp:  # a failure worth retrying, on every delivery (injected)
+        mp.setattr("shared.pipeline.images.find_faces", lambda *a, **k: (_ for _ in ()).throw(RuntimeError("injected")))
+        response = queue.deliver(recognize.handler, [message], receive_count=5)  # the last delivery
+    assert response["batchItemFailures"]  # to the DLQ
+    assert world.aws.result(key)["error"]["code"] == "RETRIES_EXHAUSTED"
+    assert "lost.jpg" not in photos_of(world.find("obama"))
+    assert not [i for i in world.items() if i.get("source") == key]
+
+
 def test_naming_a_remembered_cluster_moves_its_entries_to_the_person(world: World) -> None:
     john = {f"queries/seed/{n}" for n in ("john0.jpg", "john1.jpg", "john2.jpg")}
     clusters = {face["cluster"] for key in john for face in world.aws.result(key)["faces"]}

@@ -141,6 +141,7 @@ class _Attempt:
         logger.exception("job failed on its last delivery", extra=extra)
         error = delivery.retries_exhausted(self.receive_count, reason)
         key = keys.result_key(self.job.key)
+        delivery.best_effort(lambda: people_index.record(self.job.config, self.document(FAILED, error)), self.log)
         delivery.best_effort(lambda: s3.put_json(self.job.bucket, key, self.document(FAILED, error)), self.log)
         delivery.best_effort(lambda: self.jobs.finish(self.job.job_id, self.id, FAILED, self.started, key, error), self.log)
         metrics.job_finished(self.document(FAILED, error))
