@@ -8,7 +8,7 @@ export LAMBDAFACE_FACES := $(FACES)
 # $(call new_venv,DIR): a python3.12 venv with a current pip (each tool that pins boto3 gets its own).
 new_venv = $(PY312) -m venv $(1) && $(1)/bin/pip install -q --upgrade pip
 
-.PHONY: install test demo bench bench-engine bench-video bench-long-video bench-gallery bench-unknowns clean sam-install sam-validate sam-build checkov-install checkov
+.PHONY: install test demo bench bench-engine bench-video bench-long-video bench-gallery bench-unknowns bench-people-index clean sam-install sam-validate sam-build checkov-install checkov
 SAM_VENV := .venv-sam
 SAM := SAM_CLI_TELEMETRY=0 $(SAM_VENV)/bin/sam
 
@@ -92,6 +92,12 @@ bench-gallery: install
 # assign, remember, catch-up and the sweep's re-grouping (~2 min). Table, then one JSON line per size.
 bench-unknowns: install
 	$(PY) benchmarks/bench_unknowns.py --json benchmarks/unknowns_results.json
+
+# The person index on moto: `find` for a person with 10^4 appearances in an index of 10^5 and 10^6
+# entries (INDEX_TOTALS=... to choose; the 10^6 load and moto's table-scanning Query take ~15 min),
+# p50/p95, and write units per result. Table, then one JSON line per size.
+bench-people-index: install
+	$(PY) benchmarks/bench_people_index.py --json benchmarks/people_index_results.json
 
 # A composed 5-minute 640x360 video with 1 and 2 video workers: wall s per video s, S3 bytes per
 # segment, USD per video hour beside Rekognition Video (~3 min).

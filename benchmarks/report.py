@@ -598,6 +598,40 @@ def unknowns_targets(rows: list | None) -> list[list[str]]:
              f"{r['regroup']['seeded']['seconds']['total']:.0f} s, hourly (1% new) {r['regroup'].get('hourly', {}).get('seconds', {}).get('total', 0):.1f} s", "met" if a["median"] < 10 and t["median"] < 1000 else "**not met**"]]
 
 
+def people_index_section(rows: list | None) -> str:
+    """`make bench-people-index` (benchmarks/bench_people_index.py), if measured."""
+    if not rows:
+        return ""
+    finds = [[f"{r['index_entries']:,}", f"{r['person_entries']:,}", str(r["limit"]),
+              f"**{r['first_page_ms']['p50']:.0f}** / {r['first_page_ms']['p95']:.0f} ({r['first_page_ms']['n']})",
+              f"{r['since_page_ms']['p50']:.0f} / {r['since_page_ms']['p95']:.0f}",
+              f"{r['all_pages_ms']['p50'] / 1000:.1f} s ({r['all_pages_ms']['pages']} x {r['all_pages_ms']['page_size']})"
+              if r["all_pages_ms"].get("p50") is not None else "-",
+              str(r["first_page_rcu"]), f"{r['person_write_s']:.1f} s / {r['other_load_s']:.0f} s", f"{r['peak_rss_mb']:,}"]
+             for r in rows]
+    r0 = rows[-1]
+    units = [[u["result"], str(u["items_written"]), str(u["wcu"]), _n(u["ms_on_moto"], 1)] for u in r0["write_units"]]
+    return f"""## Person index: `lambdaface find`
+
+`make bench-people-index` (benchmarks/bench_people_index.py; figures from people_index_results.json,
+not re-run by `make bench`), {r0['cores']} cores, load average {r0['load_average']:.1f} at the end, {r0['date']}.
+moto's server in-process, the template's `PeopleIndexTable`; the person measured has their entries
+written through the adapter over HTTP (BatchWriteItem), the rest of the index (1,000 other people)
+is loaded straight into moto's backend (no HTTP). `find` is `people_index.find` over HTTP, newest
+first, strongly consistent. **moto's Query reads every item of the table to pick the partition's**,
+so its time grows with the whole index; DynamoDB's reads only the page (the RCU column: 1 per 4 KB
+read, strongly consistent), whatever the index holds.
+
+{_table(["index entries", "person's entries", "page", "first page ms p50 / p95 (n)", "`--since` page ms p50 / p95",
+         "every page", "RCU a page", "load (person HTTP / rest backend)", "peak RSS MB"], finds)}
+
+Write units per result (`people_index.record`, the call the recognize and video functions make;
+WCU: 1 per started KB of each item put or deleted, manifest writes included):
+
+{_table(["result", "items written", "WCU", "ms on moto"], units)}
+"""
+
+
 def render(r: dict, others: Path = HERE) -> str:
     m = r["machine"]
     return f"""# Benchmarks
@@ -618,7 +652,8 @@ No test asserts a time; these figures are measurements, not guarantees.
 {cost_section(r)}
 {gallery_section(_load(others, "gallery_results.json"))}
 {long_video_section(_load(others, "long_video_results.json"))}
-{unknowns_section(_load(others, "unknowns_results.json"))}"""
+{unknowns_section(_load(others, "unknowns_results.json"))}
+{people_index_section(_load(others, "people_index_results.json"))}"""
 
 
 if __name__ == "__main__":  # re-render without re-measuring: python benchmarks/report.py [results.json]

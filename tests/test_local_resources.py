@@ -146,6 +146,13 @@ def test_spec_resolves_the_template(template: dict[str, Any]) -> None:
     assert enroll.report_batch_item_failures and recognize.report_batch_item_failures
     assert enroll.environment["JOBS_TABLE"] == spec.tables["JobsTable"].name
     assert enroll.environment["GALLERY_TABLE"] == spec.tables["GalleryTable"].name
+    # the person index: every writer is told its table, and the commands default to the local name
+    from lambdaface import find, unknowns
+
+    index = spec.tables["PeopleIndexTable"]
+    assert index.ttl_attribute == "expires_at" and index.name == find.LOCAL_TABLE == unknowns.INDEX_LOCAL
+    for function in ("EnrollFunction", "RecognizeFunction", "VideoFunction"):
+        assert spec.functions[function].environment["PEOPLE_INDEX_TABLE"] == index.name, function
     assert enroll.environment["LAMBDAFACE_THRESHOLD"] == defaults["Threshold"]
 
 

@@ -190,6 +190,16 @@ def test_dynamodb_actions_only_on_the_project_tables(resources: dict[str, Any]) 
     jobs = json.dumps({"Fn::GetAtt": ["JobsTable", "Arn"]}, sort_keys=True)
     gallery = json.dumps({"Fn::GetAtt": ["GalleryTable", "Arn"]}, sort_keys=True)
     unknowns = json.dumps({"Fn::GetAtt": ["UnknownsTable", "Arn"]}, sort_keys=True)
+    index = json.dumps({"Fn::GetAtt": ["PeopleIndexTable", "Arn"]}, sort_keys=True)
+    # The person index (src/shared/aws/people_index_table.py): enroll deletes a forgotten person's
+    # entries, recognition replaces a source's (manifest, batches), video also moves a merged
+    # cluster's entries (its regroup); no Scan anywhere.
+    index_actions = {
+        "EnrollFunction": {"dynamodb:Query", "dynamodb:BatchWriteItem"},
+        "RecognizeFunction": {"dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:BatchWriteItem"},
+        "VideoFunction": {"dynamodb:GetItem", "dynamodb:Query", "dynamodb:PutItem", "dynamodb:UpdateItem",
+                          "dynamodb:DeleteItem", "dynamodb:BatchWriteItem"},
+    }
     # What src/shared/aws/{jobs,gallery}_table.py call (test_lambda_package.py checks each call).
     job_actions = {"dynamodb:GetItem", "dynamodb:UpdateItem"}
     # Recognition remembers unknown faces (one transaction per change; one BatchGetItem of a counter
@@ -209,7 +219,12 @@ def test_dynamodb_actions_only_on_the_project_tables(resources: dict[str, Any]) 
         assert {a for a, r in granted.items() if jobs in r} == job_actions, function
         assert {a for a, r in granted.items() if gallery in r} == gallery_actions, function
         assert {a for a, r in granted.items() if unknowns in r} == (set() if function == "EnrollFunction" else unknown_actions), function
-        assert all(r <= {jobs, gallery, unknowns} for r in granted.values()), function
+        assert {a for a, r in granted.items() if index in r} == index_actions[function], function
+        assert all(r <= {jobs, gallery, unknowns, index} for r in granted.values()), function
+    sweep = grants(resources, "UnknownsSweepFunction", "dynamodb")
+    assert {a for a, r in sweep.items() if index in r} == {"dynamodb:Query", "dynamodb:PutItem", "dynamodb:UpdateItem",
+                                                             "dynamodb:DeleteItem"}
+    assert not {a for a, r in grants(resources, "ReconcileFunction", "dynamodb").items() if index in r}
 
 
 def test_each_role_consumes_only_its_queue_and_logs_only_to_its_group(resources: dict[str, Any]) -> None:
@@ -358,6 +373,14 @@ def test_tables_match_the_architecture(resources: dict[str, Any]) -> None:
         assert p["PointInTimeRecoverySpecification"] == {"PointInTimeRecoveryEnabled": True}
     assert props(resources, "JobsTable")["TimeToLiveSpecification"] == {"AttributeName": "expires_at", "Enabled": True}
     assert "TimeToLiveSpecification" not in props(resources, "GalleryTable")
+    # The person index: entries by person or cluster, newest first (sk starts with the time);
+    # no PITR (a forgotten person's appearances must not stay restorable), TTL with the results.
+    assert keys("PeopleIndexTable") == {"HASH": ("pk", "S"), "RANGE": ("sk", "S")}
+    index = props(resources, "PeopleIndexTable")
+    assert index["BillingMode"] == "PAY_PER_REQUEST" and index["SSESpecification"] == {"SSEEnabled": True}
+    assert "PointInTimeRecoverySpecification" not in index
+    assert index["TimeToLiveSpecification"] == {"AttributeName": "expires_at", "Enabled": True}
+    assert resources["PeopleIndexTable"]["DeletionPolicy"] == "Delete"
 
 
 # --- Functions -------------------------------------------------------------------------------
@@ -388,7 +411,7 @@ def test_environment_is_wired_to_parameters_with_the_engine_defaults(template: d
         "LAMBDAFACE_ENROLL_JITTERS", "LAMBDAFACE_MAX_BYTES", "LAMBDAFACE_MAX_PIXELS",
         "MAX_RECEIVE_COUNT", "JOB_TTL_DAYS", "POWERTOOLS_SERVICE_NAME", "LOG_LEVEL",
         "UNKNOWNS_TABLE", "LAMBDAFACE_REMEMBER_UNKNOWNS", "LAMBDAFACE_UNKNOWN_RETENTION_DAYS",
-        "LAMBDAFACE_UNKNOWN_THRESHOLD",
+        "LAMBDAFACE_UNKNOWN_THRESHOLD", "PEOPLE_INDEX_TABLE", "LAMBDAFACE_RETENTION_DAYS",
     }
     assert env["JOBS_TABLE"] == {"Ref": "JobsTable"} and env["GALLERY_TABLE"] == {"Ref": "GalleryTable"}
     defaults = parameter_defaults(template)
@@ -407,6 +430,9 @@ def test_environment_is_wired_to_parameters_with_the_engine_defaults(template: d
     assert value["LAMBDAFACE_REMEMBER_UNKNOWNS"] == str(pipeline.remember_unknowns).lower() == "false"  # opt-in
     assert int(value["LAMBDAFACE_UNKNOWN_RETENTION_DAYS"]) == pipeline.unknown_retention_days
     assert float(value["LAMBDAFACE_UNKNOWN_THRESHOLD"]) == pipeline.unknown_threshold
+    assert env["PEOPLE_INDEX_TABLE"] == {"Ref": "PeopleIndexTable"}
+    assert env["LAMBDAFACE_RETENTION_DAYS"] == {"Ref": "RetentionDays"}  # the index's entries expire with the results
+    assert int(value["LAMBDAFACE_RETENTION_DAYS"]) == pipeline.retention_days
 
 
 def test_video_settings_are_parameters_with_the_engine_defaults(template: dict[str, Any], resources: dict[str, Any]) -> None:
@@ -444,7 +470,7 @@ def test_outputs_name_the_bucket_queues_and_tables(template: dict[str, Any]) -> 
         "BucketName": "Bucket", "EnrollQueueUrl": "EnrollQueue", "RecognizeQueueUrl": "RecognizeQueue",
         "VideoQueueUrl": "VideoQueue", "VideoFunctionName": "VideoFunction",
         "JobsTableName": "JobsTable", "GalleryTableName": "GalleryTable", "UnknownsTableName": "UnknownsTable",
-        "UnknownsSweepFunctionName": "UnknownsSweepFunction",
+        "UnknownsSweepFunctionName": "UnknownsSweepFunction", "PeopleIndexTableName": "PeopleIndexTable",
     }.items():
         assert outputs[name] == {"Ref": lid}
 

@@ -26,6 +26,7 @@ from shared.pipeline.keys import parse_model_key, person_prefix, result_key
 
 LOCAL_TABLE = "lambdaface-UnknownsTable"  # the local stack's name for it
 TABLE_ENV = "UNKNOWNS_TABLE"
+INDEX_LOCAL, INDEX_ENV = "lambdaface-PeopleIndexTable", "PEOPLE_INDEX_TABLE"  # the person index (lambdaface find)
 
 
 class CommandError(Exception):
@@ -152,7 +153,7 @@ def forget(args: argparse.Namespace) -> int:
     from shared.pipeline import unknowns
 
     store = _store(args)
-    pipeline = current_config().pipeline
+    pipeline = _pipeline(args)
     if args.all:
         count = unknowns.forget_faces(store, pipeline, lambda f: True)[0]
         unknowns.forget_records(store)
@@ -170,7 +171,7 @@ def regroup(args: argparse.Namespace) -> int:
     """Re-group the clusters now (the scheduled sweep does it hourly)."""
     from shared.pipeline import unknowns
 
-    merges = unknowns.regroup(_store(args), current_config().pipeline)
+    merges = unknowns.regroup(_store(args), _pipeline(args))
     for retired, survivor in sorted(merges.items()):
         print(f"{retired} -> {survivor}")
     print(f"{len(merges)} cluster(s) merged")
@@ -202,6 +203,7 @@ def name(args: argparse.Namespace) -> int:
     from shared.pipeline import unknowns
 
     forgotten = unknowns.forget_faces(store, pipeline, lambda f: f.cluster in ids)[0]
+    _move_index(args, ids)
     sources = sorted({f.source for f in faces})
     print(f"named {current} {args.person}: {len(enrolled)} face(s) enrolled under {person_prefix(args.person)}; "
           f"{forgotten} unknown face(s) forgotten")
@@ -210,6 +212,36 @@ def name(args: argparse.Namespace) -> int:
         times = sorted(f.t for f in faces if f.source == source and f.t is not None)
         print(f"  {source}" + (f" at {', '.join(f'{t:.1f} s' for t in times)}" if times else ""))
     return rerun(args, s3, sources) if args.rerun else 0
+
+
+def _pipeline(args: argparse.Namespace) -> Any:
+    """The pipeline settings, with the person index the arguments name (none, with a warning, when
+    that table does not exist: a stack deployed before the index)."""
+    from dataclasses import replace
+
+    from botocore.exceptions import ClientError
+
+    from shared.aws.clients import client
+
+    table = args.index_table
+    try:
+        client("dynamodb").describe_table(TableName=table)
+    except ClientError as exc:
+        if exc.response.get("Error", {}).get("Code") != "ResourceNotFoundException":
+            raise
+        print(f"lambdaface: no person index {table!r} (pass --index-table or set {INDEX_ENV}); it is not kept in step",
+              file=sys.stderr)
+        table = ""
+    return replace(current_config().pipeline, people_index_table=table)
+
+
+def _move_index(args: argparse.Namespace, ids: set[str]) -> None:
+    """The person index: where the cluster was seen is now where PERSON appears."""
+    from shared.pipeline import people_index
+
+    pipeline = _pipeline(args)
+    for cluster in sorted(ids):
+        people_index.move(pipeline, cluster, args.person)
 
 
 def rerun(args: argparse.Namespace, s3: Any, sources: list[str]) -> int:
@@ -261,6 +293,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         p.add_argument("--table", default=os.environ.get(TABLE_ENV) or LOCAL_TABLE,
                        help=f"the unknown-face table (default: ${TABLE_ENV}, else the local stack's {LOCAL_TABLE})")
         p.add_argument("--json", action="store_true", help="print JSON lines")
+        p.add_argument("--index-table", default=os.environ.get(INDEX_ENV) or INDEX_LOCAL,
+                       help=f"the person index, kept in step (default: ${INDEX_ENV}, else the local stack's {INDEX_LOCAL})")
 
     p = subparsers.add_parser("unknowns", help="list the clusters of remembered unknown faces (see `unknowns -h`)")
     common(p)

@@ -81,6 +81,8 @@ class PipelineConfig:
     unknown_threshold: float = 0.55  # LAMBDAFACE_UNKNOWN_THRESHOLD: an unknown face joins the cluster of a face this close
     bucket: str = ""  # LAMBDAFACE_BUCKET: the stack's bucket (the scheduled sweep has no S3 event to name it)
     reconcile_grace_s: float = 900.0  # LAMBDAFACE_RECONCILE_GRACE_S: an image younger than this may still be enrolling (not reported)
+    people_index_table: str = ""  # PEOPLE_INDEX_TABLE: where each person (or cluster) appears ("": no index is kept)
+    retention_days: int = 30  # LAMBDAFACE_RETENTION_DAYS: results (and the index entries naming them) expire after this many days
 
     def __post_init__(self) -> None:
         if self.unknown_retention_days < 1:
@@ -152,6 +154,8 @@ _PIPELINE_ENV = {
     "unknown_threshold": "LAMBDAFACE_UNKNOWN_THRESHOLD",
     "bucket": "LAMBDAFACE_BUCKET",
     "reconcile_grace_s": "LAMBDAFACE_RECONCILE_GRACE_S",
+    "people_index_table": "PEOPLE_INDEX_TABLE",
+    "retention_days": "LAMBDAFACE_RETENTION_DAYS",
 }
 
 _VIDEO_ENV = {

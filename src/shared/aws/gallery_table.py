@@ -155,6 +155,12 @@ class GalleryTable:
         found = client("dynamodb").get_item(TableName=self.name, Key=_key(person, image_key), ConsistentRead=True)
         return dynamo.from_item(found["Item"]) if "Item" in found else None
 
+    def has_faces(self, person: str) -> bool:
+        """Whether any face of `person` is enrolled (one strongly consistent Query, one item at most)."""
+        found = client("dynamodb").query(TableName=self.name, ConsistentRead=True, Limit=1, KeyConditionExpression="person = :p",
+                                         ExpressionAttributeValues={":p": {"S": person}})
+        return bool(found.get("Items"))
+
     def version(self) -> int:
         """The sequence number of the newest change (0 before the first)."""
         found = self.get(self.meta, META_KEY)

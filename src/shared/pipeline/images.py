@@ -26,7 +26,7 @@ from shared.engine.decode import check_size, decode_image
 from shared.engine.faces import find_enrollment_face, find_faces
 from shared.engine.matching import identify, one_face_per_person
 from shared.engine.video import SNIFF_BYTES, looks_like_video
-from shared.pipeline import keys, results, unknowns
+from shared.pipeline import keys, people_index, results, unknowns
 
 ENROLL, FORGET, RECOGNIZE = "enroll", "forget", "recognize"
 HANDED_OFF = "handed_off"  # what `recognize` returns for a video
@@ -113,6 +113,7 @@ def forget(job: Job) -> None:
             job.fields["removed"] = False
             return
         job.fields["removed"] = _change(job, person, "", None).removed
+        people_index.after_forget(job.config.pipeline, table, person)  # their last face: their index entries go
 
 
 def _gallery(job: Job) -> GalleryTable:

@@ -29,7 +29,7 @@ from shared.aws.video_jobs_table import VIDEO, VideoJobsTable
 from shared.clock import timed
 from shared.config import SNAPSTART_ENV, Config, current_config
 from shared.engine import models
-from shared.pipeline import delivery, keys, metrics, results
+from shared.pipeline import delivery, keys, metrics, people_index, results
 from shared.pipeline.delivery import logger
 from shared.pipeline.images import ENROLL, HANDED_OFF, RECOGNIZE, USE_CASES, Job, kind_for, person_of
 from shared.pipeline.video import send_plan
@@ -118,6 +118,7 @@ class _Attempt:
     def finish(self, error: dict[str, str] | None) -> dict[str, Any]:
         """Write the result document, then record the outcome; the document."""
         document = self.document(FAILED if error else SUCCEEDED, error)
+        people_index.record(self.job.config, document)  # the index lists this result before it appears
         if keys.fits_s3(keys.result_key(self.job.key)):  # else (an over-long key) the job record alone says it
             s3.put_json(self.job.bucket, keys.result_key(self.job.key), document)
         try:
@@ -140,6 +141,7 @@ class _Attempt:
         logger.exception("job failed on its last delivery", extra=extra)
         error = delivery.retries_exhausted(self.receive_count, reason)
         key = keys.result_key(self.job.key)
+        delivery.best_effort(lambda: people_index.record(self.job.config, self.document(FAILED, error)), self.log)
         delivery.best_effort(lambda: s3.put_json(self.job.bucket, key, self.document(FAILED, error)), self.log)
         delivery.best_effort(lambda: self.jobs.finish(self.job.job_id, self.id, FAILED, self.started, key, error), self.log)
         metrics.job_finished(self.document(FAILED, error))

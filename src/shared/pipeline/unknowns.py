@@ -26,7 +26,7 @@ from shared.aws.unknowns_table import (MERGED, NAMED, REGROUPED, UnknownFace, Un
 from shared.clock import iso
 from shared.config import Config, PipelineConfig, current_config
 from shared.engine import clustering
-from shared.pipeline import metrics
+from shared.pipeline import metrics, people_index
 
 log = logging.getLogger(__name__)
 CLOCK_SLACK_S = 300  # workers' clocks may differ this much: re-grouping looks this much further back
@@ -255,6 +255,7 @@ def members(store: UnknownStore, cluster: str, aliases: dict[str, str]) -> set[s
 def forget_cluster(store: UnknownStore, p: PipelineConfig, cluster: str) -> int:
     """Forget every face of `cluster` (and of the clusters merged into it); how many."""
     ids = members(store, cluster, store.aliases())
+    people_index.forget_clusters(p, ids)  # where the cluster was seen
     return forget_faces(store, p, lambda f: f.cluster in ids)[0]
 
 
@@ -278,6 +279,7 @@ def regroup(store: UnknownStore, p: PipelineConfig, time_left: Callable[[], bool
             if not time_left():
                 break
             store.move(face, survivor)
+    people_index.merge_clusters(p, merges)  # where each retired cluster was seen: now the survivor's
     store.settle(p.gallery_compact_every)
     if merges:
         log.info("merged %d clusters: %s", len(merges), merges)

@@ -36,7 +36,7 @@ from shared.config import Config, current_config
 from shared.engine.video import (VideoInfo, appearances, check_frame_size, plan_segments, probe_video,
                                  recognize_frames, sampled_frame_indices, verified_length, with_screen_time)
 from shared.errors import FaceError
-from shared.pipeline import delivery, keys, metrics, results, unknowns
+from shared.pipeline import delivery, keys, metrics, people_index, results, unknowns
 from shared.pipeline.delivery import logger
 from shared.pipeline.video_copy import check_source, reading, video_view
 
@@ -284,6 +284,7 @@ class Step:
             {**fields, "media": VIDEO, "source_etag": self.etag or None}, job_id=self.job_id, kind="recognize",
             source=self.key, event_time=record.get("event_time"), status=status, error=error,
             threshold=self.config.engine.threshold, timings_ms=timings)
+        people_index.record(self.config, document)  # the index lists this result before it appears
         s3.put_json(self.bucket, key, document)
         self.table.finish_video(self.job_id, self.owner, status, key, started, error)
         metrics.job_finished(document)

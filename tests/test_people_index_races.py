@@ -1,0 +1,102 @@
+"""The person index's races, each as a deterministic interleaving against moto's server: a thread
+is held at the dangerous step (an Event) while the other writer runs, then let go.
+
+1. a cluster's entries being moved (naming, regroup) while its source is recognized again;
+2. two results of one source written at once (a re-upload while the previous job finishes).
+Either way no entry may be left that the source's newest result does not list.
+"""
+from __future__ import annotations
+
+import threading
+from typing import Any, Callable, Iterator
+
+import pytest
+from support.moto import MotoResources, moto_resources
+
+from shared.aws.people_index_table import PeopleIndexTable
+from shared.config import current_config
+from shared.pipeline import people_index
+
+SOURCE = "queries/race.jpg"
+CLUSTER = "u-0a1b2c3d4e5f6071"
+BOX = {"left": 1, "top": 2, "width": 30, "height": 30}
+
+
+def document(job_id: str, at: str, faces: list[dict[str, Any]]) -> dict[str, Any]:
+    return {"job_id": job_id, "kind": "recognize", "status": "succeeded", "source": SOURCE, "finished_at": at,
+            "faces": faces}
+
+
+@pytest.fixture
+def index(moto_endpoint: str, template: dict[str, Any]) -> Iterator[MotoResources]:
+    with moto_resources(moto_endpoint) as aws:
+        p = template["Resources"]["PeopleIndexTable"]["Properties"]
+        name = f"people-{aws.bucket}"
+        aws.dynamodb.create_table(TableName=name, KeySchema=p["KeySchema"], AttributeDefinitions=p["AttributeDefinitions"],
+                                  BillingMode=p["BillingMode"])
+        with pytest.MonkeyPatch.context() as mp:
+            mp.setenv("PEOPLE_INDEX_TABLE", name)
+            aws.index = name  # type: ignore[attr-defined]
+            yield aws
+
+
+def entries(aws: Any) -> set[tuple[str, str]]:
+    return {(i["pk"], i["sk"]) for i in aws.scan(aws.index) if i["sk"] != "#source"}
+
+
+def hold(mp: pytest.MonkeyPatch, method: str, in_thread: str) -> tuple[threading.Event, threading.Event]:
+    """Hold `in_thread` at its first call of PeopleIndexTable.<method> until `go` is set; `reached` says it is there."""
+    original: Callable[..., Any] = getattr(PeopleIndexTable, method)
+    reached, go = threading.Event(), threading.Event()
+
+    def held(self: PeopleIndexTable, *args: Any, **kwargs: Any) -> Any:
+        if threading.current_thread().name == in_thread and not reached.is_set():
+            reached.set()
+            assert go.wait(30)
+        return original(self, *args, **kwargs)
+
+    mp.setattr(PeopleIndexTable, method, held)
+    return reached, go
+
+
+def run_held(target: Callable[[], Any], reached: threading.Event, go: threading.Event, meanwhile: Callable[[], Any]) -> None:
+    errors: list[BaseException] = []
+
+    def body() -> None:
+        try:
+            target()
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+
+    thread = threading.Thread(target=body, name="held")
+    thread.start()
+    assert reached.wait(30)
+    meanwhile()
+    go.set()
+    thread.join(30)
+    assert not errors, errors
+
+
+def test_a_move_racing_a_new_result_of_its_source_leaves_nothing_behind(index: Any) -> None:
+    config = current_config()
+    people_index.record(config, document("job1", "2026-01-01T00:00:00.000Z", [{"box": BOX, "person": None, "cluster": CLUSTER}]))
+    assert entries(index) == {(f"c#{CLUSTER}", f"2026-01-01T00:00:00.000Z#{SOURCE}#0")}
+    with pytest.MonkeyPatch.context() as mp:
+        reached, go = hold(mp, "repoint", "held")  # the move has written its copy, not yet repointed the manifest
+        newer = document("job2", "2026-01-02T00:00:00.000Z", [{"box": BOX, "person": "bob", "distance": 0.3}])
+        run_held(lambda: people_index.move(config.pipeline, CLUSTER, "alice"), reached, go,
+                 lambda: people_index.record(config, newer))
+    assert entries(index) == {("p#bob", f"2026-01-02T00:00:00.000Z#{SOURCE}#0")}
+
+
+def test_two_results_of_one_source_at_once_leave_only_the_last_ones(index: Any) -> None:
+    config = current_config()
+    first = document("job1", "2026-01-01T00:00:00.000Z", [{"box": BOX, "person": "ann", "distance": 0.3}])
+    second = document("job2", "2026-01-02T00:00:00.000Z", [{"box": BOX, "person": "bob", "distance": 0.3}])
+    with pytest.MonkeyPatch.context() as mp:
+        reached, go = hold(mp, "put_manifest", "held")  # `first` has read the (empty) manifest, not yet written it
+        run_held(lambda: people_index.record(config, first), reached, go, lambda: people_index.record(config, second))
+    manifest = PeopleIndexTable(index.index).manifest(SOURCE)
+    assert manifest is not None and manifest["done"] and manifest["stale"] == {}
+    listed = {(pk, sk) for sk, pk in manifest["entries"].items()}
+    assert entries(index) == listed == {("p#ann", f"2026-01-01T00:00:00.000Z#{SOURCE}#0")}  # the last written wins, alone
