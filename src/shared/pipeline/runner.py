@@ -29,7 +29,7 @@ from shared.aws.video_jobs_table import VIDEO, VideoJobsTable
 from shared.clock import timed
 from shared.config import SNAPSTART_ENV, Config, current_config
 from shared.engine import models
-from shared.pipeline import delivery, keys, metrics, results
+from shared.pipeline import delivery, job_events, keys, metrics, results
 from shared.pipeline.delivery import logger
 from shared.pipeline.images import ENROLL, HANDED_OFF, RECOGNIZE, USE_CASES, Job, kind_for, person_of
 from shared.pipeline.video import send_plan
@@ -91,6 +91,7 @@ class _Attempt:
             return self.jobs.claim(spec, self.id, delivery.lease_s(self.context))
         except JobDone as done:
             logger.info("job already finished; acknowledging", extra={**self.log, "status": done.record.get("status")})
+            job_events.send_owed(self.jobs.name, done.record)  # a crash came between its finish and its event
         except JobBusy as busy:
             if busy.record.get("media") != VIDEO:
                 logger.warning("job is running in another attempt; retry later", extra=self.log)
@@ -118,13 +119,16 @@ class _Attempt:
     def finish(self, error: dict[str, str] | None) -> dict[str, Any]:
         """Write the result document, then record the outcome; the document."""
         document = self.document(FAILED if error else SUCCEEDED, error)
-        if keys.fits_s3(keys.result_key(self.job.key)):  # else (an over-long key) the job record alone says it
+        result_key = keys.result_key(self.job.key)
+        if keys.fits_s3(result_key):  # else (an over-long key) the job record alone says it
             s3.put_json(self.job.bucket, keys.result_key(self.job.key), document)
         try:
-            self.jobs.finish(self.job.job_id, self.id, document["status"], self.started, keys.result_key(self.job.key), error)
+            record = self.jobs.finish(self.job.job_id, self.id, document["status"], self.started, keys.result_key(self.job.key), error)
             metrics.job_finished(document)  # counted by the attempt that recorded it
         except LeaseLost:
             logger.warning("lease lost before the job was recorded; the newer attempt owns it", extra=self.log)
+        else:  # failing, the message comes back and the redelivery sends it (send_owed)
+            job_events.emit(self.jobs.name, self.job.bucket, result_key if keys.fits_s3(result_key) else None, document, record)
         logger.info(f"job {document['status']}", extra={**self.log, "error": error, "timings_ms": document["timings_ms"]})
         return document
 
@@ -141,8 +145,10 @@ class _Attempt:
         error = delivery.retries_exhausted(self.receive_count, reason)
         key = keys.result_key(self.job.key)
         delivery.best_effort(lambda: s3.put_json(self.job.bucket, key, self.document(FAILED, error)), self.log)
-        delivery.best_effort(lambda: self.jobs.finish(self.job.job_id, self.id, FAILED, self.started, key, error), self.log)
-        metrics.job_finished(self.document(FAILED, error))
+        document = self.document(FAILED, error)
+        delivery.best_effort(lambda: job_events.emit(self.jobs.name, self.job.bucket, key, document, self.jobs.finish(
+            self.job.job_id, self.id, FAILED, self.started, key, error)), self.log)
+        metrics.job_finished(document)
 
     def document(self, status: str, error: dict[str, str] | None = None) -> dict[str, Any]:
         """The job's result document."""
@@ -173,6 +179,8 @@ def run_job(
                               "source_etag": job.fields.get("source_etag")})
             return None
         return attempt.finish(outcome if isinstance(outcome, dict) else None)
+    except job_events.EventPending:  # the job is finished: only its event is owed, on the redelivery
+        raise
     except Exception as exc:
         if delivery.is_permanent(exc):
             logger.exception("AWS refused a request for good; the job fails without a retry", extra=attempt.log)

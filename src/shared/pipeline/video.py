@@ -36,7 +36,7 @@ from shared.config import Config, current_config
 from shared.engine.video import (VideoInfo, appearances, check_frame_size, plan_segments, probe_video,
                                  recognize_frames, sampled_frame_indices, verified_length, with_screen_time)
 from shared.errors import FaceError
-from shared.pipeline import delivery, keys, metrics, results, unknowns
+from shared.pipeline import delivery, job_events, keys, metrics, results, unknowns
 from shared.pipeline.delivery import logger
 from shared.pipeline.video_copy import check_source, reading, video_view
 
@@ -96,6 +96,7 @@ def process_record(record: SQSRecord, lambda_context: Any = None, config: Config
         (step.plan if message["type"] == PLAN else step.segment)()
     except JobDone as done:
         logger.info("video job already finished; acknowledging", extra={**step.log, "status": done.record.get("status")})
+        job_events.send_owed(step.table.name, done.record)  # a crash came between its finish and its event
     except JobBusy:
         logger.warning(f"another attempt is finishing the job; {'acknowledging' if last else 'retry later'}", extra=step.log)
         if not last:
@@ -285,8 +286,9 @@ class Step:
             source=self.key, event_time=record.get("event_time"), status=status, error=error,
             threshold=self.config.engine.threshold, timings_ms=timings)
         s3.put_json(self.bucket, key, document)
-        self.table.finish_video(self.job_id, self.owner, status, key, started, error)
+        finished = self.table.finish_video(self.job_id, self.owner, status, key, started, error)
         metrics.job_finished(document)
+        job_events.emit(self.table.name, self.bucket, key, document, finished)  # failing: the redelivery sends it
         logger.info(f"video job {status}", extra={**self.log, "error": error, "timings_ms": document["timings_ms"]})
 
     # --- helpers ------------------------------------------------------------------------------
