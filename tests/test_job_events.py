@@ -204,3 +204,44 @@ def test_detail_of_a_video_result() -> None:
 def fresh_clients() -> Iterator[None]:
     yield
     reset()
+
+
+# --- videos: the merge (or a redelivered segment that finds the job finished) sends the event ----
+
+from test_video_pipeline import gallery_faces, two_scenes, video_stack  # noqa: E402,F401 (fixtures)
+
+
+def test_a_video_job_emits_one_event_even_after_an_unreachable_bus(
+    moto_endpoint: str, gallery_faces: Any, two_scenes: bytes, monkeypatch: pytest.MonkeyPatch  # noqa: F811
+) -> None:
+    with video_stack(moto_endpoint, gallery_faces) as vstack:
+        bus = Bus(vstack.aws)
+        event = vstack.upload("queries/scenes.mp4", two_scenes)
+        [plan] = vstack.receive()
+        assert vstack.deliver(plan)
+        *segments, last = sorted(vstack.receive(), key=lambda m: json.loads(m["Body"])["index"])
+        for message in segments:
+            assert vstack.deliver(message)
+        with socket.socket() as closed:
+            closed.bind(("127.0.0.1", 0))
+            monkeypatch.setenv("AWS_ENDPOINT_URL_EVENTBRIDGE", f"http://127.0.0.1:{closed.getsockname()[1]}")
+        monkeypatch.setenv("AWS_MAX_ATTEMPTS", "1")
+        reset()
+        assert not vstack.deliver(last)  # merged and finished, the event not sent: the message comes back
+        job = vstack.job("queries/scenes.mp4")
+        assert job["status"] == "succeeded" and "event_sent" not in job
+        assert bus.of(job["job_id"]) == []
+        monkeypatch.delenv("AWS_ENDPOINT_URL_EVENTBRIDGE")
+        monkeypatch.delenv("AWS_MAX_ATTEMPTS")
+        reset()
+        assert vstack.deliver(last, receive_count=2)  # finds the job finished, its event owed: sends it
+        for message in (last, segments[0], plan):
+            assert vstack.deliver(message, receive_count=3)
+        [sent] = bus.of(job["job_id"])
+        assert recognize.handler(event, context()) == OK  # the S3 event again: the job is done, its event sent
+        assert bus.of(job["job_id"]) == [sent]
+        result = vstack.result("queries/scenes.mp4")
+        assert sent["detail-type"] == "Video recognition finished" and sent["detail"]["media"] == "video"
+        assert sent["detail"]["people"] == sorted(set(result["people"])) == ["biden", "obama"]
+        assert sent["detail"]["unknown_seen"] is False
+        assert vstack.job("queries/scenes.mp4")["event_sent"] == job["finished_at"]
