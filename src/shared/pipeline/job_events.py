@@ -18,7 +18,7 @@ from typing import Any
 
 from shared.aws import event_bus, s3
 from shared.aws.jobs_table import FAILED, SUCCEEDED
-from shared.pipeline import delivery
+from shared.pipeline import delivery, keys
 
 class EventPending(Exception):
     """The job finished but its event did not go out: the message must come back (send_owed)."""
@@ -69,10 +69,13 @@ def detail_type(event_detail: dict[str, Any]) -> str:
     return DETAIL_TYPES[event_detail.get("media") or event_detail["kind"]]
 
 
-def emit(table: str, bucket: str, result_key: str | None, document: dict[str, Any], record: dict[str, Any]) -> dict[str, Any]:
-    """Send the event of the finish `record` (the jobs table's record after the end-of-job update),
-    then mark it sent; the detail."""
+def emit(table: str, bucket: str, document: dict[str, Any], record: dict[str, Any],
+         result_key: str | None = "") -> dict[str, Any]:
+    """Send the event of the finish `record` (the jobs table's record after the end-of-job update;
+    its `result_key` unless given, None when a key too long for S3 wrote none), then mark it sent; the detail."""
     finished_at = str(record["finished_at"])
+    if result_key == "":
+        result_key = record.get("result_key") if keys.fits_s3(str(record.get("result_key") or "")) else None
     event_detail = detail(document, bucket, result_key, finished_at)
     try:
         event_bus.put(detail_type(event_detail), event_detail)
@@ -101,7 +104,7 @@ def send_owed(table: str, record: dict[str, Any]) -> dict[str, Any] | None:
         document = {"job_id": record["job_id"], "kind": record.get("kind"), "source": record.get("key"),
                     "status": record.get("status"), "person": record.get("person"), "error": record.get("error"),
                     "media": record.get("media")}
-    return emit(table, bucket, result_key, document, record)
+    return emit(table, bucket, document, record, result_key)
 
 
 def _result(bucket: str, key: str) -> dict[str, Any] | None:

@@ -119,16 +119,15 @@ class _Attempt:
     def finish(self, error: dict[str, str] | None) -> dict[str, Any]:
         """Write the result document, then record the outcome; the document."""
         document = self.document(FAILED if error else SUCCEEDED, error)
-        result_key = keys.result_key(self.job.key)
-        if keys.fits_s3(result_key):  # else (an over-long key) the job record alone says it
+        if keys.fits_s3(keys.result_key(self.job.key)):  # else (an over-long key) the job record alone says it
             s3.put_json(self.job.bucket, keys.result_key(self.job.key), document)
         try:
             record = self.jobs.finish(self.job.job_id, self.id, document["status"], self.started, keys.result_key(self.job.key), error)
             metrics.job_finished(document)  # counted by the attempt that recorded it
         except LeaseLost:
             logger.warning("lease lost before the job was recorded; the newer attempt owns it", extra=self.log)
-        else:  # failing, the message comes back and the redelivery sends it (send_owed)
-            job_events.emit(self.jobs.name, self.job.bucket, result_key if keys.fits_s3(result_key) else None, document, record)
+        else:  # failing, it raises EventPending: the message comes back, and its redelivery sends the event
+            job_events.emit(self.jobs.name, self.job.bucket, document, record)
         logger.info(f"job {document['status']}", extra={**self.log, "error": error, "timings_ms": document["timings_ms"]})
         return document
 
@@ -145,10 +144,9 @@ class _Attempt:
         error = delivery.retries_exhausted(self.receive_count, reason)
         key = keys.result_key(self.job.key)
         delivery.best_effort(lambda: s3.put_json(self.job.bucket, key, self.document(FAILED, error)), self.log)
-        document = self.document(FAILED, error)
-        delivery.best_effort(lambda: job_events.emit(self.jobs.name, self.job.bucket, key, document, self.jobs.finish(
-            self.job.job_id, self.id, FAILED, self.started, key, error)), self.log)
-        metrics.job_finished(document)
+        delivery.best_effort(lambda: job_events.emit(self.jobs.name, self.job.bucket, self.document(FAILED, error), self.jobs.finish(
+            self.job.job_id, self.id, FAILED, self.started, key, error)), self.log)  # the event: owed until a redrive
+        metrics.job_finished(self.document(FAILED, error))
 
     def document(self, status: str, error: dict[str, str] | None = None) -> dict[str, Any]:
         """The job's result document."""

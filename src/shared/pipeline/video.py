@@ -288,7 +288,7 @@ class Step:
         s3.put_json(self.bucket, key, document)
         finished = self.table.finish_video(self.job_id, self.owner, status, key, started, error)
         metrics.job_finished(document)
-        job_events.emit(self.table.name, self.bucket, key, document, finished)  # failing: the redelivery sends it
+        job_events.emit(self.table.name, self.bucket, document, finished)  # failing: the redelivery sends it
         logger.info(f"video job {status}", extra={**self.log, "error": error, "timings_ms": document["timings_ms"]})
 
     # --- helpers ------------------------------------------------------------------------------
