@@ -19,17 +19,17 @@ from support.signed import send
 from support.stack import StackClients, StackProcess, stack_fixture
 
 from lambdaface import client, watch
-from lambdaface.local.event_log import EVENTS_FILE, EventLog
+from lambdaface.local.event_log import EVENTS_FILE, WEBHOOK_ATTEMPTS, EventLog
 
 EVENTS_JSON = {"Content-Type": "application/x-amz-json-1.1"}
 
 
 class Webhook:
-    """An HTTP server on 127.0.0.1 keeping each POSTed JSON body; it answers 503 to the first one."""
+    """An HTTP server on 127.0.0.1 keeping each POSTed JSON body; it answers 503 to the first `refuse` POSTs."""
 
-    def __init__(self) -> None:
+    def __init__(self, refuse: int = 1) -> None:
         self.bodies: list[dict[str, Any]] = []
-        self.refused = 0
+        self.refuse, self.posts = refuse, 0
         hook = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -38,8 +38,8 @@ class Webhook:
 
             def do_POST(self) -> None:
                 body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-                if hook.refused == 0:
-                    hook.refused += 1
+                hook.posts += 1
+                if hook.posts <= hook.refuse:
                     self.send_response(503)
                 else:
                     hook.bodies.append(json.loads(body))
@@ -107,7 +107,7 @@ def test_the_webhook_receives_each_event_after_a_refusal(stack: StackProcess, jo
     deadline = time.monotonic() + 30
     while len(HOOK.bodies) < len(jobs_done) and time.monotonic() < deadline:
         time.sleep(0.2)
-    assert HOOK.refused == 1  # the first POST was answered 503, and tried again
+    assert HOOK.posts == len(jobs_done) + 1  # the first POST was answered 503, and tried again
     assert sorted(b["id"] for b in HOOK.bodies) == sorted(e["id"] for e in jobs_done)
     assert all(b["source"] == "lambdaface" and b["detail"]["job_id"] for b in HOOK.bodies)
 
@@ -159,3 +159,13 @@ def test_old_event_lines_expire(tmp_path: Path) -> None:
     assert log.expire(now) == 1
     assert [json.loads(x)["id"] for x in path.read_text().splitlines()] == ["b"]
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
+
+
+def test_the_webhook_is_tried_a_bounded_number_of_times(tmp_path: Path) -> None:
+    """A receiver that always answers 503 gets WEBHOOK_ATTEMPTS POSTs, then the event is left in the file."""
+    hook = Webhook(refuse=10**6)
+    messages: list[str] = []
+    log = EventLog(tmp_path, None, None, hook.url, messages.append)
+    assert log.post({"id": "e-1", "detail-type": "Enroll job finished"}) is False
+    assert hook.posts == WEBHOOK_ATTEMPTS and hook.bodies == []
+    assert "did not take event e-1" in messages[0]
