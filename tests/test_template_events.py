@@ -98,7 +98,7 @@ def test_the_rules_match_the_events_the_pipeline_puts(resources: dict[str, Any],
     events.put_rule(Name=rule, EventPattern=json.dumps(_pattern(resources, rule, ["obama", "biden"])))
     events.put_targets(Rule=rule, Targets=[{"Id": "q", "Arn": arn}])
     for name, document in DOCUMENTS.items():
-        detail = job_events.detail(document, "bucket", f"results/{document['source']}.json", "2026-01-01T00:00:00.000Z")
+        detail = job_events.detail(document, "bucket")
         events.put_events(Entries=[{"Source": "lambdaface", "DetailType": job_events.detail_type(detail),
                                     "Detail": json.dumps({**detail, "name": name})}])
     matched = set()

@@ -1,11 +1,13 @@
 """One event per finished job, on EventBridge's default bus (source `lambdaface`).
 
-`emit` runs right after the job's one conditional end-of-job update (runner.py, video.py): it puts
-the event, then marks the record `event_sent` = its `finished_at` (aws/event_bus.py). A redelivery
-that finds the job finished without that mark (`send_owed`) sends it again, from the result
-document. So a redelivered message sends nothing twice; what remains at-least-once is a crash (or
-a failed mark) after the PutEvents and before the mark, or two deliveries of one message racing
-inside that window: the event can then go out twice. An event never goes out before its finish.
+The event a finish owes is written by the job's one conditional end-of-job update
+(`JobsTable.finish`, `VideoJobsTable.finish_video`: the record's `event`, from `detail`). Right
+after it, `emit` puts the event, then marks the record `event_sent` = its `finished_at`
+(aws/event_bus.py). A delivery that finds the job finished without that mark (`send_owed`: the
+worker died, or EventBridge refused, in between) puts it then, from the record. So a redelivered
+message sends nothing twice; what remains at-least-once is a worker dying (or the mark failing)
+after the PutEvents and before the mark, or two deliveries of one message racing inside that
+moment: the event then goes out twice. It never goes out before its finish.
 
 Detail (no embeddings, no face boxes): job_id, kind, media ("photo" or "video" for recognize),
 status, bucket, source (the job's key), result_key, person (enroll, forget), people, unknown_faces,
@@ -13,12 +15,14 @@ unknown_seen, unknown_clusters (the `cluster` of the result's unknown faces), er
 """
 from __future__ import annotations
 
-import json
 from typing import Any
 
-from shared.aws import event_bus, s3
+from shared.aws import event_bus
 from shared.aws.jobs_table import FAILED, SUCCEEDED
 from shared.pipeline import delivery, keys
+
+MAX_LISTED = 200  # people and clusters listed in one event (EventBridge takes 256 KB an entry)
+
 
 class EventPending(Exception):
     """The job finished but its event did not go out: the message must come back (send_owed)."""
@@ -46,21 +50,25 @@ def _clusters(document: dict[str, Any]) -> list[str]:
     return list(dict.fromkeys(str(f["cluster"]) for f in faces if f.get("cluster")))
 
 
-def detail(document: dict[str, Any], bucket: str, result_key: str | None, finished_at: str) -> dict[str, Any]:
-    """The event's detail for a result document."""
+def detail(document: dict[str, Any], bucket: str) -> dict[str, Any]:
+    """The event's detail for a result document (its `finished_at` is the record's, added by `emit`)."""
     kind = str(document.get("kind"))
     person = document.get("person")
     people = document.get("people") if kind == "recognize" else ([person] if person else [])
     unknown = _unknown_faces(document) if kind == "recognize" else []
+    clusters = _clusters(document)
+    result_key = keys.result_key(str(document.get("source") or ""))
     out = {
         "job_id": document.get("job_id"), "kind": kind, "status": document.get("status"), "bucket": bucket,
-        "source": document.get("source"), "result_key": result_key, "person": person,
-        "people": sorted(set(people or [])), "unknown_faces": len(unknown), "unknown_seen": bool(unknown),
-        "unknown_clusters": _clusters(document), "error_code": (document.get("error") or {}).get("code"),
-        "finished_at": finished_at,
+        "source": document.get("source"), "result_key": result_key if keys.fits_s3(result_key) else None,
+        "person": person, "people": sorted(set(people or []))[:MAX_LISTED], "unknown_faces": len(unknown),
+        "unknown_seen": bool(unknown), "unknown_clusters": clusters[:MAX_LISTED],
+        "error_code": (document.get("error") or {}).get("code"),
     }
     if kind == "recognize":
         out["media"] = "video" if document.get("media") == "video" else "photo"
+    if len(clusters) > MAX_LISTED or len(set(people or [])) > MAX_LISTED:
+        out["truncated"] = True  # the result document lists them all
     return {k: v for k, v in out.items() if v is not None}
 
 
@@ -69,47 +77,26 @@ def detail_type(event_detail: dict[str, Any]) -> str:
     return DETAIL_TYPES[event_detail.get("media") or event_detail["kind"]]
 
 
-def emit(table: str, bucket: str, document: dict[str, Any], record: dict[str, Any],
-         result_key: str | None = "") -> dict[str, Any]:
-    """Send the event of the finish `record` (the jobs table's record after the end-of-job update;
-    its `result_key` unless given, None when a key too long for S3 wrote none), then mark it sent; the detail."""
+def emit(table: str, record: dict[str, Any]) -> dict[str, Any]:
+    """Put the event the finish `record` owes (the record after the end-of-job update), then mark it
+    sent; the event's detail. EventPending when it could not be put."""
     finished_at = str(record["finished_at"])
-    if result_key == "":
-        result_key = record.get("result_key") if keys.fits_s3(str(record.get("result_key") or "")) else None
-    event_detail = detail(document, bucket, result_key, finished_at)
+    event_detail = {**record["event"], "finished_at": finished_at}
     try:
         event_bus.put(detail_type(event_detail), event_detail)
     except Exception as exc:
         raise EventPending(f"job {record['job_id']} finished; its event is not sent: {exc}") from exc
-    # failing, the message is still acknowledged: a redelivery (if one comes) sends the event again
+    # failing, the message is still acknowledged: only a later delivery (if one comes) would send it again
     delivery.best_effort(lambda: event_bus.mark_sent(table, str(record["job_id"]), finished_at), {"job_id": record["job_id"]})
     return event_detail
 
 
 def owed(record: dict[str, Any]) -> bool:
-    """Whether a finished job's event may not have gone out (no `event_sent` for its finish)."""
-    return (record.get("status") in (SUCCEEDED, FAILED) and bool(record.get("finished_at"))
+    """Whether a finished job's event may not have gone out (its finish's `event` is not marked sent)."""
+    return (record.get("status") in (SUCCEEDED, FAILED) and bool(record.get("finished_at")) and bool(record.get("event"))
             and record.get("event_sent") != record.get("finished_at"))
 
 
 def send_owed(table: str, record: dict[str, Any]) -> dict[str, Any] | None:
-    """On a redelivery that found the job finished: send its event if it is owed (from the result
-    document, or the record when there is none); the detail, or None when nothing was owed."""
-    if not owed(record):
-        return None
-    bucket, result_key = str(record.get("bucket") or ""), record.get("result_key")
-    document = _result(bucket, result_key) if bucket and result_key else None
-    if document is None or document.get("job_id") != record.get("job_id"):  # none, or a newer job's
-        result_key = None
-        document = {"job_id": record["job_id"], "kind": record.get("kind"), "source": record.get("key"),
-                    "status": record.get("status"), "person": record.get("person"), "error": record.get("error"),
-                    "media": record.get("media")}
-    return emit(table, bucket, document, record, result_key)
-
-
-def _result(bucket: str, key: str) -> dict[str, Any] | None:
-    """The result document at `key`, or None when there is none."""
-    try:
-        return json.loads(s3.get_object(bucket, key).data)
-    except s3.ObjectMissing:
-        return None
+    """On a delivery that found the job finished: put its event if it is owed; the detail, or None."""
+    return emit(table, record) if owed(record) else None

@@ -122,12 +122,13 @@ class _Attempt:
         if keys.fits_s3(keys.result_key(self.job.key)):  # else (an over-long key) the job record alone says it
             s3.put_json(self.job.bucket, keys.result_key(self.job.key), document)
         try:
-            record = self.jobs.finish(self.job.job_id, self.id, document["status"], self.started, keys.result_key(self.job.key), error)
+            record = self.jobs.finish(self.job.job_id, self.id, document["status"], self.started, keys.result_key(self.job.key), error,
+                                      job_events.detail(document, self.job.bucket))
             metrics.job_finished(document)  # counted by the attempt that recorded it
         except LeaseLost:
             logger.warning("lease lost before the job was recorded; the newer attempt owns it", extra=self.log)
         else:  # failing, it raises EventPending: the message comes back, and its redelivery sends the event
-            job_events.emit(self.jobs.name, self.job.bucket, document, record)
+            job_events.emit(self.jobs.name, record)
         logger.info(f"job {document['status']}", extra={**self.log, "error": error, "timings_ms": document["timings_ms"]})
         return document
 
@@ -144,8 +145,9 @@ class _Attempt:
         error = delivery.retries_exhausted(self.receive_count, reason)
         key = keys.result_key(self.job.key)
         delivery.best_effort(lambda: s3.put_json(self.job.bucket, key, self.document(FAILED, error)), self.log)
-        delivery.best_effort(lambda: job_events.emit(self.jobs.name, self.job.bucket, self.document(FAILED, error), self.jobs.finish(
-            self.job.job_id, self.id, FAILED, self.started, key, error)), self.log)  # the event: owed until a redrive
+        event = job_events.detail(self.document(FAILED, error), self.job.bucket)
+        delivery.best_effort(lambda: job_events.emit(self.jobs.name, self.jobs.finish(
+            self.job.job_id, self.id, FAILED, self.started, key, error, event)), self.log)  # an event not put: owed until a redrive
         metrics.job_finished(self.document(FAILED, error))
 
     def document(self, status: str, error: dict[str, str] | None = None) -> dict[str, Any]:

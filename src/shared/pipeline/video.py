@@ -286,9 +286,9 @@ class Step:
             source=self.key, event_time=record.get("event_time"), status=status, error=error,
             threshold=self.config.engine.threshold, timings_ms=timings)
         s3.put_json(self.bucket, key, document)
-        finished = self.table.finish_video(self.job_id, self.owner, status, key, started, error)
+        finished = self.table.finish_video(self.job_id, self.owner, status, key, started, error, job_events.detail(document, self.bucket))
         metrics.job_finished(document)
-        job_events.emit(self.table.name, self.bucket, document, finished)  # failing: the redelivery sends it
+        job_events.emit(self.table.name, finished)  # failing, it raises EventPending: the redelivery sends it
         logger.info(f"video job {status}", extra={**self.log, "error": error, "timings_ms": document["timings_ms"]})
 
     # --- helpers ------------------------------------------------------------------------------
