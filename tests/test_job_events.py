@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 import pytest
+from support.aws import client
 from support.lambda_events import OK, context, redelivered
 from support.moto import MotoResources, moto_resources
 
@@ -28,7 +29,7 @@ class Bus:
 
     def __init__(self, aws: MotoResources) -> None:
         self.aws = aws
-        self.events_client = aws_client(aws, "events")
+        self.events_client = client(aws.endpoint, "events")
         self.url = aws.sqs.create_queue(QueueName=f"{aws.bucket}-events")["QueueUrl"]
         arn = aws.sqs.get_queue_attributes(QueueUrl=self.url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
         pattern = {"source": ["lambdaface"], "detail": {"bucket": [aws.bucket]}}
@@ -46,11 +47,6 @@ class Bus:
 
     def of(self, job_id: str) -> list[dict[str, Any]]:
         return [e for e in self.drain() if e["detail"]["job_id"] == job_id]
-
-
-def aws_client(aws: MotoResources, service: str) -> Any:
-    from support.aws import client
-    return client(aws.endpoint, service)
 
 
 @pytest.fixture
