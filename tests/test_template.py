@@ -242,7 +242,7 @@ def test_each_role_consumes_only_its_queue_and_logs_only_to_its_group(resources:
             a: {arn(log_group)} for a in ("logs:CreateLogStream", "logs:PutLogEvents")
         }
         services = {a.split(":")[0] for s in role_statements(resources, function) for a in as_list(s["Action"])}
-        assert services == {"logs", "sqs", "s3", "dynamodb"}
+        assert services == {"logs", "sqs", "s3", "dynamodb", "events"}  # events: tests/test_template_events.py
 
 
 # --- Queues and notifications ----------------------------------------------------------------

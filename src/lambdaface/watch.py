@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Callable, Iterable, TextIO
 
+from lambdaface import watch_events
 from shared.config import BUCKET_ENV
 from shared.pipeline.keys import RESULTS_PREFIX, result_key, source_of
 
@@ -258,10 +259,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--timeout", type=float, default=None,
                    help="give up after this many seconds (default: 300 with --job, else never)")
     p.add_argument("--interval", type=float, default=0.5, help="seconds between polls")
+    watch_events.add_args(p)
     p.set_defaults(func=main)
 
 
 def main(args: argparse.Namespace) -> int:
+    if args.events:
+        return watch_events.main(args, sys.stdout)
     s3 = s3_client(args)
     if not args.job:
         try:

@@ -32,6 +32,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="remote mode: the stack's keys, an AWS credentials file ([default] section)")
     p.add_argument("--host-name", action="append", default=[], metavar="NAME",
                    help="another name clients reach the stack by (a Host header it answers; repeatable)")
+    p.add_argument("--webhook", default=None, metavar="URL",
+                   help="POST each job's event (JSON) to this loopback URL (http://127.0.0.1:PORT/...), a few tries each")
     p.add_argument("--port", type=int, default=4566, help="port, 0 for any free one (default: %(default)s)")
     p.add_argument("--workers", type=int, default=os.cpu_count() or 1,
                    help="worker processes per function (each function's concurrency), 0 for none: "
@@ -118,6 +120,12 @@ def main(args: argparse.Namespace) -> int:
         print("lambdaface local: --keys-file needs --allow-remote (on loopback no keys are checked)", file=sys.stderr)
         return 2
 
+    from lambdaface.local.event_log import webhook_refusal
+
+    webhook_why = webhook_refusal(args.webhook) if args.webhook else None
+    if webhook_why:
+        print(f"lambdaface local: {webhook_why}", file=sys.stderr)
+        return 2
     try:
         spec = stack_spec(load_template(args.template or TEMPLATE), region=args.region, bucket=args.bucket,
                           parameters=parameters(args))
@@ -138,6 +146,7 @@ def main(args: argparse.Namespace) -> int:
         allow_remote=args.allow_remote,
         keys_file=args.keys_file,
         host_names=tuple(args.host_name),
+        webhook=args.webhook,
     )
     stack = LocalStack(spec, options)
     try:

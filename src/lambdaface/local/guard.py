@@ -9,7 +9,9 @@ In every mode it refuses (403), before moto sees the request:
 - a request from a web page: an `Origin` other than the stack's own, or `Sec-Fetch-Site`
   cross-site / same-site (the AWS SDKs and CLI send neither);
 - a request not signed with AWS Signature V4 (header or presigned query; S3's presigned SigV2
-  query too) for S3, SQS or DynamoDB, the only services the stack serves.
+  query too) for S3, SQS, DynamoDB or EventBridge, the only services the stack serves; of
+  EventBridge, only the calls the stack uses (EVENTS_ACTIONS: the workers' PutEvents, the stack's
+  own rule to its events queue), never an API destination (moto's HTTP calls stay off).
 It strips every `Access-Control-*` header from moto's responses (moto grants CORS to any origin).
 
 With `keys` (remote mode) it also verifies each signature against them, as AWS does: the access
@@ -36,7 +38,8 @@ from botocore.credentials import Credentials
 
 from lambdaface.local.keys import Keys
 
-SERVICES = ("s3", "sqs", "dynamodb")
+SERVICES = ("s3", "sqs", "dynamodb", "events")
+EVENTS_ACTIONS = ("AWSEvents.PutEvents", "AWSEvents.PutRule", "AWSEvents.PutTargets")
 MAX_SKEW_S = 15 * 60  # AWS's RequestTimeTooSkewed
 MAX_PRESIGN_S = 7 * 24 * 3600  # SigV4's longest X-Amz-Expires
 SIGV4 = "AWS4-HMAC-SHA256"
@@ -123,8 +126,25 @@ class Guard:
         signed = parse_signature(environ)
         if signed.service not in SERVICES:
             raise Refused("denied", f"the local stack serves {', '.join(SERVICES)}, not {signed.service!r}")
+        if signed.service == "events":
+            self.check_events(environ)
         if self.keys is not None:
             self.verify(environ, signed)
+
+    @staticmethod
+    def check_events(environ: dict[str, Any]) -> None:
+        """Of EventBridge, only EVENTS_ACTIONS, and no target but an SQS queue (no API destination)."""
+        action = str(environ.get("HTTP_X_AMZ_TARGET", ""))
+        if action not in EVENTS_ACTIONS:
+            raise Refused("denied", f"the local stack serves EventBridge's {', '.join(EVENTS_ACTIONS)} only, not {action!r}")
+        if action == "AWSEvents.PutTargets":
+            try:
+                targets = json.loads(read_body(environ) or b"{}").get("Targets") or []
+                arns = [str(t.get("Arn", "")) for t in targets]
+            except (ValueError, AttributeError):
+                raise Refused("denied", "PutTargets: the request is not JSON") from None
+            if not arns or not all(a.startswith("arn:aws:sqs:") for a in arns):
+                raise Refused("denied", "PutTargets: the local stack's rules target SQS queues only")
 
     def check_host(self, environ: dict[str, Any]) -> None:
         raw = str(environ.get("HTTP_HOST", ""))
@@ -361,6 +381,8 @@ def _service_of(environ: dict[str, Any]) -> str:
         return "dynamodb"
     if target.startswith("AmazonSQS"):
         return "sqs-json"
+    if target.startswith("AWSEvents"):
+        return "events"
     scope = str(environ.get("HTTP_AUTHORIZATION", "")).split(",")[0].split("/")
     if len(scope) > 3 and scope[3] == "sqs":
         return "sqs"
@@ -375,6 +397,8 @@ def _refuse(environ: dict[str, Any], start_response: Any, refusal: Refused) -> l
         body, kind = _json(f"com.amazon.coral.service#{dynamodb_code}", refusal.message), "application/x-amz-json-1.0"
     elif service == "sqs-json":
         body, kind = _json(f"com.amazonaws.sqs#{sqs_code}", refusal.message), "application/x-amz-json-1.0"
+    elif service == "events":
+        body, kind = _json(dynamodb_code, refusal.message), "application/x-amz-json-1.1"
     elif service == "sqs":
         body = (f"<ErrorResponse><Error><Type>Sender</Type><Code>{sqs_code}</Code><Message>{message}</Message>"
                 "</Error><RequestId>local</RequestId></ErrorResponse>").encode()

@@ -30,6 +30,7 @@ from typing import Any, TextIO
 import boto3
 
 from lambdaface.local import expiry, keys, lines, state, workers
+from lambdaface.local.event_log import EventLog, webhook_refusal
 from lambdaface.local.durable import DurableDeletes, SaveBarrier
 from lambdaface.local.guard import Guard, is_loopback
 from lambdaface.local.keys import Keys
@@ -55,6 +56,7 @@ class Options:
     allow_remote: bool = False  # remote mode: any --host, every request signed with the stack's keys
     keys_file: Path | None = None  # remote mode: the keys (else the environment, the state folder, new ones)
     host_names: tuple[str, ...] = ()  # more names clients reach the stack by (Host headers it answers)
+    webhook: str | None = None  # a loopback URL each job's event is POSTed to (event_log.py)
 
 
 @dataclass
@@ -190,12 +192,14 @@ class LocalStack:
         self._clients: dict[str, Any] = {}
         self.keys: Keys = keys.DUMMY  # remote mode: the stack's own (start() reads or makes them)
         self._save_lock = threading.Lock()
+        self.event_log: EventLog | None = None
 
     # --- start -----------------------------------------------------------------------------
 
     def start(self) -> None:
         """Serve, create the resources, restore the saved state, start the workers."""
-        why = check_host(self.options.host, self.options.allow_remote)
+        why = check_host(self.options.host, self.options.allow_remote) or (
+            webhook_refusal(self.options.webhook) if self.options.webhook else None)
         if why:
             raise ValueError(why)
         state_dir = self.options.state_dir
@@ -223,6 +227,8 @@ class LocalStack:
         items, messages = state.restore_items_and_messages(state_dir, self.spec, sqs, dynamodb)
         if objects or items or messages:
             self.log(f"restored {objects} objects, {items} items, {messages} messages from {state_dir}")
+        self.event_log = EventLog(state_dir, sqs, self.client("events"), self.options.webhook, self.log)
+        self.event_log.start()
         self.expire()
         self._put_notifications(s3)
         self._start_workers(urls)
@@ -558,6 +564,8 @@ class LocalStack:
             return
         if done["objects"] or done["items"]:
             self.log(f"expired {done['objects']} objects and {done['items']} items")
+        if self.event_log is not None:
+            self.event_log.expire(time.time())
 
     def stop(self) -> None:
         """Stop taking messages, let the workers finish their batch, save, stop the server."""
@@ -579,6 +587,8 @@ class LocalStack:
         while any(s.process is not None for s in self.schedules):
             self._wait_for_runs(0.2)
             self._check_runs()
+        if self.event_log is not None:
+            self.event_log.stop()  # the events the last jobs put
         if self.server is not None:
             saved = self.save()
             self.log(

@@ -134,10 +134,11 @@ class JobsTable:
 
     def finish(
         self, job_id: str, attempt_id: str, status: str, started: float, result_key: str | None,
-        error: dict[str, str] | None = None,
+        error: dict[str, str] | None = None, event: dict[str, Any] | None = None,
     ) -> dict[str, Any]:
-        """Record the attempt's outcome: `succeeded`, or `failed` with `error` {code, message}."""
-        return self._end(job_id, attempt_id, self.outcome(status, started, result_key, error))
+        """Record the attempt's outcome: `succeeded`, or `failed` with `error` {code, message}; with
+        the `event` its finish owes (pipeline/job_events.py), in the same conditional update."""
+        return self._end(job_id, attempt_id, {**self.outcome(status, started, result_key, error), "event": event})
 
     def release(self, job_id: str, attempt_id: str, error: dict[str, str]) -> dict[str, Any]:
         """Give the job back after a transient failure, so the next delivery retries it at once."""

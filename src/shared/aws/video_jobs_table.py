@@ -119,8 +119,10 @@ class VideoJobsTable(JobsTable):
         return record
 
     def finish_video(
-        self, job_id: str, owner: str, status: str, result_key: str, started: float, error: dict[str, str] | None = None
+        self, job_id: str, owner: str, status: str, result_key: str, started: float, error: dict[str, str] | None = None,
+        event: dict[str, Any] | None = None,
     ) -> dict[str, Any]:
-        """Record the outcome (`succeeded`, or `failed` with `error`); LeaseLost if `owner` lost the lease."""
-        changes = {**self.outcome(status, started, result_key, error if status == FAILED else None), "final_lease": None}
+        """Record the outcome (`succeeded`, or `failed` with `error`) and the `event` it owes; LeaseLost if `owner` lost the lease."""
+        changes = {**self.outcome(status, started, result_key, error if status == FAILED else None), "final_lease": None,
+                   "event": event}
         return self._end(job_id, owner, changes, owner_field="final_owner")

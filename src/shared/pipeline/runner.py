@@ -29,7 +29,7 @@ from shared.aws.video_jobs_table import VIDEO, VideoJobsTable
 from shared.clock import timed
 from shared.config import SNAPSTART_ENV, Config, current_config
 from shared.engine import models
-from shared.pipeline import delivery, keys, metrics, people_index, results
+from shared.pipeline import delivery, job_events, keys, metrics, people_index, results
 from shared.pipeline.delivery import logger
 from shared.pipeline.images import ENROLL, HANDED_OFF, RECOGNIZE, USE_CASES, Job, kind_for, person_of
 from shared.pipeline.video import send_plan
@@ -91,6 +91,7 @@ class _Attempt:
             return self.jobs.claim(spec, self.id, delivery.lease_s(self.context))
         except JobDone as done:
             logger.info("job already finished; acknowledging", extra={**self.log, "status": done.record.get("status")})
+            job_events.send_owed(self.jobs.name, done.record)  # a crash came between its finish and its event
         except JobBusy as busy:
             if busy.record.get("media") != VIDEO:
                 logger.warning("job is running in another attempt; retry later", extra=self.log)
@@ -122,10 +123,13 @@ class _Attempt:
         if keys.fits_s3(keys.result_key(self.job.key)):  # else (an over-long key) the job record alone says it
             s3.put_json(self.job.bucket, keys.result_key(self.job.key), document)
         try:
-            self.jobs.finish(self.job.job_id, self.id, document["status"], self.started, keys.result_key(self.job.key), error)
+            record = self.jobs.finish(self.job.job_id, self.id, document["status"], self.started, keys.result_key(self.job.key), error,
+                                      job_events.detail(document, self.job.bucket))
             metrics.job_finished(document)  # counted by the attempt that recorded it
         except LeaseLost:
             logger.warning("lease lost before the job was recorded; the newer attempt owns it", extra=self.log)
+        else:  # failing, it raises EventPending: the message comes back, and its redelivery sends the event
+            job_events.emit(self.jobs.name, record)
         logger.info(f"job {document['status']}", extra={**self.log, "error": error, "timings_ms": document["timings_ms"]})
         return document
 
@@ -143,7 +147,9 @@ class _Attempt:
         key = keys.result_key(self.job.key)
         delivery.best_effort(lambda: people_index.record(self.job.config, self.document(FAILED, error)), self.log)
         delivery.best_effort(lambda: s3.put_json(self.job.bucket, key, self.document(FAILED, error)), self.log)
-        delivery.best_effort(lambda: self.jobs.finish(self.job.job_id, self.id, FAILED, self.started, key, error), self.log)
+        event = job_events.detail(self.document(FAILED, error), self.job.bucket)
+        delivery.best_effort(lambda: job_events.emit(self.jobs.name, self.jobs.finish(
+            self.job.job_id, self.id, FAILED, self.started, key, error, event)), self.log)  # an event not put: owed until a redrive
         metrics.job_finished(self.document(FAILED, error))
 
     def document(self, status: str, error: dict[str, str] | None = None) -> dict[str, Any]:
@@ -175,6 +181,8 @@ def run_job(
                               "source_etag": job.fields.get("source_etag")})
             return None
         return attempt.finish(outcome if isinstance(outcome, dict) else None)
+    except job_events.EventPending:  # the job is finished: only its event is owed, on the redelivery
+        raise
     except Exception as exc:
         if delivery.is_permanent(exc):
             logger.exception("AWS refused a request for good; the job fails without a retry", extra=attempt.log)

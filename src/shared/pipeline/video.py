@@ -36,7 +36,7 @@ from shared.config import Config, current_config
 from shared.engine.video import (VideoInfo, appearances, check_frame_size, plan_segments, probe_video,
                                  recognize_frames, sampled_frame_indices, verified_length, with_screen_time)
 from shared.errors import FaceError
-from shared.pipeline import delivery, keys, metrics, people_index, results, unknowns
+from shared.pipeline import delivery, job_events, keys, metrics, people_index, results, unknowns
 from shared.pipeline.delivery import logger
 from shared.pipeline.video_copy import check_source, reading, video_view
 
@@ -96,6 +96,7 @@ def process_record(record: SQSRecord, lambda_context: Any = None, config: Config
         (step.plan if message["type"] == PLAN else step.segment)()
     except JobDone as done:
         logger.info("video job already finished; acknowledging", extra={**step.log, "status": done.record.get("status")})
+        job_events.send_owed(step.table.name, done.record)  # a crash came between its finish and its event
     except JobBusy:
         logger.warning(f"another attempt is finishing the job; {'acknowledging' if last else 'retry later'}", extra=step.log)
         if not last:
@@ -286,8 +287,9 @@ class Step:
             threshold=self.config.engine.threshold, timings_ms=timings)
         people_index.record(self.config, document)  # the index lists this result before it appears
         s3.put_json(self.bucket, key, document)
-        self.table.finish_video(self.job_id, self.owner, status, key, started, error)
+        finished = self.table.finish_video(self.job_id, self.owner, status, key, started, error, job_events.detail(document, self.bucket))
         metrics.job_finished(document)
+        job_events.emit(self.table.name, finished)  # failing, it raises EventPending: the redelivery sends it
         logger.info(f"video job {status}", extra={**self.log, "error": error, "timings_ms": document["timings_ms"]})
 
     # --- helpers ------------------------------------------------------------------------------
