@@ -149,6 +149,10 @@ def record(params, model, event_name, **kwargs):
         for table in sorted({op[kind]["TableName"] for op in params["TransactItems"] for kind in op}):
             aws_calls.append([event_name.split(".")[1], model.name, {"TableName": table}])
         return
+    if "Entries" in params and event_name.split(".")[1] == "eventbridge":  # PutEvents: one call per bus
+        for bus in sorted({e.get("EventBusName", "default") for e in params["Entries"]}):
+            aws_calls.append(["eventbridge", model.name, {"EventBusName": bus}])
+        return
     if "RequestItems" in params:  # BatchWriteItem / BatchGetItem: one call per table
         for table in sorted(params["RequestItems"]):
             aws_calls.append([event_name.split(".")[1], model.name, {"TableName": table}])
@@ -207,8 +211,8 @@ class Moto:
     def role_credentials(self, function: str) -> dict[str, str]:
         """Credentials of a role holding the function's policy, as the template writes it.
 
-        moto checks S3 actions against object ARNs, but DynamoDB actions only against `*` and no
-        `s3:prefix` condition: here table ARNs become `*` and the ListBucket condition goes
+        moto checks S3 actions against object ARNs, but DynamoDB and EventBridge actions only against `*` and no
+        `s3:prefix` condition: here table and event bus ARNs become `*` and the ListBucket condition goes
         (test_template.py checks both as written). AWS authorises SendMessageBatch as
         sqs:SendMessage, moto as sqs:SendMessageBatch: here it is granted with SendMessage.
         """
@@ -219,7 +223,7 @@ class Moto:
         arn = iam.create_role(RoleName=name, AssumeRolePolicyDocument=json.dumps(role["AssumeRolePolicyDocument"]))["Role"]["Arn"]
         statements = self.statements(function)
         for statement in statements:
-            if str(statement["Action"]).count("dynamodb:"):
+            if str(statement["Action"]).count("dynamodb:") or str(statement["Action"]).count("events:"):
                 statement["Resource"] = "*"
             if "sqs:SendMessage" in as_list(statement["Action"]):
                 statement["Action"] = [*as_list(statement["Action"]), "sqs:SendMessageBatch"]
@@ -307,6 +311,9 @@ def denied_calls(moto: Moto, function: str, aws_calls: list[list[Any]]) -> list[
         elif service == "sqs":  # SendMessageBatch is authorised as SendMessage
             action = "sqs:SendMessage" if operation == "SendMessageBatch" else f"sqs:{operation}"
             resource = moto.queue_arns.get(target.get("QueueUrl", ""), "unknown queue")
+        elif service == "eventbridge":  # IAM's prefix is events:
+            action = f"events:{operation}"
+            resource = f"arn:aws:events:{REGION}:{moto.names['AWS::AccountId']}:event-bus/{target.get('EventBusName', 'default')}"
         else:
             action, resource = f"{service}:{operation}", "*"
         if not any(
