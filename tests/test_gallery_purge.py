@@ -123,6 +123,27 @@ def test_a_burst_of_forgets_costs_one_snapshot_rewrite(env: tuple[MotoResources,
     assert writes.bytes == 20 * 128 * 4  # the embeddings of the 20 faces left, once
 
 
+def forget_p1_after_the_first_compaction(aws: MotoResources, monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The dangerous step: forget models/p1/x.jpg right after the purge's first compaction (its
+    forced finish), before it clears the pending item; the list names the key once it happened."""
+    real_finish = gallery_cache.finish_compaction
+    interleaved: list[str] = []
+
+    def finish_then_forget(table_: GalleryTable, force: bool = False) -> None:
+        real_finish(table_, force)
+        if force and not interleaved:
+            interleaved.append("models/p1/x.jpg")
+            forget(aws, "models/p1/x.jpg", 2)
+
+    monkeypatch.setattr(gallery_cache, "finish_compaction", finish_then_forget)
+    return interleaved
+
+
+def assert_forgotten_in_no_snapshot(aws: MotoResources) -> None:
+    left = {p: sorted({"models/p0/x.jpg", "models/p1/x.jpg"} & set(k)) for p, k in snapshots(aws).items()}
+    assert not any(left.values()), f"a forgotten face is still in a snapshot: {left}"
+
+
 def test_a_forget_during_the_purge_is_purged_too(env: tuple[MotoResources, LambdaQueue],
                                                  monkeypatch: pytest.MonkeyPatch) -> None:
     """The dangerous step: a forget raises `upto` after the purge compacted, before it clears the
@@ -130,20 +151,10 @@ def test_a_forget_during_the_purge_is_purged_too(env: tuple[MotoResources, Lambd
     aws, queue = env
     table = seeded(aws, 6)
     forget(aws, "models/p0/x.jpg", 1)
-    real_finish = gallery_cache.finish_compaction
-    interleaved: list[str] = []
-
-    def finish_then_forget(table_: GalleryTable, force: bool = False) -> None:
-        real_finish(table_, force)
-        if force and not interleaved:  # the purge's first round, right after its compaction
-            interleaved.append("models/p1/x.jpg")
-            forget(aws, "models/p1/x.jpg", 2)
-
-    monkeypatch.setattr(gallery_cache, "finish_compaction", finish_then_forget)
+    interleaved = forget_p1_after_the_first_compaction(aws, monkeypatch)
     assert deliver_purges(queue) == 1
     assert interleaved, "the interleaving did not happen"
-    left = {p: sorted({"models/p0/x.jpg", "models/p1/x.jpg"} & set(k)) for p, k in snapshots(aws).items()}
-    assert not any(left.values()), f"a forgotten face is still in a snapshot: {left}"
+    assert_forgotten_in_no_snapshot(aws)
     assert gallery_purge.pending(table) is None
 
 
@@ -179,16 +190,7 @@ def test_a_purge_short_of_time_hands_over_to_a_new_message(env: tuple[MotoResour
     aws, queue = env
     table = seeded(aws, 6)
     forget(aws, "models/p0/x.jpg", 1)
-    real_finish = gallery_cache.finish_compaction
-    interleaved: list[str] = []
-
-    def finish_then_forget(table_: GalleryTable, force: bool = False) -> None:
-        real_finish(table_, force)
-        if force and not interleaved:
-            interleaved.append("models/p1/x.jpg")
-            forget(aws, "models/p1/x.jpg", 2)
-
-    monkeypatch.setattr(gallery_cache, "finish_compaction", finish_then_forget)
+    interleaved = forget_p1_after_the_first_compaction(aws, monkeypatch)
     time.sleep(DELAY_S + 0.5)
     [first] = queue.receive()
     message = gallery_purge.parse(first["Body"])
@@ -198,6 +200,5 @@ def test_a_purge_short_of_time_hands_over_to_a_new_message(env: tuple[MotoResour
     assert interleaved, "the interleaving did not happen"
     aws.sqs.delete_message(QueueUrl=queue.url, ReceiptHandle=first["ReceiptHandle"])
     assert deliver_purges(queue) == 1  # the re-armed message
-    left = {p: sorted({"models/p0/x.jpg", "models/p1/x.jpg"} & set(k)) for p, k in snapshots(aws).items()}
-    assert not any(left.values()), f"a forgotten face is still in a snapshot: {left}"
+    assert_forgotten_in_no_snapshot(aws)
     assert gallery_purge.pending(table) is None

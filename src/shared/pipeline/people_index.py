@@ -41,18 +41,13 @@ def entries_of(document: dict[str, Any], retention_days: int) -> list[dict[str, 
     common = {"source": source, "result_key": keys.result_key(source), "finished_at": at,
               "expires_at": _epoch(at) + (retention_days + 1) * 86400}
     out = []
-    if document.get("media") == "video":
-        for n, found in enumerate(document.get("appearances") or []):
-            name = found.get("person") or found.get("cluster")
-            if name:
-                out.append({**_who(found), **common, "media": "video", "pk": who_key(name), "sk": f"{at}#{source}#{n}",
-                            "intervals": found["intervals"], "seconds": found.get("seconds")})
-        return out
-    for n, face in enumerate(document.get("faces") or []):
-        name = face.get("person") or face.get("cluster")
+    video = document.get("media") == "video"
+    for n, found in enumerate(document.get("appearances" if video else "faces") or []):
+        name = found.get("person") or found.get("cluster")
         if name:
-            out.append({**_who(face), **common, "media": "photo", "pk": who_key(name), "sk": f"{at}#{source}#{n}",
-                        "box": face["box"], "distance": face.get("distance")})
+            where = ({"media": "video", "intervals": found["intervals"], "seconds": found.get("seconds")} if video
+                     else {"media": "photo", "box": found["box"], "distance": found.get("distance")})
+            out.append({**_who(found), **common, **where, "pk": who_key(name), "sk": f"{at}#{source}#{n}"})
     return out
 
 
