@@ -4,6 +4,8 @@ is held at the dangerous step (an Event) while the other writer runs, then let g
 1. a cluster's entries being moved (naming, regroup) while its source is recognized again;
 2. two results of one source written at once (a re-upload while the previous job finishes).
 Either way no entry may be left that the source's newest result does not list.
+3. a person forgotten while a recognition that matched them (its gallery still held them) writes
+its entries: none of theirs may be left.
 """
 from __future__ import annotations
 
@@ -13,6 +15,7 @@ from typing import Any, Callable, Iterator
 import pytest
 from support.moto import MotoResources, moto_resources
 
+from shared.aws.gallery_table import GalleryTable
 from shared.aws.people_index_table import PeopleIndexTable
 from shared.config import current_config
 from shared.pipeline import people_index
@@ -30,13 +33,15 @@ def document(job_id: str, at: str, faces: list[dict[str, Any]]) -> dict[str, Any
 @pytest.fixture
 def index(moto_endpoint: str, template: dict[str, Any]) -> Iterator[MotoResources]:
     with moto_resources(moto_endpoint) as aws:
-        p = template["Resources"]["PeopleIndexTable"]["Properties"]
-        name = f"people-{aws.bucket}"
-        aws.dynamodb.create_table(TableName=name, KeySchema=p["KeySchema"], AttributeDefinitions=p["AttributeDefinitions"],
-                                  BillingMode=p["BillingMode"])
+        for resource, name in (("PeopleIndexTable", f"people-{aws.bucket}"), ("GalleryTable", f"gallery-{aws.bucket}")):
+            p = template["Resources"][resource]["Properties"]
+            aws.dynamodb.create_table(TableName=name, KeySchema=p["KeySchema"], AttributeDefinitions=p["AttributeDefinitions"],
+                                      BillingMode=p["BillingMode"])
         with pytest.MonkeyPatch.context() as mp:
-            mp.setenv("PEOPLE_INDEX_TABLE", name)
-            aws.index = name  # type: ignore[attr-defined]
+            mp.setenv("PEOPLE_INDEX_TABLE", f"people-{aws.bucket}")
+            mp.setenv("GALLERY_TABLE", f"gallery-{aws.bucket}")
+            aws.index = f"people-{aws.bucket}"  # type: ignore[attr-defined]
+            aws.gallery = f"gallery-{aws.bucket}"  # type: ignore[attr-defined]
             yield aws
 
 
@@ -77,8 +82,14 @@ def run_held(target: Callable[[], Any], reached: threading.Event, go: threading.
     assert not errors, errors
 
 
+def enrolled(aws: Any, person: str) -> None:
+    """A face of `person` in the gallery table (all `has_faces` reads)."""
+    aws.dynamodb.put_item(TableName=aws.gallery, Item={"person": {"S": person}, "image_key": {"S": f"models/{person}/a.jpg"}})
+
+
 def test_a_move_racing_a_new_result_of_its_source_leaves_nothing_behind(index: Any) -> None:
     config = current_config()
+    enrolled(index, "bob")
     people_index.record(config, document("job1", "2026-01-01T00:00:00.000Z", [{"box": BOX, "person": None, "cluster": CLUSTER}]))
     assert entries(index) == {(f"c#{CLUSTER}", f"2026-01-01T00:00:00.000Z#{SOURCE}#0")}
     with pytest.MonkeyPatch.context() as mp:
@@ -91,6 +102,8 @@ def test_a_move_racing_a_new_result_of_its_source_leaves_nothing_behind(index: A
 
 def test_two_results_of_one_source_at_once_leave_only_the_last_ones(index: Any) -> None:
     config = current_config()
+    enrolled(index, "ann")
+    enrolled(index, "bob")
     first = document("job1", "2026-01-01T00:00:00.000Z", [{"box": BOX, "person": "ann", "distance": 0.3}])
     second = document("job2", "2026-01-02T00:00:00.000Z", [{"box": BOX, "person": "bob", "distance": 0.3}])
     with pytest.MonkeyPatch.context() as mp:
@@ -100,3 +113,21 @@ def test_two_results_of_one_source_at_once_leave_only_the_last_ones(index: Any) 
     assert manifest is not None and manifest["done"] and manifest["stale"] == {}
     listed = {(pk, sk) for sk, pk in manifest["entries"].items()}
     assert entries(index) == listed == {("p#ann", f"2026-01-01T00:00:00.000Z#{SOURCE}#0")}  # the last written wins, alone
+
+
+def test_a_forget_racing_a_recognition_that_matched_the_person_leaves_none_of_their_entries(index: Any) -> None:
+    config = current_config()
+    enrolled(index, "ann")
+    enrolled(index, "obama")
+    matched = document("job1", "2026-01-01T00:00:00.000Z", [{"box": BOX, "person": "obama", "distance": 0.3},
+                                                            {"box": BOX, "person": "ann", "distance": 0.4}])
+
+    def forget_obama() -> None:  # his last face leaves the gallery, then his entries go (images.forget)
+        index.dynamodb.delete_item(TableName=index.gallery, Key={"person": {"S": "obama"}, "image_key": {"S": "models/obama/a.jpg"}})
+        people_index.after_forget(config.pipeline, GalleryTable(index.gallery), "obama")
+
+    with pytest.MonkeyPatch.context() as mp:
+        reached, go = hold(mp, "put_entries", "held")  # the recognition has matched obama, not yet written his entry
+        run_held(lambda: people_index.record(config, matched), reached, go, forget_obama)
+    assert entries(index) == {("p#ann", f"2026-01-01T00:00:00.000Z#{SOURCE}#1")}  # ann, still enrolled, keeps hers
+    assert people_index.find(index.index, "obama")[0] == []

@@ -206,7 +206,13 @@ def _state(state_dir: Path, person: str) -> list[Finding]:
 
 
 def _is_local(endpoint: str | None) -> bool:
-    return bool(endpoint) and any(host in str(endpoint) for host in ("127.0.0.1", "localhost", "[::1]"))
+    """Is `endpoint` a loopback address (the local stack's)? Its host, not a substring of the URL."""
+    from urllib.parse import urlsplit
+
+    from lambdaface.local.guard import is_loopback
+
+    host = urlsplit(str(endpoint)).hostname if endpoint else None
+    return bool(host) and is_loopback(host)
 
 
 def add_table_args(p: argparse.ArgumentParser) -> None:

@@ -8,30 +8,26 @@ import argparse
 import base64
 import json
 import os
-import re
 import sys
-import time
 from typing import Any
 
+from lambdaface.since import parse_since
 from shared.clock import iso
 
 LOCAL_TABLE = "lambdaface-PeopleIndexTable"  # the local stack's name for it
 TABLE_ENV = "PEOPLE_INDEX_TABLE"
-_AGO = re.compile(r"^(\d+(?:\.\d+)?)([smhd])$")
-_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+LOCAL_UNKNOWNS_TABLE = "lambdaface-UnknownsTable"
+UNKNOWNS_TABLE_ENV = "UNKNOWNS_TABLE"
 
 
 def since_key(text: str | None, now: float | None = None) -> str | None:
-    """`--since` as the lowest sort key: an ISO date or time (`2026-12-01`, `2026-12-01T10:00:00Z`)
-    or an age (`30m`, `12h`, `7d`)."""
-    if not text:
-        return None
-    ago = _AGO.match(text)
-    if ago:
-        return iso((time.time() if now is None else now) - float(ago[1]) * _UNITS[ago[2]])
-    if not re.match(r"^\d{4}-\d{2}-\d{2}", text):
-        raise ValueError(f"--since {text!r}: give a date (2026-12-01), a time (2026-12-01T10:00:00Z) or an age (12h, 7d)")
-    return text.rstrip("Z")
+    """`--since` (an age, `30m`, `12h`, `7d`, `1w`, or an ISO date or time, UTC unless it says
+    otherwise) as the lowest sort key of the entries to list."""
+    try:
+        moment = parse_since(text, now)
+    except ValueError:
+        raise ValueError(f"--since {text!r}: give a date (2026-12-01), a time (2026-12-01T10:00:00Z) or an age (12h, 7d)") from None
+    return None if moment is None else iso(moment)
 
 
 def encode_token(key: dict[str, str] | None) -> str | None:
@@ -73,6 +69,26 @@ def line(found: dict[str, Any]) -> str:
             f"{box['width']}x{box['height']}{distance}")
 
 
+def goes_by(args: argparse.Namespace) -> str:
+    """The name to look up: PERSON, or for a cluster id the cluster it was merged into or the person
+    it was named (their entries moved there); the id itself when the unknown-face table has no word."""
+    from shared.engine.clustering import is_cluster_id
+
+    if not is_cluster_id(args.person):
+        return args.person
+    from botocore.exceptions import ClientError
+
+    from shared.aws.unknowns_table import UnknownStore
+    from shared.pipeline import unknowns
+
+    try:
+        return unknowns.goes_by(UnknownStore(args.unknowns_table, ""), args.person)
+    except ClientError as exc:
+        if exc.response["Error"]["Code"] == "ResourceNotFoundException":
+            return args.person
+        raise
+
+
 def find(args: argparse.Namespace) -> int:
     """Print one page of where args.person appears."""
     if args.endpoint_url:
@@ -86,18 +102,22 @@ def find(args: argparse.Namespace) -> int:
         return 2
     from shared.pipeline import people_index
 
-    entries, last = people_index.find(args.table, args.person, since, args.limit, start)
+    name = goes_by(args)
+    entries, last = people_index.find(args.table, name, since, args.limit, start)
     found = [appearance(e) for e in entries]
     token = encode_token(last)
     if args.json:
-        print(json.dumps({"person": args.person, "appearances": found, "next": token}))
+        print(json.dumps({"person": args.person, **({"goes_by": name} if name != args.person else {}),
+                          "appearances": found, "next": token}))
         return 0
+    if name != args.person:
+        print(f"{args.person} is now {name}: {name}'s appearances")
     for item in found:
         print(line(item))
     if not found:
         print(f"{args.person}: no appearances" + (f" since {args.since}" if args.since else ""))
     if token:
-        print(f"more: lambdaface find {args.person} --next {token}")
+        print(f"more: lambdaface find {name} --next {token}")
     return 0
 
 
@@ -111,6 +131,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--json", action="store_true", help="print one JSON object: appearances and the next page's token")
     p.add_argument("--table", default=os.environ.get(TABLE_ENV) or LOCAL_TABLE,
                    help=f"the person index table (default: ${TABLE_ENV}, else the local stack's {LOCAL_TABLE})")
+    p.add_argument("--unknowns-table", default=os.environ.get(UNKNOWNS_TABLE_ENV) or LOCAL_UNKNOWNS_TABLE,
+                   help=f"where a cluster id's merges and naming are kept (default: ${UNKNOWNS_TABLE_ENV}, else {LOCAL_UNKNOWNS_TABLE})")
     p.add_argument("--endpoint-url", default=None, help="endpoint, e.g. http://127.0.0.1:4566 (default: $AWS_ENDPOINT_URL, else AWS)")
     p.add_argument("--region", default=None, help="AWS region (default: the usual AWS configuration)")
     p.set_defaults(func=find)

@@ -3,7 +3,10 @@
 - `record(config, document)`: a recognition's result replaces its source's entries (one per named
   or clustered face of a photo, one per person or cluster of a video). A redelivery of a job whose
   entries are written writes nothing; a new recognition of the source replaces them.
-- `forget_person`: the last face of a person left the gallery: their entries go.
+- `forget_person`: the last face of a person left the gallery: their entries go. A recognition that
+  matched the person just before (its gallery still held them) checks, once its entries are
+  written, that each person it names still has a face; the entries of one who has none go too, so
+  a forget racing a recognition leaves no entry behind, whichever writes last.
 - `move`: a cluster was named (entries go to the person) or merged into another (to the survivor).
 - `find`: one page of a person's or cluster's appearances, newest first.
 
@@ -78,9 +81,27 @@ def record(config: Config, document: dict[str, Any]) -> int:
             continue
         table.put_entries(new.values())
         table.delete_entries((pk, sk) for sk, pk in stale.items())
+        _drop_forgotten(p, table, new.values())
         _mark_done(table, source, job_id)
         return table.writes
     raise Conflict(f"the index of {source} kept changing")
+
+
+def _drop_forgotten(p: PipelineConfig, table: PeopleIndexTable, written: Iterable[dict[str, Any]]) -> None:
+    """Delete the just written entries of each named person with no face left in the gallery.
+
+    A forget removes the face, then the person's entries; this reads the gallery after writing
+    them, so either the forget's delete sees these entries or this read sees the face gone."""
+    if not p.gallery_table:
+        return
+    gallery = GalleryTable(p.gallery_table, p.gallery_shards)
+    by_person: dict[str, list[tuple[str, str]]] = {}
+    for entry in written:
+        if entry.get("person"):
+            by_person.setdefault(entry["person"], []).append((entry["pk"], entry["sk"]))
+    for person, found in by_person.items():
+        if not gallery.has_faces(person):
+            table.delete_entries(found)
 
 
 def _mark_done(table: PeopleIndexTable, source: str, job_id: str) -> None:

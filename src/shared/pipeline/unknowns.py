@@ -247,6 +247,14 @@ def forget_records(store: UnknownStore) -> None:
             store.delete_record(partition, item_key)
 
 
+def goes_by(store: UnknownStore, cluster: str) -> str:
+    """The name an unknown cluster goes by now: the cluster it was merged into (following every
+    merge), or the person that cluster was named; `cluster` itself when neither happened."""
+    current = store.resolve(cluster)
+    named = store.named(current)
+    return str(named["name"]) if named else current
+
+
 def members(store: UnknownStore, cluster: str, aliases: dict[str, str]) -> set[str]:
     """`cluster` and every retired id that resolves to it."""
     return {cluster} | {old for old in aliases if store.resolve(old, aliases) == cluster}
