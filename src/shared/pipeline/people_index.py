@@ -4,7 +4,10 @@
   or clustered face of a photo, one per person or cluster of a video). A redelivery of a job whose
   entries are written writes nothing; a new recognition of the source replaces them.
 - `forget_person`: the last face of a person left the gallery: their entries go.
-- `move`: a cluster was named (entries go to the person) or merged into another (to the survivor).
+- `move`: a cluster was named (entries go to the person) or merged into another (to the survivor),
+  or a person merged into another (`lambdaface merge`).
+- `begin_merge` / `merging_into` / `end_merge`: a person being merged into another; meanwhile the
+  forget of their last face moves their entries to the other instead of deleting them.
 - `find`: one page of a person's or cluster's appearances, newest first.
 
 The table's layout is in shared/aws/people_index_table.py. Without PEOPLE_INDEX_TABLE nothing is kept.
@@ -108,8 +111,44 @@ def forget_person(p: PipelineConfig, person: str) -> int:
 
 
 def after_forget(p: PipelineConfig, gallery: GalleryTable, person: str) -> int:
-    """A face of `person` left the gallery: when it was their last, their entries go; how many."""
-    return 0 if not p.people_index_table or gallery.has_faces(person) else forget_person(p, person)
+    """A face of `person` left the gallery: when it was their last, their entries go (to the person
+    they are being merged into, when a merge is under way); how many."""
+    if not p.people_index_table or gallery.has_faces(person):
+        return 0
+    into = merging_into(p, person)
+    return move(p, person, into) if into else forget_person(p, person)
+
+
+MERGE_MARK_S = 86400  # a merge left unfinished stops redirecting forgets after this (re-running it marks again)
+
+
+def begin_merge(p: PipelineConfig, person: str, into: str, now: float | None = None) -> bool:
+    """Mark `person` as being merged into `into`; False when a merge into someone else is under way."""
+    if not p.people_index_table:
+        return True
+    at = int(time.time() if now is None else now)
+    return PeopleIndexTable(p.people_index_table).put_merge_marker(person, into, at + MERGE_MARK_S, at)
+
+
+def merging_into(p: PipelineConfig, person: str, now: float | None = None) -> str | None:
+    """Who `person` is being merged into (an unexpired mark), or None."""
+    if not p.people_index_table:
+        return None
+    mark = PeopleIndexTable(p.people_index_table).merge_marker(person)
+    if not mark or mark.get("expires_at", 0) <= (time.time() if now is None else now):
+        return None
+    return str(mark["into"])
+
+
+def end_merge(p: PipelineConfig, person: str) -> None:
+    """The merge of `person` is done: forgetting them deletes their entries again."""
+    if p.people_index_table:
+        PeopleIndexTable(p.people_index_table).delete_merge_marker(person)
+
+
+def has_entries(p: PipelineConfig, name: str) -> bool:
+    """Whether the index lists any appearance of `name`."""
+    return bool(p.people_index_table) and bool(PeopleIndexTable(p.people_index_table).query(who_key(name), limit=1)[0])
 
 
 def forget_clusters(p: PipelineConfig, clusters: Iterable[str]) -> int:
@@ -123,8 +162,8 @@ def forget_clusters(p: PipelineConfig, clusters: Iterable[str]) -> int:
 
 
 def move(p: PipelineConfig, from_name: str, to_name: str) -> int:
-    """Move every entry of `from_name` (a cluster) to `to_name` (a person, or the cluster it merged
-    into); how many. Each entry: its copy is written, the source's manifest repointed (if it still
+    """Move every entry of `from_name` (a cluster, or a person) to `to_name` (a person, or the cluster
+    it merged into); how many. Each entry: its copy is written, the source's manifest repointed (if it still
     lists the entry there: else a newer result replaced it, and the copy is deleted), then the old
     one deleted. Idempotent: run again, it moves what is left."""
     if not p.people_index_table:

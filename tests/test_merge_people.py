@@ -1,0 +1,223 @@
+"""`lambdaface merge` and `rename`, through the real handlers against moto's server (real HTTP) on
+../shared/faces: obama enrolled under two names (`barack`, `obama`), photos recognized, then merged;
+a rename, an interrupted rename finished by running it again, bad input, and two races held at the
+dangerous step (a recognition naming FROM, a new upload under models/FROM/, both while the merge runs).
+"""
+from __future__ import annotations
+
+import contextlib
+import io
+import threading
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+import pytest
+from support.lambda_events import OK
+from support.moto import moto_resources
+from test_people_index import World, create_index
+
+from handlers import enroll, recognize
+from lambdaface import merge as merge_command
+from lambdaface.cli import main
+from shared.aws.gallery_table import GalleryTable
+from shared.config import current_config
+from shared.pipeline import people_index, person_merge
+
+ENROLLED = {  # key under models/ -> photo of ../shared/faces
+    "barack/obama.jpg": "people/obama/obama.jpg",
+    "barack/obama2.jpg": "people/obama/obama2.jpg",
+    "obama/obama.jpg": "people/obama/obama4.jpg",  # the same file name as one of barack's: must not be overwritten
+    "biden/biden.jpg": "people/biden/biden.jpg",
+    "kit/kit1.jpg": "people/kit_harington/kit1.jpg",
+    "kit_harington/kit2.jpg": "people/kit_harington/kit2.jpg",
+    "rose_leslie/rose1.jpg": "people/rose_leslie/rose1.jpg",
+}
+QUERIES = ["people/obama/obama3.jpg", "people/obama/obama_small.jpg", "people/obama/obama_240p.jpg",
+           "multi/two_people.jpg", "multi/obama_and_biden.jpg", "hard/obama_partial_face.jpg", "hard/32bit.png",
+           "people/biden/biden2.jpg", "people/kit_harington/kit3.jpg", "multi/kit_with_rose.jpg"]
+
+
+@pytest.fixture(scope="module")
+def world(moto_endpoint: str, faces_dir: Path, template: dict[str, Any]) -> Iterator[World]:
+    with moto_resources(moto_endpoint) as aws:
+        index = create_index(aws, template)
+        w = World(aws, index)
+        with pytest.MonkeyPatch.context() as mp:
+            mp.setenv("PEOPLE_INDEX_TABLE", index)
+            for key, photo in ENROLLED.items():
+                aws.put(f"models/{key}", (faces_dir / photo).read_bytes())
+            w.drain()
+            for photo in QUERIES:
+                aws.put(f"queries/{photo}", (faces_dir / photo).read_bytes())
+            w.drain()
+            yield w
+
+
+@contextlib.contextmanager
+def workers(world: World) -> Iterator[None]:
+    """The enroll and recognize functions, running while a command waits for their results."""
+    stop, failures = threading.Event(), []
+    handlers = {"enroll": enroll.handler, "recognize": recognize.handler}
+
+    def work() -> None:
+        while not stop.is_set():
+            ran = False
+            for name, handler in handlers.items():
+                messages = world.queues[name].receive()
+                if messages:
+                    ran = True
+                    if world.queues[name].deliver(handler, messages) != OK:
+                        failures.append(name)
+            if not ran:
+                stop.wait(0.1)
+
+    thread = threading.Thread(target=work)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join()
+    assert not failures
+
+
+def run(world: World, *argv: str) -> tuple[int, str, str]:
+    """`lambdaface ARGV --bucket ... --index-table ...` with the functions running: (exit, stdout, stderr)."""
+    out, err = io.StringIO(), io.StringIO()
+    with workers(world), contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        code = main([*argv, "--bucket", world.aws.bucket, "--index-table", world.index, "--timeout", "120",
+                     "--interval", "0.2"])
+    return code, out.getvalue(), err.getvalue()
+
+
+def images(world: World, person: str) -> dict[str, bytes]:
+    """File name -> bytes of every image under models/PERSON/."""
+    s3, bucket = world.aws.s3, world.aws.bucket
+    listed = s3.list_objects_v2(Bucket=bucket, Prefix=f"models/{person}/").get("Contents", [])
+    return {o["Key"].rsplit("/", 1)[1]: s3.get_object(Bucket=bucket, Key=o["Key"])["Body"].read() for o in listed}
+
+
+def has_faces(person: str) -> bool:
+    return GalleryTable(current_config().pipeline.gallery_table).has_faces(person)
+
+
+def recognized_on(world: World, person: str) -> set[str]:
+    return {f"queries/{q}" for q in QUERIES if person in (world.aws.result(f"queries/{q}").get("people") or [])}
+
+
+def recognize_again(world: World, faces_dir: Path, sources: set[str]) -> None:
+    for source in sources:
+        world.aws.put(source, (faces_dir / source.removeprefix("queries/")).read_bytes())
+    world.drain()
+
+
+def after_first_move(mp: pytest.MonkeyPatch, meanwhile: Callable[[], None]) -> list[int]:
+    """Run `meanwhile` once, as soon as the merge has moved FROM's records the first time (its
+    images are copied and enrolled, not yet deleted): the dangerous step."""
+    original, calls = person_merge.move_records, []
+
+    def held(config: Any, from_name: str, into: str) -> int:
+        moved = original(config, from_name, into)
+        calls.append(moved)
+        if len(calls) == 1:
+            meanwhile()
+        return moved
+
+    mp.setattr(person_merge, "move_records", held)
+    return calls
+
+
+def test_merge_moves_images_faces_and_appearances(world: World, faces_dir: Path) -> None:
+    barack = recognized_on(world, "barack")
+    assert barack, "barack (two photos of obama) is recognized on some photos"
+    assert {f["source"] for f in world.find("barack")} == barack
+    own = images(world, "obama")["obama.jpg"]
+
+    code, out, err = run(world, "merge", "barack", "obama")
+    assert code == 0, err
+    assert "merged barack into obama: 2 image(s) copied" in out
+    assert images(world, "barack") == {} and not has_faces("barack")
+    moved = images(world, "obama")
+    assert moved["obama.jpg"] == own  # obama's own image of that name kept; barack's beside it
+    assert moved["obama-barack.jpg"] == (faces_dir / "people/obama/obama.jpg").read_bytes()
+    assert moved["obama2.jpg"] == (faces_dir / "people/obama/obama2.jpg").read_bytes()
+    assert world.find("barack") == []
+    found = world.find("obama")
+    assert barack <= {f["source"] for f in found} and all(f["person"] == "obama" for f in found)
+
+    recognize_again(world, faces_dir, barack)
+    assert recognized_on(world, "obama") >= barack and not recognized_on(world, "barack")
+    assert world.find("barack") == []
+
+
+def test_rename_interrupted_then_run_again_finishes(world: World, mp: pytest.MonkeyPatch) -> None:
+    biden = recognized_on(world, "biden")
+    assert biden
+
+    def interrupt() -> None:
+        raise KeyboardInterrupt  # Ctrl-C once the copies are enrolled, before anything is deleted
+
+    after_first_move(mp, interrupt)
+    with pytest.raises(KeyboardInterrupt):
+        run(world, "rename", "biden", "joe_biden")
+    assert set(images(world, "joe_biden")) == {"biden.jpg"} and set(images(world, "biden")) == {"biden.jpg"}
+    mp.undo()
+
+    code, out, err = run(world, "rename", "biden", "joe_biden")  # NEW has images now: the copies, so not refused
+    assert code == 0, err
+    assert "renamed biden into joe_biden: 1 image(s) copied" in out
+    assert images(world, "biden") == {} and not has_faces("biden") and has_faces("joe_biden")
+    assert world.find("biden") == []
+    assert {f["source"] for f in world.find("joe_biden")} == biden
+    assert people_index.merging_into(current_config().pipeline, "biden") is None
+
+
+@pytest.fixture
+def mp() -> Iterator[pytest.MonkeyPatch]:
+    with pytest.MonkeyPatch.context() as patch:
+        yield patch
+
+
+def test_a_recognition_naming_from_during_the_merge_ends_under_into(world: World, mp: pytest.MonkeyPatch) -> None:
+    """A recognition that loaded the gallery before the merge finishes between the move of FROM's
+    entries and the forget of FROM's last face: its entry must reach INTO, not be deleted."""
+    late = "queries/late-kit.jpg"
+    document = {"job_id": "late-job", "kind": "recognize", "status": "succeeded", "source": late,
+                "finished_at": "2026-12-04T18:00:00.000Z",
+                "faces": [{"box": {"left": 1, "top": 2, "width": 30, "height": 30}, "person": "kit", "distance": 0.3}]}
+    after_first_move(mp, lambda: people_index.record(current_config(), document))
+
+    code, _, err = run(world, "merge", "kit", "kit_harington")
+    assert code == 0, err
+    assert world.find("kit") == []
+    assert late in {f["source"] for f in world.find("kit_harington")}
+
+
+def test_an_upload_under_from_during_the_merge_is_moved_too(world: World, faces_dir: Path,
+                                                             mp: pytest.MonkeyPatch) -> None:
+    rose2 = (faces_dir / "people/rose_leslie/rose2.jpg").read_bytes()
+    after_first_move(mp, lambda: world.aws.put("models/rose_leslie/rose2.jpg", rose2))
+
+    code, out, err = run(world, "rename", "rose_leslie", "rose")
+    assert code == 0, err
+    assert images(world, "rose_leslie") == {} and not has_faces("rose_leslie")
+    assert images(world, "rose")["rose2.jpg"] == rose2 and set(images(world, "rose")) == {"rose1.jpg", "rose2.jpg"}
+    assert "2 image(s) copied" in out
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["merge", "nobody", "obama"], "no images under models/nobody/: nobody is not enrolled"),
+    (["merge", "obama", "obama"], "cannot merge obama into itself"),
+    (["merge", "obama", "bad/name"], "'bad/name' is not a valid person name"),
+    (["merge", "bad..name", "obama"], "'bad..name' is not a valid person name"),
+    (["rename", "obama", ""], "'' is not a valid person name"),
+    (["rename", "kit_harington", "obama"], "obama already has images under models/obama/: `lambdaface merge"),
+])
+def test_bad_input_one_line_exit_1_nothing_changed(world: World, argv: list[str], message: str) -> None:
+    before = world.aws.s3.list_objects_v2(Bucket=world.aws.bucket).get("Contents", [])
+    index_before = world.items()
+    code, out, err = run(world, *argv)
+    assert code == 1 and out == ""
+    assert err.count("\n") == 1 and err.startswith("lambdaface: ") and message in err, err
+    assert world.aws.s3.list_objects_v2(Bucket=world.aws.bucket).get("Contents", []) == before
+    assert world.items() == index_before
