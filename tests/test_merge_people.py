@@ -31,6 +31,7 @@ ENROLLED = {  # key under models/ -> photo of ../shared/faces
     "kit/kit1.jpg": "people/kit_harington/kit1.jpg",
     "kit_harington/kit2.jpg": "people/kit_harington/kit2.jpg",
     "rose_leslie/rose1.jpg": "people/rose_leslie/rose1.jpg",
+    "alex/alex1.jpg": "people/alex_lacamoire/alex1.jpg",
 }
 QUERIES = ["people/obama/obama3.jpg", "people/obama/obama_small.jpg", "people/obama/obama_240p.jpg",
            "multi/two_people.jpg", "multi/obama_and_biden.jpg", "hard/obama_partial_face.jpg", "hard/32bit.png",
@@ -203,6 +204,19 @@ def test_an_upload_under_from_during_the_merge_is_moved_too(world: World, faces_
     assert images(world, "rose_leslie") == {} and not has_faces("rose_leslie")
     assert images(world, "rose")["rose2.jpg"] == rose2 and set(images(world, "rose")) == {"rose1.jpg", "rose2.jpg"}
     assert "2 image(s) copied" in out
+
+
+def test_an_image_replaced_under_from_during_the_merge_is_not_lost(world: World, faces_dir: Path,
+                                                                   mp: pytest.MonkeyPatch) -> None:
+    """FROM's image is copied, then replaced by other bytes before the merge deletes it: the new
+    bytes must not be deleted uncopied (a second round copies them, beside the first copy)."""
+    alex1, alex2 = ((faces_dir / f"people/alex_lacamoire/{n}").read_bytes() for n in ("alex1.jpg", "alex2.jpg"))
+    after_first_move(mp, lambda: world.aws.put("models/alex/alex1.jpg", alex2))
+
+    code, _, err = run(world, "rename", "alex", "lacamoire")
+    assert code == 0, err
+    assert images(world, "alex") == {} and not has_faces("alex")
+    assert images(world, "lacamoire") == {"alex1.jpg": alex1, "alex1-alex.jpg": alex2}
 
 
 @pytest.mark.parametrize("argv, message", [

@@ -22,13 +22,13 @@ from dataclasses import replace
 from typing import Any
 
 from lambdaface import watch
-from lambdaface.client import FORGET_TIMEOUT_S, _server_time, delete, model_keys, wait_for_jobs
+from lambdaface.client import FORGET_TIMEOUT_S, _server_time, model_keys, wait_for_jobs
 from lambdaface.endpoint import configure
 from lambdaface.unknowns import INDEX_ENV, INDEX_LOCAL, CommandError, _pipeline, _run
 from lambdaface.watch import Expectation
 from shared.config import current_config
 from shared.pipeline import people_index, person_merge
-from shared.pipeline.keys import PERSON_PATTERN, person_prefix, shorten
+from shared.pipeline.keys import PERSON_PATTERN, person_prefix, result_key, shorten
 
 ROUNDS = 5  # copy-and-delete rounds while new images keep arriving under models/FROM/
 
@@ -51,9 +51,10 @@ def _head(s3: Any, bucket: str, key: str) -> dict[str, Any] | None:
         raise
 
 
-def copy_image(s3: Any, bucket: str, key: str, from_name: str, into: str) -> Expectation | None:
-    """Copy FROM's image `key` under models/INTO/ (see person_merge.copy_names); what its enrollment
-    result must look like, or None when the image is gone (forgotten meanwhile)."""
+def copy_image(s3: Any, bucket: str, key: str, from_name: str, into: str) -> tuple[str, Expectation] | None:
+    """Copy FROM's image `key` under models/INTO/ (see person_merge.copy_names): the ETag copied and
+    what its enrollment result must look like, or None when the image is gone (forgotten meanwhile)
+    or was replaced while being copied (the next round copies the new one)."""
     source = _head(s3, bucket, key)
     if source is None:
         return None
@@ -62,16 +63,41 @@ def copy_image(s3: Any, bucket: str, key: str, from_name: str, into: str) -> Exp
         target = f"{person_prefix(into)}{name}"
         there = _head(s3, bucket, target)
         if there is not None and there["ETag"] == etag:
-            return watch.current_expectation(s3, bucket, target)  # copied by an earlier run
+            return etag, watch.current_expectation(s3, bucket, target)  # copied by an earlier run
         if there is not None:
             continue  # INTO's own image of that name: never overwritten
-        previous = watch.read_json(s3, bucket, f"results/{target}.json")
+        previous = watch.read_json(s3, bucket, result_key(target))
         sent = time.time()
-        response = s3.copy_object(Bucket=bucket, Key=target, CopySource={"Bucket": bucket, "Key": key},
-                                  CopySourceIfMatch=etag)
-        return Expectation(target, not_job_id=(previous or {}).get("job_id"), not_before=_server_time(response),
+        try:
+            response = s3.copy_object(Bucket=bucket, Key=target, CopySource={"Bucket": bucket, "Key": key},
+                                      CopySourceIfMatch=etag)
+        except Exception as exc:
+            if watch._missing(exc) or _code(exc) == "PreconditionFailed":
+                return None
+            raise
+        return etag, Expectation(target, not_job_id=(previous or {}).get("job_id"), not_before=_server_time(response),
                            etag=response["CopyObjectResult"]["ETag"].strip('"'), kind="enroll", sent_at=sent)
     raise AssertionError("copy_names never ends")
+
+
+def _code(exc: Exception) -> str | None:
+    return (getattr(exc, "response", None) or {}).get("Error", {}).get("Code")
+
+
+def delete_if_unchanged(s3: Any, bucket: str, key: str, etag: str) -> Expectation | None:
+    """Delete FROM's image `key` if it still holds the bytes copied (S3's conditional delete); what
+    its forget result must look like, or None when it was replaced since (the next round copies it)
+    or is gone."""
+    previous = watch.read_json(s3, bucket, result_key(key))
+    sent = time.time()
+    try:
+        response = s3.delete_object(Bucket=bucket, Key=key, IfMatch=etag)
+    except Exception as exc:
+        if watch._missing(exc) or _code(exc) == "PreconditionFailed":
+            return None
+        raise
+    return Expectation(key, not_job_id=(previous or {}).get("job_id"), not_before=_server_time(response), kind="forget",
+                       sent_at=sent)
 
 
 def merge_person(args: argparse.Namespace, from_name: str, into: str, rename: bool = False) -> int:
@@ -100,20 +126,21 @@ def merge_person(args: argparse.Namespace, from_name: str, into: str, rename: bo
         keys = model_keys(s3, args.bucket, from_name)
         if not keys:
             break
-        copies = [e for e in (copy_image(s3, args.bucket, k, from_name, into) for k in keys) if e is not None]
-        code = wait_for_jobs(args, s3, copies)[0] if copies else 0
+        copies = {k: c for k, c in ((k, copy_image(s3, args.bucket, k, from_name, into)) for k in keys) if c}
+        code = wait_for_jobs(args, s3, [e for _, e in copies.values()])[0] if copies else 0
         if code == watch.EXIT_TIMEOUT:
             return _interrupted(from_name, into, code)
         copied += len(copies)
         moved += person_merge.move_records(config, from_name, into)
+        gone = [e for e in (delete_if_unchanged(s3, args.bucket, k, etag) for k, (etag, _) in copies.items()) if e]
         args.timeout, timeout = max(args.timeout, FORGET_TIMEOUT_S), args.timeout
         try:
-            code = wait_for_jobs(args, s3, [delete(s3, args.bucket, k) for k in keys])[0]
+            code = wait_for_jobs(args, s3, gone)[0] if gone else 0
         finally:
             args.timeout = timeout
         if code == watch.EXIT_TIMEOUT:
             return _interrupted(from_name, into, code)
-        deleted += len(keys)
+        deleted += len(gone)
     else:
         raise CommandError(f"images keep arriving under {person_prefix(from_name)}; re-run the merge when they stop")
     moved += person_merge.move_records(config, from_name, into)  # what a recognition wrote since, under FROM
