@@ -235,3 +235,16 @@ def test_bad_input_one_line_exit_1_nothing_changed(world: World, argv: list[str]
     assert err.count("\n") == 1 and err.startswith("lambdaface: ") and message in err, err
     assert world.aws.s3.list_objects_v2(Bucket=world.aws.bucket).get("Contents", []) == before
     assert world.items() == index_before
+
+
+def test_a_merge_mark_left_by_an_abandoned_merge_expires(world: World) -> None:
+    """A merge never run again stops redirecting the forget of FROM's entries after MERGE_MARK_S,
+    and another merge of FROM may then begin; until then, a merge into someone else is refused."""
+    p, start = current_config().pipeline, 1_000_000
+    assert people_index.begin_merge(p, "ghost", "obama", now=start)
+    assert people_index.merging_into(p, "ghost", now=start + people_index.MERGE_MARK_S - 1) == "obama"
+    assert people_index.merging_into(p, "ghost", now=start + people_index.MERGE_MARK_S) is None
+    assert not people_index.begin_merge(p, "ghost", "biden", now=start + 1)
+    assert people_index.begin_merge(p, "ghost", "biden", now=start + people_index.MERGE_MARK_S)
+    people_index.end_merge(p, "ghost")
+    assert people_index.merging_into(p, "ghost", now=start) is None
