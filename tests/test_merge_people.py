@@ -225,6 +225,7 @@ def test_an_image_replaced_under_from_during_the_merge_is_not_lost(world: World,
     (["merge", "obama", "bad/name"], "'bad/name' is not a valid person name"),
     (["merge", "bad..name", "obama"], "'bad..name' is not a valid person name"),
     (["rename", "obama", ""], "'' is not a valid person name"),
+    (["merge", "u-0a1b2c3d4e5f6071", "obama"], "u-0a1b2c3d4e5f6071 is an unknown cluster, not a person"),
     (["rename", "kit_harington", "obama"], "obama already has images under models/obama/: `lambdaface merge"),
 ])
 def test_bad_input_one_line_exit_1_nothing_changed(world: World, argv: list[str], message: str) -> None:

@@ -22,11 +22,12 @@ from dataclasses import replace
 from typing import Any
 
 from lambdaface import watch
-from lambdaface.client import FORGET_TIMEOUT_S, _server_time, model_keys, wait_for_jobs
+from lambdaface.client import FORGET_TIMEOUT_S, _server_time, model_keys, refusal_message, wait_for_jobs
 from lambdaface.endpoint import configure
-from lambdaface.unknowns import INDEX_ENV, INDEX_LOCAL, CommandError, _pipeline, _run
+from lambdaface.unknowns import INDEX_ENV, INDEX_LOCAL, CommandError, _pipeline
 from lambdaface.watch import Expectation
 from shared.config import current_config
+from shared.engine.clustering import is_cluster_id
 from shared.pipeline import people_index, person_merge
 from shared.pipeline.keys import PERSON_PATTERN, person_prefix, result_key, shorten
 
@@ -40,6 +41,9 @@ def _check_names(from_name: str, into: str) -> None:
                                "without '..'")
     if from_name == into:
         raise CommandError(f"cannot merge {from_name} into itself")
+    for name in (from_name, into):
+        if is_cluster_id(name):
+            raise CommandError(f"{name} is an unknown cluster, not a person: `lambdaface name {name} PERSON` names it")
 
 
 def _head(s3: Any, bucket: str, key: str) -> dict[str, Any] | None:
@@ -68,12 +72,14 @@ def copy_image(s3: Any, bucket: str, key: str, from_name: str, into: str) -> tup
             continue  # INTO's own image of that name: never overwritten
         previous = watch.read_json(s3, bucket, result_key(target))
         sent = time.time()
-        try:
+        try:  # only FROM's bytes as read, and (on AWS: moto ignores IfNoneMatch here) never over a new upload
             response = s3.copy_object(Bucket=bucket, Key=target, CopySource={"Bucket": bucket, "Key": key},
-                                      CopySourceIfMatch=etag)
+                                      CopySourceIfMatch=etag, IfNoneMatch="*")
         except Exception as exc:
+            if _code(exc) == "ConditionalRequestConflict" or (_code(exc) == "PreconditionFailed" and _head(s3, bucket, target)):
+                continue  # INTO's image appeared at that name meanwhile: the next name
             if watch._missing(exc) or _code(exc) == "PreconditionFailed":
-                return None
+                return None  # FROM's image gone or replaced: the next round copies what is there
             raise
         return etag, Expectation(target, not_job_id=(previous or {}).get("job_id"), not_before=_server_time(response),
                            etag=response["CopyObjectResult"]["ETag"].strip('"'), kind="enroll", sent_at=sent)
@@ -155,12 +161,25 @@ def _interrupted(from_name: str, into: str, code: int) -> int:
     return code
 
 
+def _run(args: argparse.Namespace, rename: bool) -> int:
+    """The merge, its refusals and AWS's answers as one line each (exit 1)."""
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    try:
+        return merge_person(args, args.from_name, args.into, rename)
+    except (CommandError, ClientError, BotoCoreError) as exc:
+        if refusal_message(exc):
+            raise  # the command line explains refused keys
+        print(f"lambdaface: {exc}", file=sys.stderr)
+        return 1
+
+
 def merge(args: argparse.Namespace) -> int:
-    return merge_person(args, args.from_name, args.into)
+    return _run(args, rename=False)
 
 
 def rename(args: argparse.Namespace) -> int:
-    return merge_person(args, args.from_name, args.into, rename=True)
+    return _run(args, rename=True)
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -178,4 +197,4 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         p.add_argument("--timeout", type=float, default=300.0, help="seconds to wait for each step (default: %(default)s)")
         p.add_argument("--interval", type=float, default=0.5, help="seconds between polls")
         p.add_argument("--json", action="store_true", help="print the result documents as JSON lines")
-        p.set_defaults(func=_run(func), no_wait=False)
+        p.set_defaults(func=func, no_wait=False)
