@@ -9,7 +9,9 @@ The steps, each safe to run again (re-running an interrupted merge finishes it):
    gets a suffix; a copy already made is found by its bytes) and wait for their enrollment;
 3. move FROM's records to INTO (shared/pipeline/person_merge.py), delete FROM's images and wait for
    their forgetting; repeat 2-3 while images keep arriving under models/FROM/;
-4. move what a late recognition wrote under FROM, and remove the mark.
+4. move what a late recognition wrote under FROM, and remove the mark; with `--rerun`, recognize
+   again the sources where FROM appeared (those whose entries this run moved), so that their
+   results name INTO too.
 `rename OLD NEW` is a merge into a name with no images (refused when NEW has some: merge then).
 """
 from __future__ import annotations
@@ -24,7 +26,7 @@ from typing import Any
 from lambdaface import watch
 from lambdaface.client import FORGET_TIMEOUT_S, _server_time, model_keys, refusal_message, wait_for_jobs
 from lambdaface.endpoint import configure
-from lambdaface.unknowns import INDEX_ENV, INDEX_LOCAL, CommandError, _pipeline
+from lambdaface.unknowns import INDEX_ENV, INDEX_LOCAL, CommandError, _pipeline, rerun
 from lambdaface.watch import Expectation
 from shared.config import current_config
 from shared.engine.clustering import is_cluster_id
@@ -128,6 +130,7 @@ def merge_person(args: argparse.Namespace, from_name: str, into: str, rename: bo
     if not people_index.begin_merge(pipeline, from_name, into):
         raise CommandError(f"{from_name} is being merged into someone else meanwhile")
     copied = deleted = moved = 0
+    sources: set[str] = set()  # where FROM appeared: recognized again with --rerun
     for _ in range(ROUNDS):
         keys = model_keys(s3, args.bucket, from_name)
         if not keys:
@@ -137,6 +140,7 @@ def merge_person(args: argparse.Namespace, from_name: str, into: str, rename: bo
         if code == watch.EXIT_TIMEOUT:
             return _interrupted(from_name, into, code)
         copied += len(copies)
+        sources |= people_index.sources_of(pipeline, from_name)
         moved += person_merge.move_records(config, from_name, into)
         gone = [e for e in (delete_if_unchanged(s3, args.bucket, k, etag) for k, (etag, _) in copies.items()) if e]
         args.timeout, timeout = max(args.timeout, FORGET_TIMEOUT_S), args.timeout
@@ -149,11 +153,12 @@ def merge_person(args: argparse.Namespace, from_name: str, into: str, rename: bo
         deleted += len(gone)
     else:
         raise CommandError(f"images keep arriving under {person_prefix(from_name)}; re-run the merge when they stop")
+    sources |= people_index.sources_of(pipeline, from_name)
     moved += person_merge.move_records(config, from_name, into)  # what a recognition wrote since, under FROM
     people_index.end_merge(pipeline, from_name)
     print(f"{'renamed' if rename else 'merged'} {from_name} into {into}: {copied} image(s) copied to "
           f"{person_prefix(into)}, {deleted} deleted from {person_prefix(from_name)}, {moved} index entr(ies) moved")
-    return 0
+    return rerun(args, s3, sorted(sources)) if args.rerun and sources else 0
 
 
 def _interrupted(from_name: str, into: str, code: int) -> int:
@@ -197,4 +202,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         p.add_argument("--timeout", type=float, default=300.0, help="seconds to wait for each step (default: %(default)s)")
         p.add_argument("--interval", type=float, default=0.5, help="seconds between polls")
         p.add_argument("--json", action="store_true", help="print the result documents as JSON lines")
+        p.add_argument("--rerun", action="store_true",
+                       help=f"then recognize again every source where {from_meta} appeared (their results name {into_meta})")
         p.set_defaults(func=func, no_wait=False)

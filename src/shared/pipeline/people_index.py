@@ -146,6 +146,13 @@ def end_merge(p: PipelineConfig, person: str) -> None:
         PeopleIndexTable(p.people_index_table).delete_merge_marker(person)
 
 
+def sources_of(p: PipelineConfig, name: str) -> set[str]:
+    """Every source where `name` (a person or cluster id) appears."""
+    if not p.people_index_table:
+        return set()
+    return {e["source"] for e in PeopleIndexTable(p.people_index_table).entries(who_key(name))}
+
+
 def has_entries(p: PipelineConfig, name: str) -> bool:
     """Whether the index lists any appearance of `name`."""
     return bool(p.people_index_table) and bool(PeopleIndexTable(p.people_index_table).query(who_key(name), limit=1)[0])
