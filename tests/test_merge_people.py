@@ -14,6 +14,7 @@ from typing import Any, Callable, Iterator
 import pytest
 from support.lambda_events import OK
 from support.moto import moto_resources
+from support.waits import wait_until
 from test_people_index import World, create_index
 
 from handlers import enroll, recognize
@@ -32,6 +33,7 @@ ENROLLED = {  # key under models/ -> photo of ../shared/faces
     "kit_harington/kit2.jpg": "people/kit_harington/kit2.jpg",
     "rose_leslie/rose1.jpg": "people/rose_leslie/rose1.jpg",
     "alex/alex1.jpg": "people/alex_lacamoire/alex1.jpg",
+    "lin/lin1.png": "people/lin_manuel_miranda/lin1.png",
 }
 QUERIES = ["people/obama/obama3.jpg", "people/obama/obama_small.jpg", "people/obama/obama_240p.jpg",
            "multi/two_people.jpg", "multi/obama_and_biden.jpg", "hard/obama_partial_face.jpg", "hard/32bit.png",
@@ -164,7 +166,7 @@ def test_rename_interrupted_then_run_again_finishes(world: World, mp: pytest.Mon
     assert images(world, "biden") == {} and not has_faces("biden") and has_faces("joe_biden")
     assert world.find("biden") == []
     assert {f["source"] for f in world.find("joe_biden")} == biden
-    assert people_index.merging_into(current_config().pipeline, "biden") is None
+    assert people_index.merge_mark(current_config().pipeline, "biden") is None
 
 
 @pytest.fixture
@@ -213,6 +215,33 @@ def test_an_image_replaced_under_from_during_the_merge_is_not_lost(world: World,
     assert images(world, "lacamoire") == {"alex1.jpg": alex1, "alex1-alex.jpg": alex2}
 
 
+def test_a_forget_of_from_before_anything_is_copied_deletes_its_entries(world: World,
+                                                                        mp: pytest.MonkeyPatch) -> None:
+    """`forget FROM` wins the race when FROM's images are deleted (and forgotten) before the merge
+    copies any: FROM's entries are deleted, as for any forget, not handed to INTO."""
+    seen = "queries/seen-lin.jpg"
+    document = {"job_id": "lin-job", "kind": "recognize", "status": "succeeded", "source": seen,
+                "finished_at": "2026-12-04T18:00:00.000Z",
+                "faces": [{"box": {"left": 1, "top": 2, "width": 30, "height": 30}, "person": "lin", "distance": 0.3}]}
+    people_index.record(current_config(), document)
+    assert {f["source"] for f in world.find("lin")} == {seen}
+    original, held = merge_command.copy_image, []
+
+    def forget_first(s3: Any, bucket: str, key: str, from_name: str, into: str, arm: Any) -> Any:
+        if not held:  # the merge listed FROM's images; a forget deletes them before the first copy
+            held.append(key)
+            s3.delete_object(Bucket=bucket, Key=key)
+            wait_until("the forget's result", lambda: (world.aws.maybe_result(key) or {}).get("kind") == "forget")
+        return original(s3, bucket, key, from_name, into, arm)
+
+    mp.setattr(merge_command, "copy_image", forget_first)
+    code, out, err = run(world, "merge", "lin", "lin_manuel")
+    assert held == ["models/lin/lin1.png"]
+    assert code == 0, err
+    assert "0 image(s) copied" in out and images(world, "lin_manuel") == {}
+    assert world.find("lin") == [] and world.find("lin_manuel") == []
+
+
 @pytest.mark.parametrize("argv, message", [
     (["merge", "nobody", "obama"], "no images under models/nobody/: nobody is not enrolled"),
     (["merge", "obama", "obama"], "cannot merge obama into itself"),
@@ -237,9 +266,11 @@ def test_a_merge_mark_left_by_an_abandoned_merge_expires(world: World) -> None:
     and another merge of FROM may then begin; until then, a merge into someone else is refused."""
     p, start = current_config().pipeline, 1_000_000
     assert people_index.begin_merge(p, "ghost", "obama", now=start)
+    assert people_index.merging_into(p, "ghost", now=start) is None  # not armed: a forget still deletes
+    assert people_index.begin_merge(p, "ghost", "obama", armed=True, now=start)
     assert people_index.merging_into(p, "ghost", now=start + people_index.MERGE_MARK_S - 1) == "obama"
     assert people_index.merging_into(p, "ghost", now=start + people_index.MERGE_MARK_S) is None
     assert not people_index.begin_merge(p, "ghost", "biden", now=start + 1)
     assert people_index.begin_merge(p, "ghost", "biden", now=start + people_index.MERGE_MARK_S)
     people_index.end_merge(p, "ghost")
-    assert people_index.merging_into(p, "ghost", now=start) is None
+    assert people_index.merge_mark(p, "ghost", now=start) is None

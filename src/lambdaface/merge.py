@@ -2,9 +2,10 @@
 person-index entries become another's.
 
 The steps, each safe to run again (re-running an interrupted merge finishes it):
-1. mark FROM as being merged into INTO (in the person index): from then on the forget of FROM's last
-   face moves FROM's entries to INTO instead of deleting them, so a recognition that names FROM while
-   the merge runs is not lost;
+1. mark FROM as being merged into INTO (in the person index), and arm the mark just before the
+   first copy: from then on the forget of FROM's last face moves FROM's entries to INTO instead of
+   deleting them, so a recognition that names FROM while the merge runs is not lost (a `forget FROM`
+   that deletes FROM's images before any is copied still deletes FROM's entries);
 2. copy each image under models/FROM/ to models/INTO/ (never over an image of INTO: a clashing name
    gets a suffix; a copy already made is found by its bytes) and wait for their enrollment;
 3. move FROM's records to INTO (shared/pipeline/person_merge.py), delete FROM's images and wait for
@@ -21,7 +22,7 @@ import os
 import sys
 import time
 from dataclasses import replace
-from typing import Any
+from typing import Any, Callable
 
 from lambdaface import watch
 from lambdaface.client import FORGET_TIMEOUT_S, _server_time, model_keys, refusal_message, wait_for_jobs
@@ -57,8 +58,10 @@ def _head(s3: Any, bucket: str, key: str) -> dict[str, Any] | None:
         raise
 
 
-def copy_image(s3: Any, bucket: str, key: str, from_name: str, into: str) -> tuple[str, Expectation] | None:
-    """Copy FROM's image `key` under models/INTO/ (see person_merge.copy_names): the ETag copied and
+def copy_image(s3: Any, bucket: str, key: str, from_name: str, into: str,
+               arm: Callable[[], None]) -> tuple[str, Expectation] | None:
+    """Copy FROM's image `key` under models/INTO/ (see person_merge.copy_names), calling `arm()`
+    first when there is something to copy (or copied by an earlier run): the ETag copied and
     what its enrollment result must look like, or None when the image is gone (forgotten meanwhile)
     or was replaced while being copied (the next round copies the new one)."""
     source = _head(s3, bucket, key)
@@ -69,9 +72,11 @@ def copy_image(s3: Any, bucket: str, key: str, from_name: str, into: str) -> tup
         target = f"{person_prefix(into)}{name}"
         there = _head(s3, bucket, target)
         if there is not None and there["ETag"] == etag:
+            arm()
             return etag, watch.current_expectation(s3, bucket, target)  # copied by an earlier run
         if there is not None:
             continue  # INTO's own image of that name: never overwritten
+        arm()
         previous = watch.read_json(s3, bucket, result_key(target))
         sent = time.time()
         try:  # only FROM's bytes as read, and (on AWS: moto ignores IfNoneMatch here) never over a new upload
@@ -115,10 +120,10 @@ def merge_person(args: argparse.Namespace, from_name: str, into: str, rename: bo
     s3 = watch.s3_client(args)
     pipeline = _pipeline(args)
     config = replace(current_config(), pipeline=pipeline)
-    if people_index.merging_into(pipeline, into):
-        raise CommandError(f"{into} is itself being merged into {people_index.merging_into(pipeline, into)}: "
-                           "finish that merge first")
-    resuming = people_index.merging_into(pipeline, from_name)
+    onward = people_index.merge_mark(pipeline, into)
+    if onward:
+        raise CommandError(f"{into} is itself being merged into {onward['into']}: finish that merge first")
+    resuming = (people_index.merge_mark(pipeline, from_name) or {}).get("into")
     if resuming not in (None, into):
         raise CommandError(f"{from_name} is being merged into {resuming}: re-run `lambdaface merge {from_name} {resuming}`")
     keys = model_keys(s3, args.bucket, from_name)
@@ -130,12 +135,19 @@ def merge_person(args: argparse.Namespace, from_name: str, into: str, rename: bo
     if not people_index.begin_merge(pipeline, from_name, into):
         raise CommandError(f"{from_name} is being merged into someone else meanwhile")
     copied = deleted = moved = 0
+    armed: list[bool] = []
+
+    def arm() -> None:  # before the first copy: from then on, the forget of FROM's last face hands their entries to INTO
+        if not armed and not people_index.begin_merge(pipeline, from_name, into, armed=True):
+            raise CommandError(f"{from_name} is being merged into someone else meanwhile")
+        armed.append(True)
+
     sources: set[str] = set()  # where FROM appeared: recognized again with --rerun
     for _ in range(ROUNDS):
         keys = model_keys(s3, args.bucket, from_name)
         if not keys:
             break
-        copies = {k: c for k, c in ((k, copy_image(s3, args.bucket, k, from_name, into)) for k in keys) if c}
+        copies = {k: c for k, c in ((k, copy_image(s3, args.bucket, k, from_name, into, arm)) for k in keys) if c}
         code = wait_for_jobs(args, s3, [e for _, e in copies.values()])[0] if copies else 0
         if code == watch.EXIT_TIMEOUT:
             return _interrupted(from_name, into, code)

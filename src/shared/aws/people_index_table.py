@@ -10,8 +10,9 @@ Items (hash key `pk`, range key `sk`, both strings):
   `stale` {sk: pk} (entries being replaced, deleted before `done`). Every entry ever written is in
   one of the two maps until it is deleted, so replacing a source never leaves one behind.
 - a merge under way (`lambdaface merge`): `pk` = `m#<person>`, `sk` = `#merge`: `into` (the person
-  it is merged into) and `expires_at`. While it is there, the forget of the person's last face
-  moves their entries to `into` instead of deleting them (shared/pipeline/people_index.py).
+  it is merged into), `armed` (an image is being copied to `into`) and `expires_at`. While an armed
+  one is there, the forget of the person's last face moves their entries to `into` instead of
+  deleting them (shared/pipeline/people_index.py).
 """
 from __future__ import annotations
 
@@ -103,11 +104,11 @@ class PeopleIndexTable:
         item = self._db.get_item(TableName=self.name, Key=_key(merge_pk(person), MERGE_SK), ConsistentRead=True).get("Item")
         return from_item(item) if item else None
 
-    def put_merge_marker(self, person: str, into: str, expires_at: int, now: int) -> bool:
+    def put_merge_marker(self, person: str, into: str, expires_at: int, now: int, armed: bool) -> bool:
         """Mark `person` as being merged into `into`; False when an unexpired merge into someone else is marked."""
         try:
             self._db.put_item(TableName=self.name, Item=to_item({"pk": merge_pk(person), "sk": MERGE_SK, "into": into,
-                                                                 "expires_at": expires_at}),
+                                                                 "armed": armed, "expires_at": expires_at}),
                               ConditionExpression="attribute_not_exists(pk) OR #into = :into OR #exp <= :now",
                               ExpressionAttributeNames={"#into": "into", "#exp": "expires_at"},
                               ExpressionAttributeValues={":into": value(into), ":now": value(now)})

@@ -122,22 +122,31 @@ def after_forget(p: PipelineConfig, gallery: GalleryTable, person: str) -> int:
 MERGE_MARK_S = 86400  # a merge left unfinished stops redirecting forgets after this (re-running it marks again)
 
 
-def begin_merge(p: PipelineConfig, person: str, into: str, now: float | None = None) -> bool:
-    """Mark `person` as being merged into `into`; False when a merge into someone else is under way."""
+def begin_merge(p: PipelineConfig, person: str, into: str, armed: bool = False, now: float | None = None) -> bool:
+    """Mark `person` as being merged into `into` (`armed`: their images are being copied there, so the
+    forget of their last face moves their entries to `into`); False when a merge into someone else is
+    under way."""
     if not p.people_index_table:
         return True
     at = int(time.time() if now is None else now)
-    return PeopleIndexTable(p.people_index_table).put_merge_marker(person, into, at + MERGE_MARK_S, at)
+    return PeopleIndexTable(p.people_index_table).put_merge_marker(person, into, at + MERGE_MARK_S, at, armed)
 
 
-def merging_into(p: PipelineConfig, person: str, now: float | None = None) -> str | None:
-    """Who `person` is being merged into (an unexpired mark), or None."""
+def merge_mark(p: PipelineConfig, person: str, now: float | None = None) -> dict[str, Any] | None:
+    """The unexpired merge mark of `person` ({"into", "armed"}), or None."""
     if not p.people_index_table:
         return None
     mark = PeopleIndexTable(p.people_index_table).merge_marker(person)
     if not mark or mark.get("expires_at", 0) <= (time.time() if now is None else now):
         return None
-    return str(mark["into"])
+    return {"into": str(mark["into"]), "armed": bool(mark.get("armed"))}
+
+
+def merging_into(p: PipelineConfig, person: str, now: float | None = None) -> str | None:
+    """Who `person`'s entries go to when their last face is forgotten: the person of an armed merge
+    mark (a forget that wins the race before any image is copied deletes them, as any forget), or None."""
+    mark = merge_mark(p, person, now)
+    return mark["into"] if mark and mark["armed"] else None
 
 
 def end_merge(p: PipelineConfig, person: str) -> None:
