@@ -424,6 +424,29 @@ def test_built_packages_remember_and_sweep_unknown_faces_with_the_template_permi
     assert remembered() == []
 
 
+def test_built_enroll_package_hands_a_merged_persons_entries_on_with_the_template_permissions(
+    build_dir: Path, boto3_dir: Path, moto: Moto, faces_dir: Path, tmp_path: Path
+) -> None:
+    """While `lambdaface merge jo johnny` runs (its mark armed), the forget of jo's last face moves
+    jo's person-index entries to johnny: each call allowed by the enroll role."""
+    key = "models/jo/john0.jpg"
+    moto.s3.put_object(Bucket=moto.bucket, Key=key, Body=(faces_dir / "seed" / "john0.jpg").read_bytes())
+    enroll = invoke(build_dir, boto3_dir, moto, "EnrollFunction", [sample_for("enroll.json", key)], tmp_path)
+    assert enroll["responses"] == [{"batchItemFailures": []}], enroll["logs"]
+    assert ("jo", key) in gallery_faces(moto)
+    index, sk, source = moto.tables["PeopleIndexTable"], "2026-12-04T10:00:00.000Z#queries/jo.jpg#0", "queries/jo.jpg"
+    for item in ({"pk": "p#jo", "sk": sk, "person": "jo", "source": source},
+                 {"pk": f"s#{source}", "sk": "#source", "entries": {"M": {sk: {"S": "p#jo"}}}, "version": {"N": "1"}},
+                 {"pk": "m#jo", "sk": "#merge", "into": "johnny", "armed": {"BOOL": True}, "expires_at": {"N": "4102444800"}}):
+        moto.dynamodb.put_item(TableName=index, Item={k: v if isinstance(v, dict) else {"S": v} for k, v in item.items()})
+    moto.s3.delete_object(Bucket=moto.bucket, Key=key)
+    delete = invoke(build_dir, boto3_dir, moto, "EnrollFunction", [sample_for("delete.json", key)], tmp_path)
+    assert delete["responses"] == [{"batchItemFailures": []}], delete["logs"]
+    assert ("jo", key) not in gallery_faces(moto)
+    entries = {(i["pk"]["S"], i["sk"]["S"]) for i in moto.dynamodb.scan(TableName=index)["Items"]}
+    assert ("p#johnny", sk) in entries and ("p#jo", sk) not in entries
+
+
 def test_built_reconciler_sends_removals_and_reports_with_the_template_permissions(
     build_dir: Path, boto3_dir: Path, moto: Moto, tmp_path: Path
 ) -> None:

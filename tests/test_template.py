@@ -192,10 +192,11 @@ def test_dynamodb_actions_only_on_the_project_tables(resources: dict[str, Any]) 
     unknowns = json.dumps({"Fn::GetAtt": ["UnknownsTable", "Arn"]}, sort_keys=True)
     index = json.dumps({"Fn::GetAtt": ["PeopleIndexTable", "Arn"]}, sort_keys=True)
     # The person index (src/shared/aws/people_index_table.py): enroll deletes a forgotten person's
-    # entries, recognition replaces a source's (manifest, batches), video also moves a merged
-    # cluster's entries (its regroup); no Scan anywhere.
+    # entries (or, during `lambdaface merge`, reads its mark and moves them), recognition replaces a
+    # source's (manifest, batches), video also moves a merged cluster's entries (its regroup); no Scan anywhere.
     index_actions = {
-        "EnrollFunction": {"dynamodb:Query", "dynamodb:BatchWriteItem"},
+        "EnrollFunction": {"dynamodb:Query", "dynamodb:BatchWriteItem", "dynamodb:GetItem", "dynamodb:PutItem",
+                           "dynamodb:UpdateItem", "dynamodb:DeleteItem"},
         "RecognizeFunction": {"dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:BatchWriteItem"},
         "VideoFunction": {"dynamodb:GetItem", "dynamodb:Query", "dynamodb:PutItem", "dynamodb:UpdateItem",
                           "dynamodb:DeleteItem", "dynamodb:BatchWriteItem"},

@@ -9,6 +9,10 @@ Items (hash key `pk`, range key `sk`, both strings):
   `done`, `version` (every change adds one: writers condition on it), `entries` {sk: pk} and
   `stale` {sk: pk} (entries being replaced, deleted before `done`). Every entry ever written is in
   one of the two maps until it is deleted, so replacing a source never leaves one behind.
+- a merge under way (`lambdaface merge`): `pk` = `m#<person>`, `sk` = `#merge`: `into` (the person
+  it is merged into), `armed` (an image is being copied to `into`) and `expires_at`. While an armed
+  one is there, the forget of the person's last face moves their entries to `into` instead of
+  deleting them (shared/pipeline/people_index.py).
 """
 from __future__ import annotations
 
@@ -21,6 +25,7 @@ from shared.aws.clients import client
 from shared.aws.dynamo import Update, from_item, to_item, value
 
 SOURCE_SK = "#source"
+MERGE_SK = "#merge"
 BATCH = 25  # BatchWriteItem's limit
 
 
@@ -34,6 +39,10 @@ def cluster_pk(cluster: str) -> str:
 
 def source_pk(source: str) -> str:
     return f"s#{source}"
+
+
+def merge_pk(person: str) -> str:
+    return f"m#{person}"
 
 
 class Conflict(Exception):
@@ -87,6 +96,31 @@ class PeopleIndexTable:
             raise
         self.writes += 1
         return True
+
+    # --- merges under way ------------------------------------------------------------------------
+
+    def merge_marker(self, person: str) -> dict[str, Any] | None:
+        """The merge of `person` under way ({"into", "expires_at"}), or None (strongly consistent)."""
+        item = self._db.get_item(TableName=self.name, Key=_key(merge_pk(person), MERGE_SK), ConsistentRead=True).get("Item")
+        return from_item(item) if item else None
+
+    def put_merge_marker(self, person: str, into: str, expires_at: int, now: int, armed: bool) -> bool:
+        """Mark `person` as being merged into `into`; False when an unexpired merge into someone else is marked."""
+        try:
+            self._db.put_item(TableName=self.name, Item=to_item({"pk": merge_pk(person), "sk": MERGE_SK, "into": into,
+                                                                 "armed": armed, "expires_at": expires_at}),
+                              ConditionExpression="attribute_not_exists(pk) OR #into = :into OR #exp <= :now",
+                              ExpressionAttributeNames={"#into": "into", "#exp": "expires_at"},
+                              ExpressionAttributeValues={":into": value(into), ":now": value(now)})
+        except ClientError as exc:
+            if exc.response["Error"]["Code"] == "ConditionalCheckFailedException":
+                return False
+            raise
+        self.writes += 1
+        return True
+
+    def delete_merge_marker(self, person: str) -> None:
+        self.delete_entry(merge_pk(person), MERGE_SK)
 
     # --- entries --------------------------------------------------------------------------------
 

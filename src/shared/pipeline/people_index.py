@@ -5,9 +5,13 @@
   entries are written writes nothing; a new recognition of the source replaces them.
 - `forget_person`: the last face of a person left the gallery: their entries go. A recognition that
   matched the person just before (its gallery still held them) checks, once its entries are
-  written, that each person it names still has a face; the entries of one who has none go too, so
-  a forget racing a recognition leaves no entry behind, whichever writes last.
-- `move`: a cluster was named (entries go to the person) or merged into another (to the survivor).
+  written, that each person it names still has a face; the entries of one who has none go too (or
+  to the person they are being merged into), so a forget racing a recognition leaves no entry
+  behind, whichever writes last.
+- `move`: a cluster was named (entries go to the person) or merged into another (to the survivor),
+  or a person merged into another (`lambdaface merge`).
+- `begin_merge` / `merging_into` / `end_merge`: a person being merged into another; meanwhile the
+  forget of their last face moves their entries to the other instead of deleting them.
 - `find`: one page of a person's or cluster's appearances, newest first.
 
 The table's layout is in shared/aws/people_index_table.py. Without PEOPLE_INDEX_TABLE nothing is kept.
@@ -88,7 +92,8 @@ def record(config: Config, document: dict[str, Any]) -> int:
 
 
 def _drop_forgotten(p: PipelineConfig, table: PeopleIndexTable, written: Iterable[dict[str, Any]]) -> None:
-    """Delete the just written entries of each named person with no face left in the gallery.
+    """Delete the just written entries of each named person with no face left in the gallery (move
+    them, when the person is being merged into another: as `after_forget` does).
 
     A forget removes the face, then the person's entries; this reads the gallery after writing
     them, so either the forget's delete sees these entries or this read sees the face gone."""
@@ -101,7 +106,11 @@ def _drop_forgotten(p: PipelineConfig, table: PeopleIndexTable, written: Iterabl
             by_person.setdefault(entry["person"], []).append((entry["pk"], entry["sk"]))
     for person, found in by_person.items():
         if not gallery.has_faces(person):
-            table.delete_entries(found)
+            into = merging_into(p, person)
+            if into:
+                move(p, person, into)
+            else:
+                table.delete_entries(found)
 
 
 def _mark_done(table: PeopleIndexTable, source: str, job_id: str) -> None:
@@ -129,8 +138,60 @@ def forget_person(p: PipelineConfig, person: str) -> int:
 
 
 def after_forget(p: PipelineConfig, gallery: GalleryTable, person: str) -> int:
-    """A face of `person` left the gallery: when it was their last, their entries go; how many."""
-    return 0 if not p.people_index_table or gallery.has_faces(person) else forget_person(p, person)
+    """A face of `person` left the gallery: when it was their last, their entries go (to the person
+    they are being merged into, when a merge is under way); how many."""
+    if not p.people_index_table or gallery.has_faces(person):
+        return 0
+    into = merging_into(p, person)
+    return move(p, person, into) if into else forget_person(p, person)
+
+
+MERGE_MARK_S = 86400  # a merge left unfinished stops redirecting forgets after this (re-running it marks again)
+
+
+def begin_merge(p: PipelineConfig, person: str, into: str, armed: bool = False, now: float | None = None) -> bool:
+    """Mark `person` as being merged into `into` (`armed`: their images are being copied there, so the
+    forget of their last face moves their entries to `into`); False when a merge into someone else is
+    under way."""
+    if not p.people_index_table:
+        return True
+    at = int(time.time() if now is None else now)
+    return PeopleIndexTable(p.people_index_table).put_merge_marker(person, into, at + MERGE_MARK_S, at, armed)
+
+
+def merge_mark(p: PipelineConfig, person: str, now: float | None = None) -> dict[str, Any] | None:
+    """The unexpired merge mark of `person` ({"into", "armed"}), or None."""
+    if not p.people_index_table:
+        return None
+    mark = PeopleIndexTable(p.people_index_table).merge_marker(person)
+    if not mark or mark.get("expires_at", 0) <= (time.time() if now is None else now):
+        return None
+    return {"into": str(mark["into"]), "armed": bool(mark.get("armed"))}
+
+
+def merging_into(p: PipelineConfig, person: str, now: float | None = None) -> str | None:
+    """Who `person`'s entries go to when their last face is forgotten: the person of an armed merge
+    mark (a forget that wins the race before any image is copied deletes them, as any forget), or None."""
+    mark = merge_mark(p, person, now)
+    return mark["into"] if mark and mark["armed"] else None
+
+
+def end_merge(p: PipelineConfig, person: str) -> None:
+    """The merge of `person` is done: forgetting them deletes their entries again."""
+    if p.people_index_table:
+        PeopleIndexTable(p.people_index_table).delete_merge_marker(person)
+
+
+def sources_of(p: PipelineConfig, name: str) -> set[str]:
+    """Every source where `name` (a person or cluster id) appears."""
+    if not p.people_index_table:
+        return set()
+    return {e["source"] for e in PeopleIndexTable(p.people_index_table).entries(who_key(name))}
+
+
+def has_entries(p: PipelineConfig, name: str) -> bool:
+    """Whether the index lists any appearance of `name`."""
+    return bool(p.people_index_table) and bool(PeopleIndexTable(p.people_index_table).query(who_key(name), limit=1)[0])
 
 
 def forget_clusters(p: PipelineConfig, clusters: Iterable[str]) -> int:
@@ -144,8 +205,8 @@ def forget_clusters(p: PipelineConfig, clusters: Iterable[str]) -> int:
 
 
 def move(p: PipelineConfig, from_name: str, to_name: str) -> int:
-    """Move every entry of `from_name` (a cluster) to `to_name` (a person, or the cluster it merged
-    into); how many. Each entry: its copy is written, the source's manifest repointed (if it still
+    """Move every entry of `from_name` (a cluster, or a person) to `to_name` (a person, or the cluster
+    it merged into); how many. Each entry: its copy is written, the source's manifest repointed (if it still
     lists the entry there: else a newer result replaced it, and the copy is deleted), then the old
     one deleted. Idempotent: run again, it moves what is left."""
     if not p.people_index_table:
