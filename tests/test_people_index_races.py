@@ -131,3 +131,17 @@ def test_a_forget_racing_a_recognition_that_matched_the_person_leaves_none_of_th
         run_held(lambda: people_index.record(config, matched), reached, go, forget_obama)
     assert entries(index) == {("p#ann", f"2026-01-01T00:00:00.000Z#{SOURCE}#1")}  # ann, still enrolled, keeps hers
     assert people_index.find(index.index, "obama")[0] == []
+
+
+def test_a_late_result_naming_a_person_being_merged_hands_their_entry_to_the_other(index: Any) -> None:
+    """`merge barack obama`: barack's last face is forgotten while a recognition that matched him
+    writes its entry; it goes to obama, as the forget's own move would have taken it."""
+    config = current_config()
+    enrolled(index, "obama")
+    assert people_index.begin_merge(config.pipeline, "barack", "obama", armed=True)
+    late = document("job1", "2026-01-01T00:00:00.000Z", [{"box": BOX, "person": "barack", "distance": 0.3}])
+    with pytest.MonkeyPatch.context() as mp:
+        reached, go = hold(mp, "put_entries", "held")
+        run_held(lambda: people_index.record(config, late), reached, go,
+                 lambda: people_index.after_forget(config.pipeline, GalleryTable(index.gallery), "barack"))
+    assert {e for e in entries(index) if not e[0].startswith("m#")} == {("p#obama", f"2026-01-01T00:00:00.000Z#{SOURCE}#0")}
