@@ -9,6 +9,9 @@ Items (hash key `pk`, range key `sk`, both strings):
 - attributes: `id` (12 hex digits, what `lambdaface corrections` shows and `undo` takes), `etag`,
   `box`, `t` (video frames), `decision`, `person` or `cluster`, `source` (the key it was made on),
   `made_at`, and `unknown_face` (the remembered face a `not <cluster>` took out of that cluster).
+- a copy of each record that names someone, so that forgetting or merging them is a Query, not a
+  Scan: `pk` = `n#<person>`, or `c#apart` for every `not <cluster>` (a regroup reads them all),
+  `sk` = `<record pk>|<record sk>`; written before the record and deleted after it.
 No embedding, no crop, no TTL: a record lasts until it is undone or its person is forgotten.
 """
 from __future__ import annotations
@@ -31,6 +34,16 @@ def record_id(pk: str, sk: str) -> str:
     return hashlib.sha256(f"{pk}\n{sk}".encode()).hexdigest()[:12]
 
 
+APART = "c#apart"
+
+
+def pointer_pk(item: dict[str, Any]) -> str | None:
+    """Where a record's copy lives: its person's partition, `c#apart` for a cluster; None (no name)."""
+    if item.get("person"):
+        return f"n#{item['person']}"
+    return APART if item.get("cluster") else None
+
+
 class CorrectionsTable:
     """The correction records; every call is one or a few DynamoDB requests."""
 
@@ -42,26 +55,56 @@ class CorrectionsTable:
         return client("dynamodb")
 
     def put(self, item: dict[str, Any]) -> None:
+        """Write a record (its copy first: a record is never without one)."""
+        pointer = pointer_pk(item)
+        if pointer:
+            self._db.put_item(TableName=self.name, Item=to_item({**item, "pk": pointer, "sk": f"{item['pk']}|{item['sk']}",
+                                                                 "record_pk": item["pk"], "record_sk": item["sk"]}))
         self._db.put_item(TableName=self.name, Item=to_item(item))
 
-    def delete(self, pk: str, sk: str) -> None:
-        self._db.delete_item(TableName=self.name, Key={"pk": {"S": pk}, "sk": {"S": sk}})
+    def delete(self, item: dict[str, Any]) -> None:
+        """Delete a record (given as stored, or as its copy), then its copy."""
+        pk, sk = item.get("record_pk", item["pk"]), item.get("record_sk", item["sk"])
+        self._db.delete_item(TableName=self.name, Key=_key(pk, sk))
+        pointer = pointer_pk(item)
+        if pointer:
+            self._db.delete_item(TableName=self.name, Key=_key(pointer, f"{pk}|{sk}"))
+
+    def delete_copy(self, item: dict[str, Any]) -> None:
+        """Delete only a record's copy (the record was overwritten under another name)."""
+        pointer = pointer_pk(item)
+        if pointer:
+            pk, sk = item.get("record_pk", item["pk"]), item.get("record_sk", item["sk"])
+            self._db.delete_item(TableName=self.name, Key=_key(pointer, f"{pk}|{sk}"))
+
+    def _query(self, pk: str) -> list[dict[str, Any]]:
+        pages = self._db.get_paginator("query").paginate(
+            TableName=self.name, ConsistentRead=True, KeyConditionExpression="pk = :pk",
+            ExpressionAttributeValues={":pk": value(pk)})
+        return [from_item(i) for page in pages for i in page.get("Items", [])]
 
     def for_etag(self, etag: str) -> list[dict[str, Any]]:
         """Every record of one content (one strongly consistent Query, paginated past 1 MB)."""
-        pages = self._db.get_paginator("query").paginate(
-            TableName=self.name, ConsistentRead=True, KeyConditionExpression="pk = :pk",
-            ExpressionAttributeValues={":pk": value(etag_pk(etag))})
-        return [from_item(i) for page in pages for i in page.get("Items", [])]
+        return self._query(etag_pk(etag))
 
-    def scan(self, person: str | None = None, record: str | None = None) -> Iterator[dict[str, Any]]:
-        """Every record (tools, forget, merge: records are made by hand, so few), optionally only
-        those naming `person` (or cluster id) or the one whose id is `record`."""
-        kwargs: dict[str, Any] = {"TableName": self.name, "ConsistentRead": True}
-        if person is not None:
-            kwargs.update(FilterExpression="person = :n OR #c = :n", ExpressionAttributeNames={"#c": "cluster"},
-                          ExpressionAttributeValues={":n": value(person)})
-        elif record is not None:
-            kwargs.update(FilterExpression="id = :i", ExpressionAttributeValues={":i": value(record)})
+    def naming(self, person: str) -> list[dict[str, Any]]:
+        """The copies of every record naming `person` (a Query)."""
+        return self._query(f"n#{person}")
+
+    def apart(self) -> list[dict[str, Any]]:
+        """The copies of every `not <cluster>` record (a Query)."""
+        return self._query(APART)
+
+    def scan(self, record: str | None = None) -> Iterator[dict[str, Any]]:
+        """Every record (the `corrections` command: they are made by hand, so few), or the one whose id is `record`."""
+        kwargs: dict[str, Any] = {"TableName": self.name, "ConsistentRead": True, "FilterExpression": "begins_with(pk, :e)",
+                                  "ExpressionAttributeValues": {":e": value("e#")}}
+        if record is not None:
+            kwargs["FilterExpression"] += " AND id = :i"
+            kwargs["ExpressionAttributeValues"][":i"] = value(record)
         for page in self._db.get_paginator("scan").paginate(**kwargs):
             yield from (from_item(i) for i in page.get("Items", []))
+
+
+def _key(pk: str, sk: str) -> dict[str, Any]:
+    return {"pk": {"S": pk}, "sk": {"S": sk}}

@@ -25,7 +25,7 @@ from typing import Any
 from shared import clock, errors
 from shared.aws import s3
 from shared.aws.clients import client, error_code
-from shared.aws.corrections_table import IS_SK, NOT_SK, CorrectionsTable, etag_pk, record_id
+from shared.aws.corrections_table import IS_SK, NOT_SK, CorrectionsTable, etag_pk, pointer_pk, record_id
 from shared.config import Config
 from shared.engine import corrections as engine
 from shared.engine.clustering import is_cluster_id, new_cluster_id
@@ -222,11 +222,13 @@ def correct(config: Config, bucket: str, source: str, face: int, decision: str, 
         if moved:
             item.update(unknown_face=moved[0], moved_to=moved[1])
     table.put(item)
+    replaced = existing.get(sk)
+    if replaced and pointer_pk(replaced) and pointer_pk(replaced) != pointer_pk(item):
+        table.delete_copy(replaced)  # the `is` (or `not_a_face`) this one overwrote named someone else
     for other in existing.values():  # the decisions this one contradicts go
-        contradicts = (other["sk"] == where + f"{NOT_SK}{name}" and decision == engine.IS) or (
-            decision == engine.NOT and other["sk"] == where + IS_SK and other.get("person") == name)
-        if contradicts:
-            table.delete(other["pk"], other["sk"])
+        if (decision == engine.IS and other["sk"] == where + f"{NOT_SK}{name}") or (
+                decision == engine.NOT and other["sk"] == where + IS_SK and other.get("person") == name):
+            table.delete(other)
     reapply(config, bucket, source)
     return item
 
@@ -254,7 +256,14 @@ def listing(config: Config, person: str | None = None) -> list[dict[str, Any]]:
     table = _table(config)
     if table is None:
         return []
-    return sorted(table.scan(person=person), key=lambda r: (r.get("made_at", ""), r["id"]))
+    found = table.scan() if person is None else (r for r in table.naming(person) + table.apart() if r.get("cluster", person) == person)
+    return sorted(({k: v for k, v in r.items() if k not in ("record_pk", "record_sk")} | _home(r) for r in found),
+                  key=lambda r: (r.get("made_at", ""), r["id"]))
+
+
+def _home(item: dict[str, Any]) -> dict[str, Any]:
+    """A record's own key (a copy's `record_pk`/`record_sk`)."""
+    return {"pk": item.get("record_pk", item["pk"]), "sk": item.get("record_sk", item["sk"])}
 
 
 def undo(config: Config, bucket: str, record: str, store: Any = None) -> dict[str, Any]:
@@ -265,7 +274,7 @@ def undo(config: Config, bucket: str, record: str, store: Any = None) -> dict[st
     if not found:
         raise CorrectionError(f"no correction {record!r} (see `lambdaface corrections`)")
     (item,) = found
-    table.delete(item["pk"], item["sk"])  # type: ignore[union-attr]
+    table.delete(item)  # type: ignore[union-attr]
     if item.get("moved_to") and store is not None:
         for face in store.cluster_faces(item["moved_to"], embeddings=True):
             if face.face_id == item.get("unknown_face"):
@@ -280,9 +289,9 @@ def forget_person(config: Config, person: str) -> int:
     table = _table(config)
     if table is None:
         return 0
-    found = list(table.scan(person=person))
+    found = table.naming(person)  # their copies: a Query
     for item in found:
-        table.delete(item["pk"], item["sk"])
+        table.delete(item)
     return len(found)
 
 
@@ -293,15 +302,16 @@ def move_person(config: Config, from_name: str, into_name: str) -> int:
     if table is None:
         return 0
     moved = 0
-    for item in list(table.scan(person=from_name)):
-        if item.get("person") != from_name:
-            continue
+    for copy in table.naming(from_name):
+        item = {k: v for k, v in copy.items() if k not in ("record_pk", "record_sk")} | _home(copy)
         sk = item["sk"]
         if item["decision"] == engine.NOT:
             sk = sk[: len(sk) - len(from_name)] + into_name
         table.put({**item, "sk": sk, "id": record_id(item["pk"], sk), "person": into_name})
         if sk != item["sk"]:
-            table.delete(item["pk"], item["sk"])
+            table.delete(item)
+        else:
+            table.delete_copy(item)  # the record itself was overwritten under the new name
         moved += 1
     return moved
 

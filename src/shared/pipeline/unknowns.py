@@ -307,7 +307,7 @@ def kept_apart(store: UnknownStore, p: PipelineConfig, clusters: list[str], keys
     if not p.corrections_table:
         return set()
     cluster_of = dict(zip(keys, clusters))
-    records = [r for r in CorrectionsTable(p.corrections_table).scan() if r.get("cluster") and r.get("unknown_face")]
+    records = [r for r in CorrectionsTable(p.corrections_table).apart() if r.get("unknown_face")]
     aliases = store.aliases() if records else {}
     apart = set()
     for r in records:
