@@ -171,8 +171,7 @@ def test_not_a_face_removes_it_and_a_repeated_correction_changes_nothing(world: 
 def test_bad_input_is_one_line_exit_1_and_changes_nothing(world: Corrections, faces_dir: Path, argv: list[str],
                                                           message: str) -> None:
     key = f"queries/{KIT}"
-    if world.aws.result(key) is None:
-        world.upload(key, (faces_dir / KIT).read_bytes())
+    world.upload(key, (faces_dir / KIT).read_bytes())
     state = (sorted(map(json.dumps, world.aws.scan(world.table))), sorted(map(json.dumps, world.items())),
              world.aws.result(key))
     code, out, err = world.run(*argv)
@@ -260,3 +259,90 @@ def test_an_unknown_face_corrected_as_not_this_cluster_stays_out_after_a_full_re
             assert store.resolve(aws.result("queries/copy/john1.jpg")["faces"][0]["cluster"]) != store.resolve(cluster)
             unknowns.regroup(store, current_config().pipeline)
             assert {store.resolve(f.cluster) for f in store.faces() if "john1" in f.source} & {store.resolve(cluster)} == set()
+
+
+def test_move_person_moves_every_record_naming_them(world: Corrections, faces_dir: Path) -> None:
+    """What `lambdaface merge FROM INTO` calls: records naming FROM now name INTO (a rename)."""
+    from shared.pipeline import corrections
+
+    world.upload("queries/move/0.jpg", (faces_dir / "people/rose_leslie/rose2.jpg").read_bytes())
+    world.upload("queries/move/1.jpg", (faces_dir / "seed/john1.jpg").read_bytes())
+    world.correct("queries/move/0.jpg", 1, "--not", "rose_leslie")
+    world.correct("queries/move/1.jpg", 1, "--is", "rose_leslie")
+    config = replace(current_config(), pipeline=replace(current_config().pipeline, corrections_table=world.table))
+    before = [r for r in world.records() if r.get("person") == "rose_leslie"]
+    assert len(before) == 2
+    assert corrections.move_person(config, "rose_leslie", "rose") == 2
+    assert [r for r in world.records() if r.get("person") == "rose_leslie"] == []
+    after = corrections.listing(config, "rose")
+    assert sorted((r["source"], r["decision"]) for r in after) == sorted((r["source"], r["decision"]) for r in before)
+    assert corrections.listing(config, "rose_leslie") == []  # their copies moved too
+    assert corrections.forget_person(config, "rose") == 2 and corrections.listing(config, "rose") == []
+    assert not [i for i in world.aws.scan(world.table) if i.get("person") in ("rose", "rose_leslie")]  # nor their copies
+
+
+def test_is_with_enroll_enrolls_the_faces_crop(world: Corrections, faces_dir: Path) -> None:
+    key = "queries/enroll/jim.jpg"
+    world.upload(key, (faces_dir / "seed/jim-carrey.jpg").read_bytes())
+    assert world.aws.result(key)["faces"][0]["person"] is None
+    with enroll_worker(world):
+        out = world.correct(key, 1, "--is", "jim_carrey", "--enroll", "--timeout", "120")
+    assert "corrected face 1 of queries/enroll/jim.jpg: is jim_carrey" in out
+    (model,) = world.aws.s3.list_objects_v2(Bucket=world.aws.bucket, Prefix="models/jim_carrey/")["Contents"]
+    assert world.aws.result(model["Key"])["status"] == "succeeded"
+    assert world.aws.result(key)["faces"][0]["person"] == "jim_carrey" and key in sources_of(world, "jim_carrey")
+
+
+@contextlib.contextmanager
+def enroll_worker(w: World) -> Iterator[None]:
+    """The enroll function, delivering its queue while a command waits for enrollments."""
+    from handlers import enroll
+
+    stop = threading.Event()
+
+    def run() -> None:
+        while not stop.is_set():
+            messages = w.queues["enroll"].receive()
+            if messages:
+                w.queues["enroll"].deliver(enroll.handler, messages)
+            else:
+                stop.wait(0.2)
+
+    worker = threading.Thread(target=run)
+    worker.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        worker.join()
+
+
+def test_a_face_corrected_as_not_person_is_never_named_person(moto_endpoint: str, faces_dir: Path,
+                                                               template: dict[str, Any]) -> None:
+    """john (never enrolled) in three photos, one cluster; john1's face is `not john_emmons`. Naming
+    the cluster john_emmons enrolls only the others' crops, leaves john1's face out of the cluster
+    and out of john_emmons's index, and recognizing john1 again does not name it john_emmons."""
+    with moto_resources(moto_endpoint, **ENV) as aws:
+        w = Corrections(aws, create_index(aws, template), create_corrections(aws, template))
+        with pytest.MonkeyPatch.context() as mp:
+            mp.setenv("PEOPLE_INDEX_TABLE", w.index)
+            mp.setenv("CORRECTIONS_TABLE", w.table)
+            names = ("john0.jpg", "john1.jpg", "john2.jpg")
+            for name in names:
+                aws.put(f"queries/{name}", (faces_dir / "seed" / name).read_bytes())
+            w.drain()
+            (cluster,) = {aws.result(f"queries/{n}")["faces"][0]["cluster"] for n in names}
+            w.correct("queries/john1.jpg", 1, "--not", "john_emmons")
+            with enroll_worker(w), contextlib.redirect_stdout(io.StringIO()):
+                assert main(["name", cluster, "john_emmons", "--bucket", aws.bucket, "--table", aws.unknowns_table,
+                             "--index-table", w.index, "--corrections-table", w.table, "--timeout", "120"]) == 0
+            enrolled = [o["Key"] for o in aws.s3.list_objects_v2(Bucket=aws.bucket, Prefix="models/john_emmons/")["Contents"]]
+            assert len(enrolled) == 2
+            assert sources_of(w, "john_emmons") == {"queries/john0.jpg", "queries/john2.jpg"}
+            own = aws.result("queries/john1.jpg")["faces"][0]
+            assert own["person"] is None and own["cluster"] != cluster
+            w.upload("queries/john1.jpg", (faces_dir / "seed/john1.jpg").read_bytes())  # recognized again
+            again = aws.result("queries/john1.jpg")["faces"][0]
+            assert again["person"] is None and again["candidates"][0]["person"] == "john_emmons"
+            assert "not john_emmons" in again["corrected"]
+            assert "queries/john1.jpg" not in sources_of(w, "john_emmons")

@@ -205,7 +205,15 @@ def correct(config: Config, bucket: str, source: str, face: int, decision: str, 
         raise CorrectionError(f"{source} has {len(shown)} face(s){' in that frame' if t is not None else ''}: "
                               f"--face counts from 1 to {len(shown)}, not {face}")
     box = {k: int(shown[face - 1]["box"][k]) for k in ("left", "top", "width", "height")}
-    etag = doc["source_etag"]
+    return decide(config, bucket, source, doc["source_etag"], box, t, decision, name, store)
+
+
+def decide(config: Config, bucket: str, source: str, etag: str, box: dict[str, int], t: float | None, decision: str,
+           name: str | None, store: Any = None) -> dict[str, Any]:
+    """Store a decision about the face at `box` (at `t` s: a video frame) of the content `etag`
+    (seen at `source`), then rewrite `source`'s result and index; the record."""
+    table = _table(config)
+    assert table is not None
     pk = etag_pk(etag)
     where = engine.face_key(box, t)
     sk = where + (f"{NOT_SK}{name}" if decision == engine.NOT else IS_SK)
@@ -314,6 +322,17 @@ def move_person(config: Config, from_name: str, into_name: str) -> int:
             table.delete_copy(item)  # the record itself was overwritten under the new name
         moved += 1
     return moved
+
+
+def keep_out_of_naming(config: Config, bucket: str, store: Any, cluster: str, person: str, faces: list[Any]) -> set[str]:
+    """Before `cluster` is named `person`: each of its `faces` (UnknownFace) that a record says is
+    not `person` leaves the cluster (as `correct --not <cluster>` does, so its result and index
+    follow), and is neither enrolled nor named. Their face ids."""
+    out = refused(config, person, faces)
+    for face in faces:
+        if face.face_id in out:
+            decide(config, bucket, face.source, face.etag, face.box, face.t, engine.NOT, cluster, store)
+    return out
 
 
 def refused(config: Config, person: str, faces: list[Any]) -> set[str]:
