@@ -90,7 +90,12 @@ def apply_video(config: Config, records: list[dict[str, Any]], frames: list[dict
     return corrected, changed
 
 
-def _sample_interval(frames: list[dict[str, Any]]) -> float:
+def _sample_interval(doc: dict[str, Any], frames: list[dict[str, Any]]) -> float:
+    """The interval the merge built the appearances on (pipeline/video.py); estimated from the
+    frames' times for a result written before `sample_fps` was recorded."""
+    fps, sample = doc.get("fps"), doc.get("sample_fps")
+    if fps and sample:
+        return max(1.0, float(fps) / float(sample)) / float(fps)
     gaps = Counter(round(b["t"] - a["t"], 3) for a, b in zip(frames, frames[1:]) if b["t"] > a["t"])
     return gaps.most_common(1)[0][0] if gaps else 1.0
 
@@ -100,7 +105,7 @@ def _corrected_video(doc: dict[str, Any], records: list[dict[str, Any]], thresho
     engine_frames = [originals.get(f["t"], f) for f in doc.get("frames") or []]
     frames = engine.apply_to_frames(engine_frames, [r for r in records if r.get("t") is not None], threshold)
     changed = [old for old, new in zip(engine_frames, frames) if old != new]
-    found = with_screen_time(appearances(frames, _sample_interval(frames), float(doc.get("duration_s") or 0.0)))
+    found = with_screen_time(appearances(frames, _sample_interval(doc, frames), float(doc.get("duration_s") or 0.0)))
     out = {**doc, "frames": frames, "appearances": found, "people": [a["person"] for a in found if a["person"]]}
     out.pop("engine_frames", None)
     if changed:

@@ -50,6 +50,7 @@ FIELDS = (
     "fps",
     "header_frames",  # a video whose header claimed more frames than it holds: the claim
     "frames_sampled",
+    "sample_fps",  # a video: frames analysed per second (the appearances' intervals are built on it)
     "segments",
     "faces",
     "engine_faces",  # a corrected photo: the engine's own faces (shared/pipeline/corrections.py)

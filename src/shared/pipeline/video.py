@@ -250,7 +250,7 @@ class Step:
         found = with_screen_time(appearances(frames, interval, info.duration_s))
         timings = {**(record.get("plan_ms") or {}), "segments": sum(segment_ms), "slowest_segment": max(segment_ms, default=0.0),
                    "merge": (time.perf_counter() - started) * 1000}
-        fields = {"frames_sampled": len(frames), "segments": total, "people": [a["person"] for a in found if a["person"]],
+        fields = {"frames_sampled": len(frames), "sample_fps": float(record["sample_fps"]), "segments": total, "people": [a["person"] for a in found if a["person"]],
                   "appearances": found, "frames": frames, "engine_frames": engine_frames or None}
         self._finish(record, SUCCEEDED, fields, timings, seen=corrections.ids(records) if self.config.pipeline.corrections_table else None)
 
