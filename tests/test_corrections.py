@@ -133,6 +133,8 @@ def test_undoing_a_correction_restores_the_engines_answer(world: Corrections, fa
     assert "biden" not in corrected["people"]
     (record,) = [r for r in world.records() if r["source"] == key and r.get("person") == "kit_harington"]
     assert record["decision"] == "is" and "embedding" not in record
+    code, out, _ = world.run("corrections", "--person", "kit_harington")
+    assert code == 0 and record["id"] in out and "is kit_harington" in out
     code, out, err = world.run("corrections", "undo", record["id"])
     assert code == 0, err
     restored = world.aws.result(key)
