@@ -348,3 +348,39 @@ def test_a_face_corrected_as_not_person_is_never_named_person(moto_endpoint: str
             assert again["person"] is None and again["candidates"][0]["person"] == "john_emmons"
             assert "not john_emmons" in again["corrected"]
             assert "queries/john1.jpg" not in sources_of(w, "john_emmons")
+
+
+def test_a_correction_never_writes_back_a_result_a_new_upload_replaced(world: Corrections, faces_dir: Path) -> None:
+    """The other interleaving: `correct` has read the result and is about to write it corrected
+    when a new upload at the same key is recognized; the newer result must stay (the correction's
+    write is conditional on the result it read, and it reads again)."""
+    from shared.pipeline import corrections
+
+    key = "queries/race/replaced.jpg"
+    world.upload(key, sorted((faces_dir / "people/kit_harington").iterdir())[2].read_bytes())
+    reached, go = threading.Event(), threading.Event()
+    real_for_etag = corrections.for_etag
+    command = threading.current_thread()
+
+    def paused_for_etag(*args: Any) -> Any:
+        found = real_for_etag(*args)
+        if threading.current_thread() is not command and not reached.is_set():
+            reached.set()  # the command read the result and its records: its write comes next
+            assert go.wait(60)
+        return found
+
+    outcome: list[str] = []
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(corrections, "for_etag", paused_for_etag)
+        worker = threading.Thread(target=lambda: outcome.append(world.correct(key, 1, "--not", "kit_harington")))
+        worker.start()
+        try:
+            assert reached.wait(60)
+            world.upload(key, (faces_dir / "people/biden/biden.jpg").read_bytes())  # replaced and recognized meanwhile
+        finally:
+            go.set()
+            worker.join()
+    assert outcome
+    doc = world.aws.result(key)
+    assert doc["source_etag"] == world.aws.etag(key) and doc["people"] == ["biden"]
+    assert key in sources_of(world, "biden") and key not in sources_of(world, "kit_harington")
