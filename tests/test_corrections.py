@@ -262,6 +262,15 @@ def test_an_unknown_face_corrected_as_not_this_cluster_stays_out_after_a_full_re
             unknowns.regroup(store, current_config().pipeline)
             assert {store.resolve(f.cluster) for f in store.faces() if "john1" in f.source} & {store.resolve(cluster)} == set()
 
+            (record,) = w.records()  # undone: the face goes back into the cluster, and its result says so
+            assert record["cluster"] == cluster and record["moved_to"] == own
+            code, _, err = w.run("corrections", "undo", record["id"])
+            assert code == 0, err
+            back = aws.result("queries/john1.jpg")
+            assert store.resolve(back["faces"][0]["cluster"]) == store.resolve(cluster) and "engine_faces" not in back
+            (face,) = [f for f in store.faces() if f.face_id == record["unknown_face"]]
+            assert store.resolve(face.cluster) == store.resolve(cluster)
+
 
 def test_move_person_moves_every_record_naming_them(world: Corrections, faces_dir: Path) -> None:
     """What `lambdaface merge FROM INTO` calls: records naming FROM now name INTO (a rename)."""

@@ -189,14 +189,15 @@ def recognize(job: Job) -> str | None:
     kept = [i for i, entry in enumerate(applied) if entry is not None]
     faces, job.fields["faces"] = [faces[i] for i in kept], [applied[i] for i in kept]
     job.fields["people"] = sorted({e["person"] for e in job.fields["faces"] if e.get("person")})
+    kept_out = corrections.excluded_clusters(records, [e["box"] for e in job.fields["faces"]])
     if job.config.pipeline.remember_unknowns:
         with timed(job.timings, "remember"):
             unknowns.remember_photo(job.config, job.bucket, job.key, etag, job.event, faces, job.fields["faces"],
-                                    numbers=kept, excluded=corrections.excluded_clusters(records, [e["box"] for e in job.fields["faces"]]))
+                                    numbers=kept, excluded=kept_out)
     if job.fields["faces"] != entries:  # corrected: the engine's own answer is kept beside it (undo restores it)
-        for i, entry in zip(kept, job.fields["faces"]):
-            if entry.get("cluster") and entries[i].get("person") is None:
-                entries[i]["cluster"] = entry["cluster"]
+        for i, entry, out in zip(kept, job.fields["faces"], kept_out):
+            if entry.get("cluster") and entries[i].get("person") is None:  # a face kept out of a cluster was in it
+                entries[i]["cluster"] = min(out) if out else entry["cluster"]
         job.fields["engine_faces"] = entries
     if job.config.pipeline.annotate:
         with timed(job.timings, "annotate"):
