@@ -47,10 +47,10 @@ def test_not_gives_the_next_candidate_within_the_threshold_that_names_no_other_f
 
 
 def test_is_names_the_face_not_a_face_removes_it_and_not_a_cluster_moves_it() -> None:
-    faces = [face(A, None, ("kit", 0.7), cluster="u-000000000001aaaaaa"), face(B, "rose", ("rose", 0.2))]
+    faces = [{**face(A, None, ("kit", 0.7), cluster="u-000000000001aaaaaa"), "review": True}, face(B, "rose", ("rose", 0.2))]
     (a, b) = apply_to_faces(faces, [rec(A, "is", "kit"), rec(B, "not_a_face")], 0.6)
     assert b is None
-    assert a["person"] == "kit" and a["distance"] == 0.7 and "cluster" not in a
+    assert a["person"] == "kit" and a["distance"] == 0.7 and "cluster" not in a and "review" not in a
     (a, _) = apply_to_faces(faces, [rec(A, "not", "u-000000000001aaaaaa", moved_to="u-000000000002bbbbbb")], 0.6)
     assert a["person"] is None and a["cluster"] == "u-000000000002bbbbbb"
     (a, _) = apply_to_faces(faces, [rec(A, "not", "u-000000000001aaaaaa")], 0.6)

@@ -58,7 +58,8 @@ def excluded(records: Iterable[dict[str, Any]]) -> set[str]:
 def apply_to_faces(faces: list[dict[str, Any]], records: list[dict[str, Any]], threshold: float) -> list[dict[str, Any] | None]:
     """The faces (result entries: box, person, distance, candidates, cluster...) with `records`
     applied, one per face in order, None for a face that is not a face. A face a record changed
-    gets `corrected` (the decisions, e.g. ["not obama"]); one no record matched is returned as is."""
+    gets `corrected` (the decisions, e.g. ["not obama"]) and loses `review` (the review queue's
+    mark); one no record matched is returned as is."""
     matched = matching([f["box"] for f in faces], records)
     out: list[dict[str, Any] | None] = list(faces)
     # Faces with an `is` first (they take their person), then the others, nearest first.
@@ -69,6 +70,7 @@ def apply_to_faces(faces: list[dict[str, Any]], records: list[dict[str, Any]], t
             continue
         nots = excluded(mine)
         face["corrected"] = sorted({_label(r) for r in mine})
+        face.pop("review", None)  # a person decided: the face is no longer one to review
         is_ = next((r["person"] for r in mine if r["decision"] == IS), None)
         if is_ is not None:
             face["person"] = is_
