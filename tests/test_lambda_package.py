@@ -178,7 +178,8 @@ class Moto:
         self.endpoint, self.template = endpoint, template
         suffix = uuid.uuid4().hex[:8]
         self.bucket = f"lambdaface-package-{suffix}"
-        self.tables = {lid: f"{lid}-{suffix}" for lid in ("JobsTable", "GalleryTable", "UnknownsTable", "PeopleIndexTable")}
+        self.tables = {lid: f"{lid}-{suffix}" for lid in ("JobsTable", "GalleryTable", "UnknownsTable", "PeopleIndexTable",
+                                                           "CorrectionsTable")}
         self.s3 = self.client("s3")
         self.dynamodb = self.client("dynamodb")
         self.s3.create_bucket(Bucket=self.bucket)

@@ -153,6 +153,13 @@ def test_spec_resolves_the_template(template: dict[str, Any]) -> None:
     assert index.ttl_attribute == "expires_at" and index.name == find.LOCAL_TABLE == unknowns.INDEX_LOCAL
     for function in ("EnrollFunction", "RecognizeFunction", "VideoFunction"):
         assert spec.functions[function].environment["PEOPLE_INDEX_TABLE"] == index.name, function
+    # the correction records: every function that applies or deletes them is told their table
+    from lambdaface import correct
+
+    records = spec.tables["CorrectionsTable"]
+    assert records.ttl_attribute is None and records.name == correct.LOCAL_TABLE
+    for function in ("EnrollFunction", "RecognizeFunction", "VideoFunction"):
+        assert spec.functions[function].environment["CORRECTIONS_TABLE"] == records.name, function
     assert enroll.environment["LAMBDAFACE_THRESHOLD"] == defaults["Threshold"]
 
 

@@ -15,6 +15,7 @@ import pytest
 from support.lambda_events import OK
 from support.moto import moto_resources
 from support.waits import wait_until
+from test_corrections import create_corrections
 from test_people_index import World, create_index
 
 from handlers import enroll, recognize
@@ -22,7 +23,7 @@ from lambdaface import merge as merge_command
 from lambdaface.cli import main
 from shared.aws.gallery_table import GalleryTable
 from shared.config import current_config
-from shared.pipeline import people_index, person_merge
+from shared.pipeline import corrections, people_index, person_merge
 
 ENROLLED = {  # key under models/ -> photo of ../shared/faces
     "barack/obama.jpg": "people/obama/obama.jpg",
@@ -47,6 +48,7 @@ def world(moto_endpoint: str, faces_dir: Path, template: dict[str, Any]) -> Iter
         w = World(aws, index)
         with pytest.MonkeyPatch.context() as mp:
             mp.setenv("PEOPLE_INDEX_TABLE", index)
+            mp.setenv("CORRECTIONS_TABLE", create_corrections(aws, template))
             for key, photo in ENROLLED.items():
                 aws.put(f"models/{key}", (faces_dir / photo).read_bytes())
             w.drain()
@@ -129,6 +131,8 @@ def test_merge_moves_images_faces_and_appearances(world: World, faces_dir: Path)
     assert barack, "barack (two photos of obama) is recognized on some photos"
     assert {f["source"] for f in world.find("barack")} == barack
     own = images(world, "obama")["obama.jpg"]
+    corrected = "queries/people/obama/obama3.jpg"  # a correction naming barack moves with him
+    corrections.correct(current_config(), world.aws.bucket, corrected, 1, "is", "barack")
 
     code, out, err = run(world, "merge", "barack", "obama", "--rerun")
     assert code == 0, err
@@ -145,6 +149,9 @@ def test_merge_moves_images_faces_and_appearances(world: World, faces_dir: Path)
     assert f"re-recognizing {len(barack)} source(s):" in out  # --rerun: their results name obama now
     assert recognized_on(world, "obama") >= barack and not recognized_on(world, "barack")
     assert world.find("barack") == []
+    assert corrections.listing(current_config(), "barack") == []
+    [record] = corrections.listing(current_config(), "obama")
+    assert (record["source"], record["decision"], record["person"]) == (corrected, "is", "obama")
 
 
 def test_rename_interrupted_then_run_again_finishes(world: World, mp: pytest.MonkeyPatch) -> None:

@@ -157,8 +157,10 @@ def test_s3_reads_models_or_queries_and_writes_only_results(resources: dict[str,
         "s3:DeleteObject": {snapshots},
         "s3:AbortMultipartUpload": {snapshots},
     }
+    # Recognition and video read their own result back when a correction was made meanwhile
+    # (src/shared/pipeline/corrections.py settle).
     assert grants(resources, "RecognizeFunction", "s3") == {
-        "s3:GetObject": {objects("queries/*"), snapshots, unknowns},
+        "s3:GetObject": {objects("queries/*"), objects("results/queries/*"), snapshots, unknowns},
         "s3:ListBucket": {bucket},
         "s3:PutObject": {objects("results/queries/*"), unknowns},
         "s3:DeleteObject": {unknowns},
@@ -166,7 +168,7 @@ def test_s3_reads_models_or_queries_and_writes_only_results(resources: dict[str,
     }
     # Video: the video, and each segment's frames until the merge (work/ expires, notifies nothing).
     assert grants(resources, "VideoFunction", "s3") == {
-        "s3:GetObject": {objects("queries/*"), objects("work/segments/*"), snapshots, unknowns},
+        "s3:GetObject": {objects("queries/*"), objects("results/queries/*"), objects("work/segments/*"), snapshots, unknowns},
         "s3:ListBucket": {bucket},
         "s3:PutObject": {objects("results/queries/*"), objects("work/segments/*"), unknowns},
         "s3:DeleteObject": {unknowns},
@@ -191,6 +193,11 @@ def test_dynamodb_actions_only_on_the_project_tables(resources: dict[str, Any]) 
     gallery = json.dumps({"Fn::GetAtt": ["GalleryTable", "Arn"]}, sort_keys=True)
     unknowns = json.dumps({"Fn::GetAtt": ["UnknownsTable", "Arn"]}, sort_keys=True)
     index = json.dumps({"Fn::GetAtt": ["PeopleIndexTable", "Arn"]}, sort_keys=True)
+    corrections = json.dumps({"Fn::GetAtt": ["CorrectionsTable", "Arn"]}, sort_keys=True)
+    # Correction records (src/shared/aws/corrections_table.py): Queries only (a content's records;
+    # the copies naming a person, or every `not <cluster>`); enroll deletes a forgotten person's.
+    correction_actions = {"EnrollFunction": {"dynamodb:Query", "dynamodb:DeleteItem"},
+                          "RecognizeFunction": {"dynamodb:Query"}, "VideoFunction": {"dynamodb:Query"}}
     # The person index (src/shared/aws/people_index_table.py): enroll deletes a forgotten person's
     # entries (or, during `lambdaface merge`, reads its mark and moves them), recognition replaces a
     # source's (manifest, batches), video also moves a merged cluster's entries (its regroup); no Scan anywhere.
@@ -221,11 +228,14 @@ def test_dynamodb_actions_only_on_the_project_tables(resources: dict[str, Any]) 
         assert {a for a, r in granted.items() if gallery in r} == gallery_actions, function
         assert {a for a, r in granted.items() if unknowns in r} == (set() if function == "EnrollFunction" else unknown_actions), function
         assert {a for a, r in granted.items() if index in r} == index_actions[function], function
-        assert all(r <= {jobs, gallery, unknowns, index} for r in granted.values()), function
+        assert {a for a, r in granted.items() if corrections in r} == correction_actions[function], function
+        assert all(r <= {jobs, gallery, unknowns, index, corrections} for r in granted.values()), function
     sweep = grants(resources, "UnknownsSweepFunction", "dynamodb")
     assert {a for a, r in sweep.items() if index in r} == {"dynamodb:Query", "dynamodb:PutItem", "dynamodb:UpdateItem",
                                                              "dynamodb:DeleteItem"}
     assert not {a for a, r in grants(resources, "ReconcileFunction", "dynamodb").items() if index in r}
+    assert {a for a, r in sweep.items() if corrections in r} == {"dynamodb:Query"}
+    assert not {a for a, r in grants(resources, "ReconcileFunction", "dynamodb").items() if corrections in r}
 
 
 def test_each_role_consumes_only_its_queue_and_logs_only_to_its_group(resources: dict[str, Any]) -> None:
@@ -412,7 +422,7 @@ def test_environment_is_wired_to_parameters_with_the_engine_defaults(template: d
         "LAMBDAFACE_ENROLL_JITTERS", "LAMBDAFACE_MAX_BYTES", "LAMBDAFACE_MAX_PIXELS",
         "MAX_RECEIVE_COUNT", "JOB_TTL_DAYS", "POWERTOOLS_SERVICE_NAME", "LOG_LEVEL",
         "UNKNOWNS_TABLE", "LAMBDAFACE_REMEMBER_UNKNOWNS", "LAMBDAFACE_UNKNOWN_RETENTION_DAYS",
-        "LAMBDAFACE_UNKNOWN_THRESHOLD", "PEOPLE_INDEX_TABLE", "LAMBDAFACE_RETENTION_DAYS",
+        "LAMBDAFACE_UNKNOWN_THRESHOLD", "PEOPLE_INDEX_TABLE", "LAMBDAFACE_RETENTION_DAYS", "CORRECTIONS_TABLE",
     }
     assert env["JOBS_TABLE"] == {"Ref": "JobsTable"} and env["GALLERY_TABLE"] == {"Ref": "GalleryTable"}
     defaults = parameter_defaults(template)
@@ -434,6 +444,7 @@ def test_environment_is_wired_to_parameters_with_the_engine_defaults(template: d
     assert env["PEOPLE_INDEX_TABLE"] == {"Ref": "PeopleIndexTable"}
     assert env["LAMBDAFACE_RETENTION_DAYS"] == {"Ref": "RetentionDays"}  # the index's entries expire with the results
     assert int(value["LAMBDAFACE_RETENTION_DAYS"]) == pipeline.retention_days
+    assert env["CORRECTIONS_TABLE"] == {"Ref": "CorrectionsTable"}
 
 
 def test_video_settings_are_parameters_with_the_engine_defaults(template: dict[str, Any], resources: dict[str, Any]) -> None:

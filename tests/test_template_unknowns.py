@@ -146,11 +146,14 @@ def test_the_sweeps_role_is_least_privilege(resources: dict[str, Any]) -> None:
     }
     services = {action.split(":")[0] for action in granted}
     assert services == {"dynamodb", "s3", "logs"}  # no queue, and no other table but the person index:
-    # a regroup moves each retired cluster's index entries to the survivor (pipeline/people_index.py)
+    # a regroup moves each retired cluster's index entries to the survivor (pipeline/people_index.py),
+    # and reads the `not <cluster>` corrections (one Query) to keep those faces apart
     index = {"dynamodb:Query", "dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem"}
     assert {a for a, targets in granted.items() if arn("PeopleIndexTable") in targets} == index
-    assert all([t for t in targets if t != arn("PeopleIndexTable")] == [arn("UnknownsTable")] * (len(targets) - (a in index))
-               for a, targets in granted.items() if a.startswith("dynamodb:"))
+    assert {a for a, targets in granted.items() if arn("CorrectionsTable") in targets} == {"dynamodb:Query"}
+    others = (arn("PeopleIndexTable"), arn("CorrectionsTable"))
+    assert all([t for t in targets if t not in others] == [arn("UnknownsTable")] * (len(targets) - sum(
+        t in others for t in targets)) for a, targets in granted.items() if a.startswith("dynamodb:"))
     for action, targets in granted.items():
         assert "*" not in action and "*" not in targets, action
     assert all(s.get("Sid") for s in role_statements(resources, SWEEP))

@@ -169,7 +169,7 @@ def merge_person(args: argparse.Namespace, from_name: str, into: str, rename: bo
     moved += person_merge.move_records(config, from_name, into)  # what a recognition wrote since, under FROM
     people_index.end_merge(pipeline, from_name)
     print(f"{'renamed' if rename else 'merged'} {from_name} into {into}: {copied} image(s) copied to "
-          f"{person_prefix(into)}, {deleted} deleted from {person_prefix(from_name)}, {moved} index entr(ies) moved")
+          f"{person_prefix(into)}, {deleted} deleted from {person_prefix(from_name)}, {moved} record(s) moved (index entries, corrections)")
     return rerun(args, s3, sorted(sources)) if args.rerun and sources else 0
 
 

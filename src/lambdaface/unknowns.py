@@ -13,6 +13,7 @@ import json
 import os
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -186,6 +187,14 @@ def name(args: argparse.Namespace) -> int:
         raise CommandError(str(exc).split(": ", 1)[-1]) from None
     store = _store(args)
     current, ids, faces = _cluster(store, args.cluster)
+    from shared.pipeline import corrections
+
+    config = current_config()
+    config = replace(config, pipeline=replace(_pipeline(args), corrections_table=_existing(args.corrections_table)))
+    refused = corrections.keep_out_of_naming(config, args.bucket, store, current, args.person, faces)
+    faces = [f for f in faces if f.face_id not in refused]  # a correction said these are not PERSON
+    if not faces:
+        raise CommandError(f"every face of cluster {current} was corrected as not {args.person}; nothing was named")
     pipeline = current_config().pipeline
     if not store.mark_named(current, args.person, pipeline.unknown_retention_days):
         raise CommandError(f"cluster {args.cluster} was named meanwhile")
@@ -233,6 +242,21 @@ def _pipeline(args: argparse.Namespace) -> Any:
               file=sys.stderr)
         table = ""
     return replace(current_config().pipeline, people_index_table=table)
+
+
+def _existing(table: str) -> str:
+    """`table` when it exists, else "" (a stack deployed before it)."""
+    from botocore.exceptions import ClientError
+
+    from shared.aws.clients import client
+
+    try:
+        client("dynamodb").describe_table(TableName=table)
+    except ClientError as exc:
+        if exc.response.get("Error", {}).get("Code") != "ResourceNotFoundException":
+            raise
+        return ""
+    return table
 
 
 def _move_index(args: argparse.Namespace, ids: set[str]) -> None:
@@ -295,6 +319,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         p.add_argument("--json", action="store_true", help="print JSON lines")
         p.add_argument("--index-table", default=os.environ.get(INDEX_ENV) or INDEX_LOCAL,
                        help=f"the person index, kept in step (default: ${INDEX_ENV}, else the local stack's {INDEX_LOCAL})")
+        p.add_argument("--corrections-table", default=os.environ.get("CORRECTIONS_TABLE") or "lambdaface-CorrectionsTable",
+                       help="the correction records: a face corrected as not PERSON is never named PERSON")
 
     p = subparsers.add_parser("unknowns", help="list the clusters of remembered unknown faces (see `unknowns -h`)")
     common(p)

@@ -82,6 +82,7 @@ class PipelineConfig:
     bucket: str = ""  # LAMBDAFACE_BUCKET: the stack's bucket (the scheduled sweep has no S3 event to name it)
     reconcile_grace_s: float = 900.0  # LAMBDAFACE_RECONCILE_GRACE_S: an image younger than this may still be enrolling (not reported)
     people_index_table: str = ""  # PEOPLE_INDEX_TABLE: where each person (or cluster) appears ("": no index is kept)
+    corrections_table: str = ""  # CORRECTIONS_TABLE: the correction records replayed on every recognition ("": none are kept)
     retention_days: int = 30  # LAMBDAFACE_RETENTION_DAYS: results (and the index entries naming them) expire after this many days
 
     def __post_init__(self) -> None:
@@ -156,6 +157,7 @@ _PIPELINE_ENV = {
     "reconcile_grace_s": "LAMBDAFACE_RECONCILE_GRACE_S",
     "people_index_table": "PEOPLE_INDEX_TABLE",
     "retention_days": "LAMBDAFACE_RETENTION_DAYS",
+    "corrections_table": "CORRECTIONS_TABLE",
 }
 
 _VIDEO_ENV = {

@@ -160,11 +160,13 @@ def stacked(galleries: Sequence[Gallery]) -> tuple[np.ndarray, list[str], list[s
 
 
 def regroup(embeddings: np.ndarray, clusters: Sequence[str], threshold: float,
-            first_seen: dict[str, str] | None = None) -> dict[str, str]:
+            first_seen: dict[str, str] | None = None, apart: set[frozenset[str]] | None = None) -> dict[str, str]:
     """Which clusters to merge, as {retired id: surviving id}, from Chinese whispers over the graph
     of faces within `threshold`. Each cluster goes to the group holding most of its faces; the
     clusters of one group merge into the one with the most faces (then the first seen, then the
-    smallest id). Nothing is split."""
+    smallest id). Nothing is split. `apart`: pairs of clusters never merged (a correction said
+    one's face is not the other): a member of a group that is kept apart from one already merged
+    there stays on its own."""
     import dlib
 
     if len(clusters) < 2:
@@ -183,6 +185,10 @@ def regroup(embeddings: np.ndarray, clusters: Sequence[str], threshold: float,
     for members in groups.values():
         if len(members) < 2:
             continue
-        survivor = min(members, key=lambda c: (-sum(votes[c].values()), seen.get(c, ""), c))
-        merges.update({c: survivor for c in members if c != survivor})
+        ranked = sorted(members, key=lambda c: (-sum(votes[c].values()), seen.get(c, ""), c))
+        survivor, joined = ranked[0], [ranked[0]]
+        for c in ranked[1:]:
+            if not any(frozenset((c, j)) in (apart or ()) for j in joined):
+                merges[c] = survivor
+                joined.append(c)
     return merges

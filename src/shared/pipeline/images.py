@@ -26,7 +26,7 @@ from shared.engine.decode import check_size, decode_image
 from shared.engine.faces import find_enrollment_face, find_faces
 from shared.engine.matching import identify, one_face_per_person
 from shared.engine.video import SNIFF_BYTES, looks_like_video
-from shared.pipeline import keys, people_index, results, unknowns
+from shared.pipeline import corrections, keys, people_index, results, unknowns
 
 ENROLL, FORGET, RECOGNIZE = "enroll", "forget", "recognize"
 HANDED_OFF = "handed_off"  # what `recognize` returns for a video
@@ -42,6 +42,7 @@ class Job:
     config: Config
     fields: dict[str, Any] = field(default_factory=dict)
     timings: dict[str, float] = field(default_factory=dict)
+    corrections_seen: set[str] | None = None  # the ids of the correction records applied (None: none kept here)
 
     @property
     def bucket(self) -> str:
@@ -114,6 +115,12 @@ def forget(job: Job) -> None:
             return
         job.fields["removed"] = _change(job, person, "", None).removed
         people_index.after_forget(job.config.pipeline, table, person)  # their last face: their index entries go
+        if job.config.pipeline.corrections_table and not table.has_faces(person):
+            into = people_index.merging_into(job.config.pipeline, person)  # `lambdaface merge` under way
+            if into:
+                corrections.move_person(job.config, person, into)  # ... the corrections naming them go with them
+            else:
+                corrections.forget_person(job.config, person)  # ... and the corrections naming them
 
 
 def _gallery(job: Job) -> GalleryTable:
@@ -176,15 +183,29 @@ def recognize(job: Job) -> str | None:
         matches = identify(embeddings, gallery, cfg.threshold, cfg.top_k)
         if cfg.one_face_per_person:
             matches = one_face_per_person(matches, cfg.threshold)
-    job.fields["faces"] = [results.face_entry(f.box, m) for f, m in zip(faces, matches)]
-    job.fields["people"] = sorted({m.person for m in matches if m.person})
+    entries = [results.face_entry(f.box, m) for f, m in zip(faces, matches)]
+    etag = job.fields["source_etag"]
+    with timed(job.timings, "corrections"):  # one Query: the decisions a person made about these bytes' faces
+        records = corrections.for_etag(job.config, etag)
+    if job.config.pipeline.corrections_table:
+        job.corrections_seen = corrections.ids(records)
+    applied = corrections.apply_photo(job.config, records, entries)
+    kept = [i for i, entry in enumerate(applied) if entry is not None]
+    faces, job.fields["faces"] = [faces[i] for i in kept], [applied[i] for i in kept]
+    job.fields["people"] = sorted({e["person"] for e in job.fields["faces"] if e.get("person")})
+    kept_out = corrections.excluded_clusters(records, [e["box"] for e in job.fields["faces"]])
     if job.config.pipeline.remember_unknowns:
         with timed(job.timings, "remember"):
-            unknowns.remember_photo(job.config, job.bucket, job.key, job.fields["source_etag"], job.event, faces,
-                                    job.fields["faces"])
+            unknowns.remember_photo(job.config, job.bucket, job.key, etag, job.event, faces, job.fields["faces"],
+                                    numbers=kept, excluded=kept_out)
+    if job.fields["faces"] != entries:  # corrected: the engine's own answer is kept beside it (undo restores it)
+        for i, entry, out in zip(kept, job.fields["faces"], kept_out):
+            if entry.get("cluster") and entries[i].get("person") is None:  # a face kept out of a cluster was in it
+                entries[i]["cluster"] = min(out) if out else entry["cluster"]
+        job.fields["engine_faces"] = entries
     if job.config.pipeline.annotate:
         with timed(job.timings, "annotate"):
-            jpeg = annotate(image, [f.box for f in faces], [m.person for m in matches])
+            jpeg = annotate(image, [f.box for f in faces], [e.get("person") for e in job.fields["faces"]])
         with timed(job.timings, "upload"):
             s3.put_object(job.bucket, keys.annotated_key(job.key), jpeg, "image/jpeg")
         job.fields["annotated"] = keys.annotated_key(job.key)

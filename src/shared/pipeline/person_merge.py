@@ -10,13 +10,14 @@ from pathlib import PurePosixPath
 from typing import Iterator
 
 from shared.config import Config
-from shared.pipeline import people_index
+from shared.pipeline import corrections, people_index
 
 
 def move_records(config: Config, from_name: str, into_name: str) -> int:
-    """Move what is kept under FROM's name to INTO (the person index; the place for the next kind
-    of record too); how many records moved. Idempotent: run again, it moves what is left."""
-    return people_index.move(config.pipeline, from_name, into_name)
+    """Move what is kept under FROM's name to INTO: the person index's entries and the correction
+    records; how many moved. Idempotent: run again, it moves what is left. Called before FROM's
+    images are deleted (the forget of FROM's last face deletes what is left of FROM's records)."""
+    return people_index.move(config.pipeline, from_name, into_name) + corrections.move_person(config, from_name, into_name)
 
 
 def copy_names(file_name: str, from_name: str) -> Iterator[str]:

@@ -15,6 +15,10 @@ candidate within the threshold or none; `distance` is then that candidate's, or 
 `cluster` (an unknown face, when remembering unknown faces is on) is the id (`u-...`) of the group
 of look-alike unknown faces it joined; an appearance of one has `person` null and its `cluster`.
 
+`corrected` (a face a correction record changed): its decisions, e.g. ["not obama"]; the result
+then keeps the engine's own answer in `engine_faces` (a photo) or `engine_frames` (a video's
+changed frames). See shared/pipeline/corrections.py.
+
 `kind` is "enroll", "recognize" or "forget" (an image under models/ was deleted: `person`,
 `removed`). `source_etag` is the ETag of the bytes processed; `event_time` the S3 event's time.
 A field that does not apply to a job is left out (no `people` on an enrollment, no `error` on a
@@ -46,11 +50,14 @@ FIELDS = (
     "fps",
     "header_frames",  # a video whose header claimed more frames than it holds: the claim
     "frames_sampled",
+    "sample_fps",  # a video: frames analysed per second (the appearances' intervals are built on it)
     "segments",
     "faces",
+    "engine_faces",  # a corrected photo: the engine's own faces (shared/pipeline/corrections.py)
     "people",
     "appearances",
     "frames",
+    "engine_frames",  # a corrected video: the engine's own version of the frames corrections changed
     "annotated",
     "removed",
     "error",

@@ -29,7 +29,7 @@ from shared.aws.video_jobs_table import VIDEO, VideoJobsTable
 from shared.clock import timed
 from shared.config import SNAPSTART_ENV, Config, current_config
 from shared.engine import models
-from shared.pipeline import delivery, job_events, keys, metrics, people_index, results
+from shared.pipeline import corrections, delivery, job_events, keys, metrics, people_index, results
 from shared.pipeline.delivery import logger
 from shared.pipeline.images import ENROLL, HANDED_OFF, RECOGNIZE, USE_CASES, Job, kind_for, person_of
 from shared.pipeline.video import send_plan
@@ -122,6 +122,7 @@ class _Attempt:
         people_index.record(self.job.config, document)  # the index lists this result before it appears
         if keys.fits_s3(keys.result_key(self.job.key)):  # else (an over-long key) the job record alone says it
             s3.put_json(self.job.bucket, keys.result_key(self.job.key), document)
+            corrections.settle(self.job.config, self.job.bucket, document, self.job.corrections_seen)  # one made meanwhile
         try:
             record = self.jobs.finish(self.job.job_id, self.id, document["status"], self.started, keys.result_key(self.job.key), error,
                                       job_events.detail(document, self.job.bucket))

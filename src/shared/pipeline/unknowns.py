@@ -20,6 +20,7 @@ import numpy as np
 
 from shared import clock
 from shared.aws import gallery_cache
+from shared.aws.corrections_table import CorrectionsTable
 from shared.aws.gallery_table import Outcome
 from shared.aws.unknowns_table import (MERGED, NAMED, REGROUPED, UnknownFace, UnknownStore, face_id, now_iso,
                                        seen_epoch)
@@ -39,17 +40,30 @@ def store_for(config: Config, bucket: str) -> UnknownStore:
 
 
 def remember_photo(config: Config, bucket: str, key: str, etag: str, event: Any, faces: list[Any],
-                   entries: list[dict[str, Any]]) -> None:
-    """Remember the unknown faces of one photo; each one's result entry gains its `cluster`."""
+                   entries: list[dict[str, Any]], numbers: list[int] | None = None,
+                   excluded: list[set[str]] | None = None) -> None:
+    """Remember the unknown faces of one photo; each one's result entry gains its `cluster`.
+    `numbers`: each face's position among the faces the engine found (its face id; default its
+    position here); `excluded`: per face, clusters a correction keeps it out of (it starts a
+    cluster of its own rather than join one of them, or one they were merged into)."""
     unknown = [i for i, entry in enumerate(entries) if entry.get("person") is None]
     if not config.pipeline.remember_unknowns or not unknown:
         return
     store = store_for(config, bucket)
     embeddings = np.stack([faces[i].embedding for i in unknown])
     clusters, new = clustering.assign_marking_new(embeddings, store.galleries(), config.pipeline.unknown_threshold)
+    if excluded and any(excluded):
+        aliases = store.aliases()
+        for n, i in enumerate(unknown):
+            kept_out = {store.resolve(c, aliases) for c in excluded[i]}
+            if kept_out and store.resolve(clusters[n], aliases) in kept_out:
+                clusters[n] = clustering.new_cluster_id()
+            if kept_out:
+                new[n] = False  # never joined to a concurrent cluster (that could be the one it is kept out of)
     seen = now_iso()  # the retention counts from when a face is remembered
+    number = numbers or list(range(len(entries)))
     stored = store_faces(store, config.pipeline, [
-        UnknownFace(face_id(key, etag, str(i)), cluster, key, entries[i]["box"], seen, embedding=faces[i].embedding,
+        UnknownFace(face_id(key, etag, str(number[i])), cluster, key, entries[i]["box"], seen, embedding=faces[i].embedding,
                     etag=etag) for i, cluster in zip(unknown, clusters)], new, event.sequencer, event.event_time)
     for i, cluster in zip(unknown, stored):
         if cluster is not None:
@@ -280,7 +294,8 @@ def regroup(store: UnknownStore, p: PipelineConfig, time_left: Callable[[], bool
         looked_at = set(only or ()) | (clustering.touched(everything, clusters, [i for i, k in enumerate(keys) if k in new],
                                                           p.unknown_threshold) if new is not None else set())
         subset = np.flatnonzero([c in looked_at for c in clusters])
-    merges = clustering.regroup(everything[subset], [clusters[i] for i in subset], p.unknown_threshold)
+    apart = kept_apart(store, p, clusters, keys)
+    merges = clustering.regroup(everything[subset], [clusters[i] for i in subset], p.unknown_threshold, apart=apart)
     for retired, survivor in merges.items():
         store.record_merge(retired, survivor, p.unknown_retention_days)
         for face in store.cluster_faces(retired, embeddings=True):
@@ -292,6 +307,23 @@ def regroup(store: UnknownStore, p: PipelineConfig, time_left: Callable[[], bool
     if merges:
         log.info("merged %d clusters: %s", len(merges), merges)
     return merges
+
+
+def kept_apart(store: UnknownStore, p: PipelineConfig, clusters: list[str], keys: list[str]) -> set[frozenset[str]]:
+    """Pairs of clusters a regroup must not merge: a face a correction took out of a cluster
+    (`not <cluster>`, shared/pipeline/corrections.py) and the cluster that one goes by now."""
+    if not p.corrections_table:
+        return set()
+    cluster_of = dict(zip(keys, clusters))
+    records = [r for r in CorrectionsTable(p.corrections_table).apart() if r.get("unknown_face")]
+    aliases = store.aliases() if records else {}
+    apart = set()
+    for r in records:
+        mine = cluster_of.get(r["unknown_face"])
+        other = store.resolve(r["cluster"], aliases)
+        if mine and mine != other:
+            apart.add(frozenset((mine, other)))
+    return apart
 
 
 def clusters(store: UnknownStore) -> list[dict[str, Any]]:

@@ -36,7 +36,7 @@ from shared.config import Config, current_config
 from shared.engine.video import (VideoInfo, appearances, check_frame_size, plan_segments, probe_video,
                                  recognize_frames, sampled_frame_indices, verified_length, with_screen_time)
 from shared.errors import FaceError
-from shared.pipeline import delivery, job_events, keys, metrics, people_index, results, unknowns
+from shared.pipeline import corrections, delivery, job_events, keys, metrics, people_index, results, unknowns
 from shared.pipeline.delivery import logger
 from shared.pipeline.video_copy import check_source, reading, video_view
 
@@ -243,14 +243,16 @@ class Step:
             segment_ms.append(float(partial["timings_ms"].get("total", 0.0)))
         frames.sort(key=lambda f: f["t"])
         unknowns.unify_video(self.config, self.bucket, frames)  # one cluster per unknown person in this video
+        records = corrections.for_etag(self.config, self.etag)  # the decisions made about these bytes' faces
+        frames, engine_frames = corrections.apply_video(self.config, records, frames)
         info = VideoInfo(**{k: record["video"][k] for k in ("fps", "frames", "width", "height")})
         interval = max(1.0, info.fps / float(record["sample_fps"])) / info.fps
         found = with_screen_time(appearances(frames, interval, info.duration_s))
         timings = {**(record.get("plan_ms") or {}), "segments": sum(segment_ms), "slowest_segment": max(segment_ms, default=0.0),
                    "merge": (time.perf_counter() - started) * 1000}
-        fields = {"frames_sampled": len(frames), "segments": total, "people": [a["person"] for a in found if a["person"]],
-                  "appearances": found, "frames": frames}
-        self._finish(record, SUCCEEDED, fields, timings)
+        fields = {"frames_sampled": len(frames), "sample_fps": float(record["sample_fps"]), "segments": total, "people": [a["person"] for a in found if a["person"]],
+                  "appearances": found, "frames": frames, "engine_frames": engine_frames or None}
+        self._finish(record, SUCCEEDED, fields, timings, seen=corrections.ids(records) if self.config.pipeline.corrections_table else None)
 
     def _partials(self, total: int) -> Iterator[dict[str, Any]]:
         """Every segment's partial result, in order, read MERGE_THREADS at a time in parallel."""
@@ -271,7 +273,7 @@ class Step:
         self._finish(record, FAILED, {}, {**(record.get("plan_ms") or {}), **self.timings}, error)
 
     def _finish(self, record: dict[str, Any], status: str, fields: dict[str, Any], timings: dict[str, float],
-                error: dict[str, str] | None = None) -> None:
+                error: dict[str, str] | None = None, seen: set[str] | None = None) -> None:
         started = float(record.get("video_started") or time.time())
         timings["total"] = (time.time() - started) * 1000
         video = record.get("video") or (asdict(self.info) if self.info else None)
@@ -287,6 +289,7 @@ class Step:
             threshold=self.config.engine.threshold, timings_ms=timings)
         people_index.record(self.config, document)  # the index lists this result before it appears
         s3.put_json(self.bucket, key, document)
+        corrections.settle(self.config, self.bucket, document, seen)  # a correction made meanwhile
         finished = self.table.finish_video(self.job_id, self.owner, status, key, started, error, job_events.detail(document, self.bucket))
         metrics.job_finished(document)
         job_events.emit(self.table.name, finished)  # failing, it raises EventPending: the redelivery sends it
