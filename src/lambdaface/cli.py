@@ -5,11 +5,11 @@ import argparse
 import sys
 from typing import Sequence
 
-from lambdaface import audit, client, engine_commands, find, invoke, report, unknowns, watch
+from lambdaface import add_face, audit, client, engine_commands, find, invoke, report, review, unknowns, watch
 from lambdaface.local import command as local
 
 # Each module exposes register(subparsers); a subcommand's parser sets `func(args) -> int`.
-COMMAND_MODULES = [engine_commands, local, client, watch, invoke, report, unknowns, audit, find]
+COMMAND_MODULES = [engine_commands, local, client, watch, invoke, report, unknowns, audit, find, review, add_face]
 
 
 def build_parser() -> argparse.ArgumentParser:

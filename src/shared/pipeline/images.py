@@ -23,10 +23,10 @@ from shared.clock import iso, timed
 from shared.config import Config
 from shared.engine.annotate import annotate
 from shared.engine.decode import check_size, decode_image
-from shared.engine.faces import find_enrollment_face, find_faces
-from shared.engine.matching import identify, one_face_per_person
+from shared.engine.faces import Box, find_enrollment_face, find_faces
+from shared.engine.matching import identify, needs_review, one_face_per_person
 from shared.engine.video import SNIFF_BYTES, looks_like_video
-from shared.pipeline import keys, people_index, results, unknowns
+from shared.pipeline import added_faces, keys, people_index, results, unknowns
 
 ENROLL, FORGET, RECOGNIZE = "enroll", "forget", "recognize"
 HANDED_OFF = "handed_off"  # what `recognize` returns for a video
@@ -176,19 +176,32 @@ def recognize(job: Job) -> str | None:
         matches = identify(embeddings, gallery, cfg.threshold, cfg.top_k)
         if cfg.one_face_per_person:
             matches = one_face_per_person(matches, cfg.threshold)
-    job.fields["faces"] = [results.face_entry(f.box, m) for f, m in zip(faces, matches)]
+    job.fields["faces"] = [results.face_entry(f.box, m, review=needs_review(m.distance, cfg.threshold, cfg.review_band))
+                           for f, m in zip(faces, matches)]
     job.fields["people"] = sorted({m.person for m in matches if m.person})
     if job.config.pipeline.remember_unknowns:
         with timed(job.timings, "remember"):
             unknowns.remember_photo(job.config, job.bucket, job.key, job.fields["source_etag"], job.event, faces,
                                     job.fields["faces"])
+    with timed(job.timings, "added_faces"):
+        _keep_added_faces(job, image, gallery)
     if job.config.pipeline.annotate:
         with timed(job.timings, "annotate"):
-            jpeg = annotate(image, [f.box for f in faces], [m.person for m in matches])
+            boxes = [f.box for f in faces] + [Box(**f["box"]) for f in job.fields["faces"][len(faces):]]
+            jpeg = annotate(image, boxes, [f["person"] for f in job.fields["faces"]])
         with timed(job.timings, "upload"):
             s3.put_object(job.bucket, keys.annotated_key(job.key), jpeg, "image/jpeg")
         job.fields["annotated"] = keys.annotated_key(job.key)
     return None
+
+
+def _keep_added_faces(job: Job, image: np.ndarray, gallery: Any) -> None:
+    """Faces added by hand to the previous result of these same bytes are added again (added_faces.py)."""
+    kept = added_faces.carry_over(job.config, job.bucket, job.key, job.fields["source_etag"], image,
+                                  job.fields["faces"], gallery)
+    if kept:
+        job.fields["faces"] += kept
+        job.fields["people"] = sorted({f["person"] for f in job.fields["faces"] if f.get("person")})
 
 
 USE_CASES: dict[str, Callable[[Job], str | None]] = {ENROLL: enroll, FORGET: forget, RECOGNIZE: recognize}

@@ -55,13 +55,14 @@ def _who(found: dict[str, Any]) -> dict[str, Any]:
     return {"person": found["person"]} if found.get("person") else {"cluster": found["cluster"]}
 
 
-def record(config: Config, document: dict[str, Any]) -> int:
-    """Make the index list exactly `document`'s entries for its source; the items written."""
+def record(config: Config, document: dict[str, Any], revision: str | None = None) -> int:
+    """Make the index list exactly `document`'s entries for its source; the items written. An edit
+    of a job's result (e.g. an added face) passes its `revision` (else the job id identifies it)."""
     p = config.pipeline
     if not p.people_index_table or document.get("kind") != "recognize":
         return 0
     table = PeopleIndexTable(p.people_index_table)
-    source, job_id = document["source"], document["job_id"]
+    source, job_id = document["source"], revision or document["job_id"]
     new = {e["sk"]: e for e in entries_of(document, p.retention_days)}
     for _ in range(ATTEMPTS):
         manifest = table.manifest(source) or {}
