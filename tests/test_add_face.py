@@ -195,3 +195,33 @@ def test_embed_at_the_detectors_box_gives_the_detectors_descriptor(photos: Any) 
         assert float(np.linalg.norm(again.embedding - face.embedding)) < 0.02
     with pytest.raises(Exception, match="BAD_BOX"):
         embed_at(image, Box(-1, 0, 50, 50), cfg)
+
+
+def test_a_recognition_that_finishes_while_a_face_is_added_wins(world: World, faces_dir: Path,
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    """The interleaving: add-face has read the result and the photo; before it writes, new bytes are
+    uploaded at the key and their recognition finishes. add-face must not write its stale result
+    over the new one (nor its index entries): it fails, one line, and the new result stands."""
+    from shared.pipeline import added_faces
+
+    key = "queries/race/kit_with_rose.jpg"
+    data, offset = padded(faces_dir)
+    world.aws.put(key, data)
+    world.drain()
+    assert world.aws.result(key)["faces"] == []
+    rose = face_of(world.aws.result(ORIGINAL), "rose_leslie")
+    embed = added_faces.embed_at
+
+    def rival_first(*args: Any, **kwargs: Any) -> Any:  # runs between add-face's reads and its write
+        world.aws.put(key, (faces_dir / "multi/kit_with_rose.jpg").read_bytes())
+        world.drain()
+        return embed(*args, **kwargs)
+
+    monkeypatch.setattr(added_faces, "embed_at", rival_first)
+    code, out, err = cli("add-face", key, "--box", shifted(rose["box"], offset), "--index-table", world.index)
+    assert code == 1 and "added" not in out and err.count("\n") == 1  # (out: the rival job's metrics line)
+    assert "changed while the face was being added; nothing was added" in err
+    new = world.aws.result(key)
+    assert sorted(f["person"] for f in new["faces"]) == ["kit_harington", "rose_leslie"]
+    assert not any(f.get("added") for f in new["faces"])
+    assert [f["box"] for f in index_photos(world, "rose_leslie")[key]] == [face_of(new, "rose_leslie")["box"]]

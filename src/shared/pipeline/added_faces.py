@@ -10,6 +10,11 @@
   same bytes), its added faces are embedded again at their boxes and matched anew (a named one
   keeps its name), unless the detector now finds a face there.
 
+The result is rewritten only over the version read (S3's conditional write, If-Match): a
+recognition of the source that finishes while a face is being added wins, and add-face fails
+(RESULT_CHANGED) having changed nothing. The person index is written after the result (so a
+refused write leaves it alone), then the annotated copy.
+
 Embeddings are never stored: an added face is its box (and given name) in the result document.
 """
 from __future__ import annotations
@@ -32,6 +37,7 @@ from shared.engine.faces import Box, embed_at
 from shared.engine.matching import Gallery, Match, identify, needs_review
 from shared.pipeline import keys, people_index, results
 
+RESULT_CHANGED = "RESULT_CHANGED"  # add-face's own refusal (never in a result): the result changed meanwhile
 SAME_FACE_IOU = 0.5  # a box overlapping a face of the result this much is that face
 _BOX = re.compile(r"^\s*(\d+)\s*,\s*(\d+)\s*,\s*(\d+)\s*,\s*(\d+)\s*$")
 
@@ -109,12 +115,13 @@ def carry_over(config: Config, bucket: str, key: str, etag: str, image: np.ndarr
     return out
 
 
-def _result(bucket: str, key: str) -> dict[str, Any]:
-    """`key`'s result, which add-face can extend: a succeeded photo recognition."""
+def _result(bucket: str, key: str) -> tuple[dict[str, Any], str]:
+    """`key`'s result, which add-face can extend (a succeeded photo recognition), and its ETag."""
     if not keys.is_query_key(key):
         raise errors.FaceError(errors.INVALID_KEY, f"{keys.shorten(key)!r} is not a recognized source (queries/<path>)")
     try:
-        doc = json.loads(s3.get_object(bucket, keys.result_key(key)).data)
+        found = s3.get_object(bucket, keys.result_key(key))
+        doc = json.loads(found.data)
     except s3.ObjectMissing:
         raise errors.FaceError(errors.OBJECT_NOT_FOUND, f"no result for {keys.shorten(key)!r} (is it recognized yet?)") from None
     except ValueError:
@@ -123,7 +130,7 @@ def _result(bucket: str, key: str) -> dict[str, Any]:
         raise errors.FaceError(errors.INVALID_KEY, f"{keys.shorten(key)!r} has no succeeded recognition to add a face to")
     if doc.get("media") == "video":
         raise errors.FaceError(errors.INVALID_KEY, f"{keys.shorten(key)!r} is a video; faces are added to photos")
-    return doc
+    return doc, found.info.etag
 
 
 def _image(config: Config, bucket: str, key: str, etag: str) -> np.ndarray:
@@ -149,7 +156,7 @@ def add_face(config: Config, bucket: str, key: str, box: Box, person: str | None
     recognition used); the new result. FaceError (nothing changed) for a bad key or person, a box outside the image, a face already there."""
     if person is not None:
         check_person(person)
-    doc = _result(bucket, key)
+    doc, result_etag = _result(bucket, key)
     threshold = (doc.get("model") or {}).get("threshold")
     if isinstance(threshold, (int, float)) and not isinstance(threshold, bool):  # match as its recognition did
         config = dataclasses.replace(config, engine=config.engine.with_overrides(threshold=float(threshold)))
@@ -163,9 +170,13 @@ def add_face(config: Config, bucket: str, key: str, box: Box, person: str | None
     entry = entry_for(box, face.embedding, gallery, config.engine, {f["person"] for f in faces if f.get("person")}, person)
     doc["faces"] = faces + [entry]
     doc["people"] = sorted({f["person"] for f in doc["faces"] if f.get("person")})
+    try:  # only over the result read: a recognition (or another edit) that finished meanwhile wins
+        s3.put_json(bucket, keys.result_key(key), doc, if_match=result_etag)
+    except (s3.ObjectChanged, s3.ObjectMissing):
+        raise errors.FaceError(RESULT_CHANGED, f"the result of {keys.shorten(key)!r} changed while the face was "
+                                               "being added; nothing was added (run the command again)") from None
+    people_index.record(config, doc, revision=revision(doc))
     if doc.get("annotated"):
         boxes = [Box(*(int(f["box"][k]) for k in ("left", "top", "width", "height"))) for f in doc["faces"]]
         s3.put_object(bucket, doc["annotated"], annotate(image, boxes, [f.get("person") for f in doc["faces"]]), "image/jpeg")
-    people_index.record(config, doc, revision=revision(doc))  # the index lists the face before the result shows it
-    s3.put_json(bucket, keys.result_key(key), doc)
     return doc
