@@ -225,3 +225,29 @@ def test_a_recognition_that_finishes_while_a_face_is_added_wins(world: World, fa
     assert sorted(f["person"] for f in new["faces"]) == ["kit_harington", "rose_leslie"]
     assert not any(f.get("added") for f in new["faces"])
     assert [f["box"] for f in index_photos(world, "rose_leslie")[key]] == [face_of(new, "rose_leslie")["box"]]
+
+
+def test_an_added_face_stores_no_embedding(world: World, faces_dir: Path) -> None:
+    """An added face is its box (and name) in the result and the index: no descriptor is written anywhere."""
+    key = "queries/stored/kit_with_rose.jpg"
+    data, offset = padded(faces_dir)
+    world.aws.put(key, data)
+    world.drain()
+    rose = face_of(world.aws.result(ORIGINAL), "rose_leslie")
+    assert cli("add-face", key, "--box", shifted(rose["box"], offset), "--index-table", world.index)[0] == 0
+    rerun(world, key)
+    doc = world.aws.result(key)
+    assert [f["person"] for f in doc["faces"]] == ["rose_leslie"] and doc["faces"][0]["added"] is True
+    assert set(doc["faces"][0]) == {"box", "person", "distance", "candidates", "added"}
+
+    def numbers(value: Any) -> int:  # the longest list of numbers anywhere in `value`
+        if isinstance(value, dict):
+            return max([numbers(v) for v in value.values()] + [0])
+        if isinstance(value, list):
+            flat = len(value) if value and all(isinstance(v, (int, float)) for v in value) else 0
+            return max([flat] + [numbers(v) for v in value])
+        return 0
+
+    assert numbers(doc) < 16 and "embedding" not in json.dumps(doc)
+    for item in world.items():
+        assert numbers(item) < 16 and "embedding" not in json.dumps(item, default=str) and "vector" not in item
