@@ -16,6 +16,7 @@ recognition of the source that finishes while a face is being added wins, and ad
 refused write leaves it alone), then the annotated copy.
 
 Embeddings are never stored: an added face is its box (and given name) in the result document.
+An added face that matches nobody is not remembered as an unknown face (it joins no cluster).
 """
 from __future__ import annotations
 
