@@ -69,7 +69,9 @@ def commands(item: dict[str, Any]) -> list[str]:
 def line(item: dict[str, Any]) -> str:
     """One queued face as text."""
     box = item.get("box") or {}
-    where = f"t={item['t']:g} s face {item['face']}" if "t" in item else f"face {item['face']}"
+    t = item.get("t")
+    where = (f"t={t:g} s face {item['face']}" if isinstance(t, (int, float)) else f"t={t} face {item['face']}") \
+        if "t" in item else f"face {item['face']}"
     named = item.get("person") or "unknown"
     nearest = item.get("nearest") or {}
     near = (f"nearest {nearest.get('person')} {nearest['distance']:.3f}" if isinstance(nearest.get("distance"), (int, float))
