@@ -251,3 +251,21 @@ def test_an_added_face_stores_no_embedding(world: World, faces_dir: Path) -> Non
     assert numbers(doc) < 16 and "embedding" not in json.dumps(doc)
     for item in world.items():
         assert numbers(item) < 16 and "embedding" not in json.dumps(item, default=str) and "vector" not in item
+
+
+def test_an_added_face_the_detector_finds_later_is_not_there_twice(world: World, faces_dir: Path,
+                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    """Recognized again with the detector on the full-size copy (LAMBDAFACE_DETECT_MAX_SIDE), both faces
+    are found: the added one is the detector's face now, not a second one at the same place."""
+    key = "queries/later/kit_with_rose.jpg"
+    data, offset = padded(faces_dir)
+    world.aws.put(key, data)
+    world.drain()
+    rose = face_of(world.aws.result(ORIGINAL), "rose_leslie")
+    assert cli("add-face", key, "--box", shifted(rose["box"], offset), "--index-table", world.index)[0] == 0
+    monkeypatch.setenv("LAMBDAFACE_DETECT_MAX_SIDE", "3000")
+    rerun(world, key)
+    doc = world.aws.result(key)
+    assert sorted(f["person"] for f in doc["faces"]) == ["kit_harington", "rose_leslie"]
+    assert not any(f.get("added") for f in doc["faces"])
+    assert len(index_photos(world, "rose_leslie")[key]) == 1

@@ -103,12 +103,15 @@ def carry_over(config: Config, bucket: str, key: str, etag: str, image: np.ndarr
     for old in previous.get("faces") or []:
         if not (isinstance(old, dict) and old.get("added") and isinstance(old.get("box"), dict)):
             continue
-        if any(overlap(old["box"], f["box"]) >= SAME_FACE_IOU for f in faces + out):
-            continue  # the detector finds it now (or it is there twice)
         try:
             box = Box(*(int(old["box"][k]) for k in ("left", "top", "width", "height")))
+        except (KeyError, TypeError, ValueError):
+            continue
+        if any(overlap(box.to_dict(), f["box"]) >= SAME_FACE_IOU for f in faces + out):
+            continue  # the detector finds it now (or it is there twice)
+        try:
             face = embed_at(image, box, config.engine)
-        except (errors.FaceError, KeyError, TypeError, ValueError):
+        except errors.FaceError:
             continue
         taken = {f["person"] for f in faces + out if f.get("person")}
         named = old.get("person") if old.get("named") else None
