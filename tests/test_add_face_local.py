@@ -2,9 +2,10 @@
 subprocesses, with their defaults for the local stack's tables; the stack's recognize function
 keeps the added face when the same bytes are uploaded again.
 
-The threshold is 0.47 and the review band 0.05 here (chosen from the measured distances of
-../shared/faces: rose's face in kit_with_rose.jpg is 0.44 from rose1.jpg, 0.455 when added by its
-box in the copy; kit's 0.363), passed to the stack's functions through its environment.
+The threshold is 0.49 and the review band 0.06 here (chosen from the measured distances of
+../shared/faces, enrolled without jitters so that they are the same on every run: rose's face in
+kit_with_rose.jpg is 0.448 from rose1.jpg, 0.460 when added by its box in the copy; kit's 0.33),
+passed to the stack's functions through its environment.
 """
 from __future__ import annotations
 
@@ -15,9 +16,9 @@ from support.cli import lambdaface
 from support.stack import StackProcess, stack_fixture
 from test_add_face import face_of, padded, shifted
 
-THRESHOLD, BAND = 0.47, 0.05
+THRESHOLD, BAND = 0.49, 0.06
 stack = stack_fixture("addface", workers=1, env={"LAMBDAFACE_THRESHOLD": str(THRESHOLD),
-                                                  "LAMBDAFACE_REVIEW_BAND": str(BAND)})
+                                                  "LAMBDAFACE_REVIEW_BAND": str(BAND), "LAMBDAFACE_ENROLL_JITTERS": "1"})
 
 
 def run(stack: StackProcess, *argv: str) -> str:

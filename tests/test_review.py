@@ -4,10 +4,12 @@ and so does the report page (checked in headless Chromium).
 
 Real photos, the real handlers against moto's server (test_people_index.World): each person of
 people/ enrolled from their first photo, every other photo of labels.csv recognized. The default
-band (0.6 +- 0.04) holds none of these photos' faces: their right matches are at most 0.528 from
-their person, and no wrong person comes nearer than 0.650. So the test sets the threshold to 0.43
-and the band to 0.05 ([0.38, 0.48]), chosen from those measured distances: four faces fall inside
-(0.409 to 0.440, one of them then unknown), none within 0.004 of either end.
+band (0.6 +- 0.04) holds none of these photos' faces: their right matches are at most about 0.53
+from their person, and no wrong person comes nearer than about 0.65. So the test sets the threshold
+to 0.435 and the band to 0.05 ([0.385, 0.485]), chosen from the measured distances: four faces fall
+inside (0.394, 0.401, 0.401 and 0.448, that one then unknown), none within 0.008 of either end.
+Enrollment is without jitters here (LAMBDAFACE_ENROLL_JITTERS=1), so that distances are the same
+on every run: dlib's random jitters move them by up to 0.03 from one process history to another.
 """
 from __future__ import annotations
 
@@ -33,8 +35,8 @@ from shared.config import EngineConfig, VideoConfig, load_config
 from shared.engine.matching import Gallery, needs_review
 from shared.engine.video import probe_video, recognize_frames
 
-THRESHOLD, BAND = 0.43, 0.05
-MARGIN = 0.002  # no face's distance this near an end of the band (the test would then hang on rounding)
+THRESHOLD, BAND = 0.435, 0.05
+MARGIN = 0.005  # no face's distance this near an end of the band
 
 
 def cli(*argv: str) -> tuple[int, str]:
@@ -46,7 +48,8 @@ def cli(*argv: str) -> tuple[int, str]:
 
 @pytest.fixture(scope="module")
 def world(moto_endpoint: str, faces_dir: Path) -> Iterator[World]:
-    with moto_resources(moto_endpoint, LAMBDAFACE_THRESHOLD=str(THRESHOLD), LAMBDAFACE_REVIEW_BAND=str(BAND)) as aws:
+    with moto_resources(moto_endpoint, LAMBDAFACE_THRESHOLD=str(THRESHOLD), LAMBDAFACE_REVIEW_BAND=str(BAND),
+                        LAMBDAFACE_ENROLL_JITTERS="1") as aws:
         w = World(aws, "")
         people = sorted(p.name for p in (faces_dir / "people").iterdir())
         enrolled = set()
@@ -84,14 +87,14 @@ def in_band(world: World) -> set[tuple[str, int]]:
 
 def test_review_lists_exactly_the_faces_in_the_band(world: World) -> None:
     want = in_band(world)
-    assert len(want) == 4  # measured: biden2, kit2, obama_and_biden's biden, kit_with_rose's rose
+    assert len(want) == 4  # measured: biden2, rose2, obama_and_biden's biden, kit_with_rose's rose
     code, out = cli("review", "--json")
     assert code == 0
     listed = json.loads(out)["faces"]
     assert {(f["source"], f["face"]) for f in listed} == want
     assert len(listed) == len(want)
     unknown = [f for f in listed if f["person"] is None]
-    assert [f["source"] for f in unknown] == ["queries/multi/kit_with_rose.jpg"]  # 0.440: beyond 0.43, in the band
+    assert [f["source"] for f in unknown] == ["queries/multi/kit_with_rose.jpg"]  # 0.448: beyond 0.435, in the band
     assert unknown[0]["nearest"]["person"] == "rose_leslie"
     for f in listed:
         doc = world.aws.result(f["source"])
