@@ -269,3 +269,9 @@ def test_an_added_face_the_detector_finds_later_is_not_there_twice(world: World,
     assert sorted(f["person"] for f in doc["faces"]) == ["kit_harington", "rose_leslie"]
     assert not any(f.get("added") for f in doc["faces"])
     assert len(index_photos(world, "rose_leslie")[key]) == 1
+
+
+def test_a_missing_gallery_table_is_one_line(world: World) -> None:
+    code, out, err = cli("add-face", ORIGINAL, "--box", "10,10,80,80", "--gallery-table", "no-such-table",
+                         "--index-table", world.index)
+    assert code == 1 and out == "" and err.count("\n") == 1 and "pass --gallery-table" in err, err

@@ -15,7 +15,7 @@ import json
 import os
 import sys
 
-from lambdaface import watch
+from lambdaface import client, watch
 from lambdaface.endpoint import configure
 from shared import errors
 
@@ -41,6 +41,8 @@ def _index_table(name: str) -> str:
 
 def add_face(args: argparse.Namespace) -> int:
     """Add the face at --box to KEY's result; print it."""
+    from botocore.exceptions import BotoCoreError, ClientError
+
     from shared.config import current_config
     from shared.pipeline import added_faces
     from shared.pipeline.keys import source_of
@@ -57,6 +59,13 @@ def add_face(args: argparse.Namespace) -> int:
         doc = added_faces.add_face(config, args.bucket, key, box, args.person)
     except errors.FaceError as exc:
         print(f"lambdaface: {exc.message}", file=sys.stderr)
+        return 1
+    except (ClientError, BotoCoreError) as exc:
+        if client.refusal_message(exc):
+            raise  # the command line's own one-line explanation of refused keys
+        missing = exc.response.get("Error", {}).get("Code") == "ResourceNotFoundException" if isinstance(exc, ClientError) else False
+        hint = f" (is {args.gallery_table!r} the stack's gallery table? pass --gallery-table)" if missing else ""
+        print(f"lambdaface: {exc}{hint}", file=sys.stderr)
         return 1
     face = doc["faces"][-1]
     if args.json:
