@@ -145,3 +145,15 @@ def test_a_late_result_naming_a_person_being_merged_hands_their_entry_to_the_oth
         run_held(lambda: people_index.record(config, late), reached, go,
                  lambda: people_index.after_forget(config.pipeline, GalleryTable(index.gallery), "barack"))
     assert {e for e in entries(index) if not e[0].startswith("m#")} == {("p#obama", f"2026-01-01T00:00:00.000Z#{SOURCE}#0")}
+
+
+def test_a_face_named_by_hand_keeps_its_entry_though_the_person_is_not_enrolled(index: Any) -> None:
+    """`correct --is carol` / `add-face --is carol` name a face without enrolling carol: the check
+    against forgotten people (the gallery has no face of carol) must not drop those entries."""
+    config = current_config()
+    named = document("job1", "2026-01-01T00:00:00.000Z", [
+        {"box": BOX, "person": "carol", "distance": None, "candidates": [], "corrected": ["is carol"]},
+        {"box": {**BOX, "left": 100}, "person": "dave", "distance": None, "added": True, "named": True},
+        {"box": {**BOX, "left": 200}, "person": "erin", "distance": 0.4}])  # matched, and erin has no face: dropped
+    people_index.record(config, named)
+    assert {pk for pk, _ in entries(index)} == {"p#carol", "p#dave"}

@@ -177,7 +177,7 @@ def test_s3_reads_models_or_queries_and_writes_only_results(resources: dict[str,
     # Listing is limited to the prefixes the function reads (enroll also lists old snapshots to delete
     # them, and recognition the unknown faces' old snapshots).
     listed = {"EnrollFunction": {"models/*", "gallery/snapshots/*"},
-              "RecognizeFunction": {"queries/*", "unknowns/snapshots/*"},
+              "RecognizeFunction": {"queries/*", "results/queries/*", "unknowns/snapshots/*"},
               "VideoFunction": {"queries/*", "unknowns/snapshots/*"}}
     for function, prefixes in listed.items():
         listings = [s for s in role_statements(resources, function) if s["Action"] == "s3:ListBucket"]
@@ -418,7 +418,7 @@ def test_functions_run_the_handlers_from_src(template: dict[str, Any], resources
 def test_environment_is_wired_to_parameters_with_the_engine_defaults(template: dict[str, Any]) -> None:
     env = template["Globals"]["Function"]["Environment"]["Variables"]
     assert set(env) == {
-        "JOBS_TABLE", "GALLERY_TABLE", "LAMBDAFACE_THRESHOLD", "LAMBDAFACE_DETECTOR",
+        "JOBS_TABLE", "GALLERY_TABLE", "LAMBDAFACE_THRESHOLD", "LAMBDAFACE_REVIEW_BAND", "LAMBDAFACE_DETECTOR",
         "LAMBDAFACE_ENROLL_JITTERS", "LAMBDAFACE_MAX_BYTES", "LAMBDAFACE_MAX_PIXELS",
         "MAX_RECEIVE_COUNT", "JOB_TTL_DAYS", "POWERTOOLS_SERVICE_NAME", "LOG_LEVEL",
         "UNKNOWNS_TABLE", "LAMBDAFACE_REMEMBER_UNKNOWNS", "LAMBDAFACE_UNKNOWN_RETENTION_DAYS",
@@ -430,6 +430,7 @@ def test_environment_is_wired_to_parameters_with_the_engine_defaults(template: d
     # A deployment with default parameters behaves like the engine's defaults (no silent drift).
     engine, pipeline = EngineConfig(), PipelineConfig()
     assert float(value["LAMBDAFACE_THRESHOLD"]) == engine.threshold
+    assert float(value["LAMBDAFACE_REVIEW_BAND"]) == engine.review_band
     assert value["LAMBDAFACE_DETECTOR"] == engine.detector
     assert int(value["LAMBDAFACE_ENROLL_JITTERS"]) == engine.enroll_jitters
     assert int(value["LAMBDAFACE_MAX_BYTES"]) == engine.max_bytes

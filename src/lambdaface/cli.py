@@ -5,11 +5,13 @@ import argparse
 import sys
 from typing import Sequence
 
-from lambdaface import audit, client, correct, engine_commands, find, invoke, merge, report, unknowns, watch
+from lambdaface import (add_face, audit, client, correct, engine_commands, find, invoke, merge, report, review, unknowns,
+                        watch)
 from lambdaface.local import command as local
 
 # Each module exposes register(subparsers); a subcommand's parser sets `func(args) -> int`.
-COMMAND_MODULES = [engine_commands, local, client, watch, invoke, report, unknowns, audit, find, merge, correct]
+COMMAND_MODULES = [engine_commands, local, client, watch, invoke, report, unknowns, audit, find, merge, correct,
+                   review, add_face]
 
 
 def build_parser() -> argparse.ArgumentParser:

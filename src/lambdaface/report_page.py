@@ -13,6 +13,7 @@ from datetime import datetime, timezone
 from typing import Any, Iterable
 
 from lambdaface.report_model import FORGOTTEN, Person, Report, Result, Subject, page_path, subjects
+from lambdaface.review import commands, queued
 
 
 def e(value: Any) -> str:
@@ -91,6 +92,9 @@ td.num { text-align: right; font-variant-numeric: tabular-nums; }
 svg.timeline { max-width: 100%; height: auto; font: 12px system-ui, sans-serif; }
 svg.timeline .span { fill: #0969da; } svg.timeline .span.unknown { fill: #cf222e; opacity: .7; }
 svg.timeline .seg { fill: #f6f8fa; } svg.timeline .seg.odd { fill: #eaeef2; }
+.review { background: #fff8c5; }
+.review-flag { display: inline-block; padding: 0 6px; border-radius: 8px; font-size: 11px; font-weight: 600; background: #d4a72c; color: #fff; margin-left: 4px; }
+#review code { display: block; font-size: 12px; white-space: pre-wrap; word-break: break-all; }
 svg.timeline .grid { stroke: #d1d9e0; } svg.timeline .tick { fill: #59636e; } svg.timeline .frame { stroke: #8c959f; }
 """
 
@@ -116,6 +120,7 @@ def render(report: Report) -> str:
         + (f" at {e(report.endpoint)}" if report.endpoint else "")
         + f" · generated {e(when(report.generated))} · {e(scope)}</p></header>",
         '<nav><a href="#summary">Summary</a><a href="#people">People</a>'
+        f'<a href="#review">Review ({len(review_items(report))})</a>'
         f'<a href="#photos">Photos ({len(photos)})</a><a href="#videos">Videos ({len(videos)})</a></nav>',
         "<main>",
     ]
@@ -123,7 +128,7 @@ def render(report: Report) -> str:
         parts.append('<div class="problems"><b>Could not read everything:</b><ul>'
                      + "".join(f"<li>{e(p)}</li>" for p in report.problems[:50]) + "</ul></div>")
     pages = subjects(report.people, report.results)  # report.write writes a page for each
-    parts += [summary(report), people_section(report.people, report.forgotten, pages)]
+    parts += [summary(report), people_section(report.people, report.forgotten, pages), review_section(report)]
     parts.append('<section id="photos"><h2>Photos</h2>')
     parts.append("".join(safe_card(r) for r in photos) or '<p class="note">No photo results.</p>')
     parts.append('</section><section id="videos"><h2>Videos</h2>')
@@ -214,6 +219,41 @@ def people_section(people: list[Person], forgotten: list[dict[str, Any]], pages:
     return f'<section id="people"><h2>People ({len(people)})</h2>{body}</section>'
 
 
+# --- the review queue -----------------------------------------------------------------------------
+
+
+def review_items(report: Report) -> list[dict[str, Any]]:
+    """The faces of the results shown that are marked for review (as `lambdaface review` lists them)."""
+    return [item for r in report.results for item in queued(r.doc)]
+
+
+def review_section(report: Report) -> str:
+    """Every face marked for review: where, who, how near, and the commands that confirm or reject it
+    (none for a forgotten person's name, which the page does not show)."""
+    items = review_items(report)
+    if not items:
+        return '<section id="review"><h2>Review (0)</h2><p class="note">No face is waiting for review.</p></section>'
+    rows = []
+    for item in items:
+        box = item.get("box") or {}
+        nearest = item.get("nearest") or {}
+        where = f'{_number(item["t"])} s, face {item["face"]}' if "t" in item else f'face {item["face"]}'
+        name = (f'<span class="known">{e(item["person"])}</span>' if item.get("person")
+                else '<span class="unknown">unknown</span>')
+        todo = [] if FORGOTTEN in (item.get("person"), nearest.get("person")) else commands(item)
+        rows.append(f'<tr class="review-face" data-source="{e(item["source"])}" data-face="{e(item["face"])}">'
+                    f'<td class="key">{e(item["source"])}</td><td>{e(where)}</td><td class="name">{name}</td>'
+                    f'<td class="num">{_number(item.get("distance"))}</td>'
+                    f'<td>{e(nearest.get("person") or "-")} {_number(nearest.get("distance"))}</td>'
+                    f'<td class="num">{e(box.get("width", "?"))}×{e(box.get("height", "?"))} at '
+                    f'{e(box.get("left", "?"))},{e(box.get("top", "?"))}</td>'
+                    f'<td>{"".join(f"<code>{e(c)}</code>" for c in todo) or "-"}</td></tr>')
+    return (f'<section id="review"><h2>Review ({len(items)})</h2><p class="note">Faces whose distance sits in the '
+            'review band around the threshold: confirm or reject each with one command.</p>'
+            '<table id="review-table"><tr><th>source</th><th>face</th><th>named</th><th>distance</th><th>nearest</th>'
+            '<th>box</th><th>confirm / reject</th></tr>' + "".join(rows) + "</table></section>")
+
+
 # --- results ------------------------------------------------------------------------------------
 
 
@@ -281,7 +321,10 @@ def photo_body(r: Result) -> str:
             distance = _number(f.get("distance"))
             candidates = ", ".join(f'{e(c.get("person"))} {_number(c.get("distance"))}' for c in f.get("candidates") or [])
             box = f.get("box") or {}
-            rows.append(f'<tr class="face"><td class="num">{i}</td><td class="name">{name}</td><td class="num">{distance}</td>'
+            flags = ('<span class="review-flag">review</span>' if f.get("review") is True else "") + \
+                ('<span class="review-flag added">added</span>' if f.get("added") is True else "")
+            rows.append(f'<tr class="face{" review" if f.get("review") is True else ""}"><td class="num">{i}</td>'
+                        f'<td class="name">{name}{flags}</td><td class="num">{distance}</td>'
                         f'<td>{candidates or "-"}</td><td class="num">{e(box.get("width", "?"))}×{e(box.get("height", "?"))}'
                         f' at {e(box.get("left", "?"))},{e(box.get("top", "?"))}</td></tr>')
         table = ('<table class="faces"><tr><th>#</th><th>person</th><th>distance</th><th>nearest</th><th>box</th></tr>'

@@ -45,6 +45,7 @@ class EngineConfig:
     backend: str = "onnx"  # LAMBDAFACE_BACKEND: "onnx" (the networks on ONNX Runtime) or "dlib" (dlib's own, the reference)
     ort_threads: int = 1  # LAMBDAFACE_ORT_THREADS: ONNX Runtime intra-op threads (Lambda and each local worker: one core)
     one_face_per_person: bool = True  # LAMBDAFACE_ONE_FACE_PER_PERSON: a person names at most one face per photo or frame (off: mirrors, posters)
+    review_band: float = 0.04  # LAMBDAFACE_REVIEW_BAND: a face whose distance is within this of `threshold` is marked "review" (0: none)
 
     def __post_init__(self) -> None:
         if self.detector not in ("hog", "cnn"):
@@ -55,6 +56,8 @@ class EngineConfig:
             raise ValueError("ort_threads must be at least 1")
         if not 0 < self.threshold < 2:
             raise ValueError("threshold must be between 0 and 2")
+        if not 0 <= self.review_band < 1:
+            raise ValueError("review_band must be at least 0 and below 1")
 
     def with_overrides(self, **changes: Any) -> "EngineConfig":
         """A copy with the given settings changed (None values are ignored)."""
@@ -137,6 +140,7 @@ _ENGINE_ENV = {
     "backend": "LAMBDAFACE_BACKEND",
     "ort_threads": "LAMBDAFACE_ORT_THREADS",
     "one_face_per_person": "LAMBDAFACE_ONE_FACE_PER_PERSON",
+    "review_band": "LAMBDAFACE_REVIEW_BAND",
 }
 _PIPELINE_ENV = {
     "jobs_table": "JOBS_TABLE",

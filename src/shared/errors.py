@@ -28,6 +28,7 @@ UNREADABLE_FILE = "UNREADABLE_FILE"
 NO_FACE = "NO_FACE"
 MULTIPLE_FACES = "MULTIPLE_FACES"
 FACE_TOO_SMALL = "FACE_TOO_SMALL"
+BAD_BOX = "BAD_BOX"  # a face given by its box (`add-face`, never a job): not inside the image, or too small
 # The key it was uploaded at.
 INVALID_PERSON = "INVALID_PERSON"
 INVALID_KEY = "INVALID_KEY"

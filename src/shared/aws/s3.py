@@ -84,13 +84,23 @@ def stat(bucket: str, key: str) -> ObjectInfo | None:
     return None
 
 
-def put_object(bucket: str, key: str, data: bytes, content_type: str) -> ObjectInfo:
-    """Write `data` at `key`."""
-    response = client("s3").put_object(Bucket=bucket, Key=key, Body=data, ContentType=content_type)
+def put_object(bucket: str, key: str, data: bytes, content_type: str, if_match: str | None = None) -> ObjectInfo:
+    """Write `data` at `key`; with `if_match`, only over the object of that ETag (S3's conditional
+    write), else ObjectChanged (or ObjectMissing when there is none)."""
+    extra = {"IfMatch": f'"{if_match}"'} if if_match else {}
+    try:
+        response = client("s3").put_object(Bucket=bucket, Key=key, Body=data, ContentType=content_type, **extra)
+    except Exception as exc:
+        code = error_code(exc)
+        if if_match and code in ("PreconditionFailed", "412", "ConditionalRequestConflict", "409"):
+            raise ObjectChanged(f"s3://{bucket}/{key} was replaced (its ETag is no longer {if_match})") from None
+        if if_match and code in MISSING_CODES:
+            raise ObjectMissing(f"s3://{bucket}/{key} does not exist") from None
+        raise
     return ObjectInfo(str(response.get("ETag", "")).strip('"'), len(data), response.get("VersionId"))
 
 
-def put_json(bucket: str, key: str, document: dict[str, Any]) -> ObjectInfo:
-    """Write `document` as pretty, UTF-8 JSON at `key`."""
+def put_json(bucket: str, key: str, document: dict[str, Any], if_match: str | None = None) -> ObjectInfo:
+    """Write `document` as pretty, UTF-8 JSON at `key` (with `if_match`, as put_object does)."""
     data = json.dumps(document, indent=2, ensure_ascii=False).encode("utf-8")
-    return put_object(bucket, key, data, "application/json")
+    return put_object(bucket, key, data, "application/json", if_match)

@@ -170,6 +170,34 @@ def find_faces_batch(
     return found
 
 
+MIN_BOX_SIDE = 20  # pixels: a box given by hand (embed_at) smaller than this has too little face to align
+
+
+def check_box(box: Box, height: int, width: int) -> None:
+    """FaceError BAD_BOX unless `box` lies inside a `width` x `height` image and is at least MIN_BOX_SIDE a side."""
+    if box.left < 0 or box.top < 0 or box.left + box.width > width or box.top + box.height > height:
+        raise errors.FaceError(errors.BAD_BOX, f"the box {box.left},{box.top},{box.width},{box.height} is not inside "
+                                               f"the {width}x{height} image")
+    if min(box.width, box.height) < MIN_BOX_SIDE:
+        raise errors.FaceError(errors.BAD_BOX, f"the box is {box.width}x{box.height} pixels; "
+                                               f"at least {MIN_BOX_SIDE}x{MIN_BOX_SIDE} are needed")
+
+
+def embed_at(image: np.ndarray, box: Box, cfg: EngineConfig | None = None, jitters: int | None = None,
+             timings: dict[str, float] | None = None) -> Face:
+    """The descriptor of a face given by its `box` instead of found by the detector (one it missed):
+    the 5 landmarks are placed on that rectangle, then the aligned chip and the descriptor are
+    computed as for a detected face (`embed_faces`), with the query jitters by default. A box as
+    tight as the detector's (about the eyebrows to the chin) aligns best. FaceError BAD_BOX when the
+    box is not inside the image or is too small (check_box)."""
+    cfg = cfg or EngineConfig()
+    height, width = image.shape[:2]
+    check_box(box, height, width)
+    rect = dlib.rectangle(box.left, box.top, box.left + box.width - 1, box.top + box.height - 1)
+    embedding = embed_faces(image, [rect], cfg.query_jitters if jitters is None else jitters, timings, cfg)[0]
+    return Face(box, embedding)
+
+
 def enrollment_face(faces: list[Face], cfg: EngineConfig | None = None) -> Face:
     """The single usable face of an enrollment photo, or a FaceError saying why there is none."""
     cfg = cfg or EngineConfig()

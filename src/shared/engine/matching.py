@@ -192,6 +192,13 @@ def identify(queries: np.ndarray, gallery: Gallery, threshold: float = 0.6, top_
     return matches
 
 
+def needs_review(distance: float | None, threshold: float, band: float) -> bool:
+    """Whether a face's `distance` (to the person it was named, or to its nearest person when it is
+    nobody) lies within `band` of `threshold`, ends included: the decision could have gone either
+    way, so a person should look (the review queue; `band` 0 marks nothing)."""
+    return distance is not None and band > 0 and abs(distance - threshold) <= band + 1e-9  # 0.56 from 0.6 is 0.04
+
+
 def one_face_per_person(matches: list[Match], threshold: float) -> list[Match]:
     """The faces of one image (a photo, a video frame), named so that no person is named twice.
 

@@ -235,14 +235,15 @@ def recognize_frames(
     source: Source, info: VideoInfo, indices: list[int], gallery, cfg, before_frame: Callable[[], None] | None = None,
     unknown: list[tuple[int, int, np.ndarray]] | None = None, before_grab: Callable[[], None] | None = None,
 ) -> list[dict]:
-    """{"t", "faces": [{"box", "person", "distance"}]} for each sampled frame, matched against `gallery`.
+    """{"t", "faces": [{"box", "person", "distance"}]} for each sampled frame, matched against `gallery`
+    (a face also has "nearest_taken" and "review" when true; see shared/pipeline/results.py).
 
     Frames are analysed FRAME_BATCH at a time; `before_frame` is called before each frame is
     analysed and `before_grab` before each frame is decoded (read_frames); either may raise to
     stop, e.g. near a deadline. Frames over `cfg.max_pixels` raise TOO_MANY_PIXELS. With `unknown`,
     each face that matches nobody is appended to it as (frame position, face position, embedding)."""
     from shared.engine.faces import find_faces_batch
-    from shared.engine.matching import identify, one_face_per_person
+    from shared.engine.matching import identify, needs_review, one_face_per_person
 
     check_frame_size(info.width, info.height, cfg.max_pixels)
     frames = []
@@ -261,7 +262,8 @@ def recognize_frames(
                 "faces": [
                     {"box": f.box.to_dict(), "person": m.person,
                      "distance": None if m.distance is None else round(m.distance, 4),
-                     **({"nearest_taken": True} if m.nearest_taken else {})}
+                     **({"nearest_taken": True} if m.nearest_taken else {}),
+                     **({"review": True} if needs_review(m.distance, cfg.threshold, cfg.review_band) else {})}
                     for f, m in zip(faces, matches)
                 ],
             })

@@ -23,10 +23,10 @@ from shared.clock import iso, timed
 from shared.config import Config
 from shared.engine.annotate import annotate
 from shared.engine.decode import check_size, decode_image
-from shared.engine.faces import find_enrollment_face, find_faces
-from shared.engine.matching import identify, one_face_per_person
+from shared.engine.faces import Box, find_enrollment_face, find_faces
+from shared.engine.matching import identify, needs_review, one_face_per_person
 from shared.engine.video import SNIFF_BYTES, looks_like_video
-from shared.pipeline import corrections, keys, people_index, results, unknowns
+from shared.pipeline import added_faces, corrections, keys, people_index, results, unknowns
 
 ENROLL, FORGET, RECOGNIZE = "enroll", "forget", "recognize"
 HANDED_OFF = "handed_off"  # what `recognize` returns for a video
@@ -183,21 +183,26 @@ def recognize(job: Job) -> str | None:
         matches = identify(embeddings, gallery, cfg.threshold, cfg.top_k)
         if cfg.one_face_per_person:
             matches = one_face_per_person(matches, cfg.threshold)
-    entries = [results.face_entry(f.box, m) for f, m in zip(faces, matches)]
+    entries = [results.face_entry(f.box, m, review=needs_review(m.distance, cfg.threshold, cfg.review_band))
+               for f, m in zip(faces, matches)]
     etag = job.fields["source_etag"]
+    with timed(job.timings, "added_faces"):  # faces added by hand to the previous result of these same bytes
+        entries += added_faces.carry_over(job.config, job.bucket, job.key, etag, image, entries, gallery)
     with timed(job.timings, "corrections"):  # one Query: the decisions a person made about these bytes' faces
         records = corrections.for_etag(job.config, etag)
     if job.config.pipeline.corrections_table:
         job.corrections_seen = corrections.ids(records)
-    applied = corrections.apply_photo(job.config, records, entries)
+    applied = corrections.apply_photo(job.config, records, entries)  # added faces too: they are matched by box
     kept = [i for i, entry in enumerate(applied) if entry is not None]
-    faces, job.fields["faces"] = [faces[i] for i in kept], [applied[i] for i in kept]
+    job.fields["faces"] = [applied[i] for i in kept]
     job.fields["people"] = sorted({e["person"] for e in job.fields["faces"] if e.get("person")})
     kept_out = corrections.excluded_clusters(records, [e["box"] for e in job.fields["faces"]])
-    if job.config.pipeline.remember_unknowns:
+    if job.config.pipeline.remember_unknowns:  # the detector's faces only: an added face joins no cluster
+        found = [n for n, i in enumerate(kept) if i < len(faces)]
         with timed(job.timings, "remember"):
-            unknowns.remember_photo(job.config, job.bucket, job.key, etag, job.event, faces, job.fields["faces"],
-                                    numbers=kept, excluded=kept_out)
+            unknowns.remember_photo(job.config, job.bucket, job.key, etag, job.event, [faces[kept[n]] for n in found],
+                                    [job.fields["faces"][n] for n in found], numbers=[kept[n] for n in found],
+                                    excluded=[kept_out[n] for n in found])
     if job.fields["faces"] != entries:  # corrected: the engine's own answer is kept beside it (undo restores it)
         for i, entry, out in zip(kept, job.fields["faces"], kept_out):
             if entry.get("cluster") and entries[i].get("person") is None:  # a face kept out of a cluster was in it
@@ -205,7 +210,7 @@ def recognize(job: Job) -> str | None:
         job.fields["engine_faces"] = entries
     if job.config.pipeline.annotate:
         with timed(job.timings, "annotate"):
-            jpeg = annotate(image, [f.box for f in faces], [e.get("person") for e in job.fields["faces"]])
+            jpeg = annotate(image, [Box(**e["box"]) for e in job.fields["faces"]], [e.get("person") for e in job.fields["faces"]])
         with timed(job.timings, "upload"):
             s3.put_object(job.bucket, keys.annotated_key(job.key), jpeg, "image/jpeg")
         job.fields["annotated"] = keys.annotated_key(job.key)

@@ -54,21 +54,29 @@ def entries_of(document: dict[str, Any], retention_days: int) -> list[dict[str, 
         if name:
             where = ({"media": "video", "intervals": found["intervals"], "seconds": found.get("seconds")} if video
                      else {"media": "photo", "box": found["box"], "distance": found.get("distance")})
+            if not video and named_by_hand(found):
+                where["by_hand"] = True  # a person named it, not the gallery: kept whether or not they are enrolled
             out.append({**_who(found), **common, **where, "pk": who_key(name), "sk": f"{at}#{source}#{n}"})
     return out
+
+
+def named_by_hand(face: dict[str, Any]) -> bool:
+    """Was this face named by a person (`correct --is`, `add-face --is`) rather than matched?"""
+    return bool(face.get("named")) or any(str(c).startswith("is ") for c in face.get("corrected") or [])
 
 
 def _who(found: dict[str, Any]) -> dict[str, Any]:
     return {"person": found["person"]} if found.get("person") else {"cluster": found["cluster"]}
 
 
-def record(config: Config, document: dict[str, Any]) -> int:
-    """Make the index list exactly `document`'s entries for its source; the items written."""
+def record(config: Config, document: dict[str, Any], revision: str | None = None) -> int:
+    """Make the index list exactly `document`'s entries for its source; the items written. An edit
+    of a job's result (e.g. an added face) passes its `revision` (else the job id identifies it)."""
     p = config.pipeline
     if not p.people_index_table or document.get("kind") != "recognize":
         return 0
     table = PeopleIndexTable(p.people_index_table)
-    source, job_id = document["source"], document["job_id"]
+    source, job_id = document["source"], revision or document["job_id"]
     new = {e["sk"]: e for e in entries_of(document, p.retention_days)}
     for _ in range(ATTEMPTS):
         manifest = table.manifest(source) or {}
@@ -102,7 +110,7 @@ def _drop_forgotten(p: PipelineConfig, table: PeopleIndexTable, written: Iterabl
     gallery = GalleryTable(p.gallery_table, p.gallery_shards)
     by_person: dict[str, list[tuple[str, str]]] = {}
     for entry in written:
-        if entry.get("person"):
+        if entry.get("person") and not entry.get("by_hand"):
             by_person.setdefault(entry["person"], []).append((entry["pk"], entry["sk"]))
     for person, found in by_person.items():
         if not gallery.has_faces(person):

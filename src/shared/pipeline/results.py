@@ -1,16 +1,26 @@
 """Result documents (`results/<source key>.json`, see keys.py), read by outside tools, so the field names are fixed.
 
     job_id, kind, source, source_etag, event_time, status, person, image {width, height},
-    faces [{box {left, top, width, height}, person, distance, candidates [{person, distance}], nearest_taken, cluster}],
+    faces [{box {left, top, width, height}, person, distance, candidates [{person, distance}], nearest_taken, cluster,
+            review, added, named}],
     people, annotated, removed, error {code, message}, model {name, threshold}, timings_ms, finished_at
 
 A video under queries/ (media "video") has, instead of image/faces/annotated: duration_s, fps,
 frames_sampled, segments, appearances [{person, intervals [[start_s, end_s]]}] and
-frames [{t, faces [{box, person, distance, cluster}]}] (see shared/pipeline/video.py).
+frames [{t, faces [{box, person, distance, cluster, review}]}] (see shared/pipeline/video.py).
 
 `nearest_taken` (true, else left out): the face's nearest person named a nearer face of the same
 photo or frame (one face per person, LAMBDAFACE_ONE_FACE_PER_PERSON), so this one has its next
 candidate within the threshold or none; `distance` is then that candidate's, or still the nearest's.
+
+`review` (true, else left out): the face's `distance` lies within LAMBDAFACE_REVIEW_BAND of the
+threshold (`model.threshold`), ends included: named or not, the decision was close, and
+`lambdaface review` lists it (photos and video frames) for a person to confirm or correct.
+
+`added` (true, else left out): the face was not found by the detector but added by its box with
+`lambdaface add-face` (shared/pipeline/added_faces.py); it is kept when the same bytes are
+recognized again. `named` (true, else left out): an added face whose `person` was given (`--is`),
+not matched; its `distance` is then to that person's nearest enrolled face, or null.
 
 `cluster` (an unknown face, when remembering unknown faces is on) is the id (`u-...`) of the group
 of look-alike unknown faces it joined; an appearance of one has `person` null and its `cluster`.
@@ -67,8 +77,9 @@ FIELDS = (
 )
 
 
-def face_entry(box: Box, match: Match | None = None, person: str | None = None) -> dict[str, Any]:
-    """One `faces` element: where the face is, who it is (None if unknown) and the nearest people."""
+def face_entry(box: Box, match: Match | None = None, person: str | None = None, review: bool = False) -> dict[str, Any]:
+    """One `faces` element: where the face is, who it is (None if unknown) and the nearest people;
+    `review`: its distance sits in the review band (see `needs_review` in shared/engine/matching.py)."""
     if match is None:
         return {"box": box.to_dict(), "person": person, "distance": None, "candidates": []}
     entry = {
@@ -79,6 +90,8 @@ def face_entry(box: Box, match: Match | None = None, person: str | None = None) 
     }
     if match.nearest_taken:
         entry["nearest_taken"] = True  # its nearest person named a nearer face of the same image
+    if review:
+        entry["review"] = True  # its distance is within the review band around the threshold
     return entry
 
 

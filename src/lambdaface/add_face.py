@@ -1,0 +1,93 @@
+"""`lambdaface add-face KEY --box LEFT,TOP,WIDTH,HEIGHT [--is PERSON]`: a face the detector missed.
+
+The face at the box (pixels of the original photo) is embedded, matched against the gallery (or
+named PERSON), and added to KEY's result with `"added": true`, and to the person index; it is kept
+when the same bytes are recognized again (shared/pipeline/added_faces.py). The command reads and
+writes the bucket, the gallery table and the person index directly, as `name` does. Bad input (an
+unknown key, a malformed box or one outside the image, an invalid name) is one line, exit 1, and
+changes nothing.
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+import sys
+
+from lambdaface import client, watch
+from lambdaface.endpoint import configure
+from shared import errors
+
+GALLERY_LOCAL, INDEX_LOCAL = "lambdaface-GalleryTable", "lambdaface-PeopleIndexTable"  # the local stack's names
+
+
+def _index_table(name: str) -> str:
+    """`name` when that table exists, else "" (with a warning: the index is not kept in step)."""
+    from botocore.exceptions import ClientError
+
+    from shared.aws.clients import client
+
+    try:
+        client("dynamodb").describe_table(TableName=name)
+        return name
+    except ClientError as exc:
+        if exc.response.get("Error", {}).get("Code") != "ResourceNotFoundException":
+            raise
+    print(f"lambdaface: no person index {name!r} (pass --index-table or set PEOPLE_INDEX_TABLE); it is not kept in step",
+          file=sys.stderr)
+    return ""
+
+
+def add_face(args: argparse.Namespace) -> int:
+    """Add the face at --box to KEY's result; print it."""
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    from shared.config import current_config
+    from shared.pipeline import added_faces
+    from shared.pipeline.keys import source_of
+
+    try:
+        box = added_faces.parse_box(args.box)
+        if args.person is not None:
+            added_faces.check_person(args.person)
+        configure(args)
+        config = current_config()
+        config = dataclasses.replace(config, pipeline=dataclasses.replace(
+            config.pipeline, gallery_table=args.gallery_table, people_index_table=_index_table(args.index_table)))
+        key = source_of(args.key)
+        doc = added_faces.add_face(config, args.bucket, key, box, args.person)
+    except errors.FaceError as exc:
+        print(f"lambdaface: {exc.message}", file=sys.stderr)
+        return 1
+    except (ClientError, BotoCoreError) as exc:
+        if client.refusal_message(exc):
+            raise  # the command line's own one-line explanation of refused keys
+        missing = exc.response.get("Error", {}).get("Code") == "ResourceNotFoundException" if isinstance(exc, ClientError) else False
+        hint = f" (is {args.gallery_table!r} the stack's gallery table? pass --gallery-table)" if missing else ""
+        print(f"lambdaface: {exc}{hint}", file=sys.stderr)
+        return 1
+    face = doc["faces"][-1]
+    if args.json:
+        print(json.dumps({"source": key, "face": len(doc["faces"]), **face}))
+        return 0
+    who = face["person"] or "unknown"
+    distance = "" if face.get("distance") is None else f" (distance {face['distance']:.3f})"
+    how = "named" if face.get("named") else "matched"
+    print(f"{key}: face {len(doc['faces'])} added, {how} {who}{distance}" + ("; in the review band" if face.get("review") else ""))
+    return 0
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add the `add-face` subcommand."""
+    p = subparsers.add_parser("add-face", help="add a face the detector missed to a photo's result, by its box")
+    p.add_argument("key", metavar="KEY", help="the photo's key (queries/...), as in its result")
+    p.add_argument("--box", required=True, metavar="LEFT,TOP,WIDTH,HEIGHT", help="the face, in pixels of the original photo")
+    p.add_argument("--is", dest="person", metavar="PERSON", help="name the face PERSON instead of matching it")
+    p.add_argument("--json", action="store_true", help="print the added face as JSON")
+    watch.add_connection_args(p)
+    p.add_argument("--gallery-table", default=os.environ.get("GALLERY_TABLE") or GALLERY_LOCAL,
+                   help=f"the gallery table (default: $GALLERY_TABLE, else the local stack's {GALLERY_LOCAL})")
+    p.add_argument("--index-table", default=os.environ.get("PEOPLE_INDEX_TABLE") or INDEX_LOCAL,
+                   help=f"the person index, kept in step (default: $PEOPLE_INDEX_TABLE, else the local stack's {INDEX_LOCAL})")
+    p.set_defaults(func=add_face)

@@ -1,0 +1,277 @@
+"""`lambdaface add-face` (issue 23): a face the detector missed, added by its box, recognized as its
+person, and kept when the same bytes are recognized again.
+
+Real photos, the real handlers against moto's server (real HTTP), S3 notifications routed as the
+template routes them (test_people_index.World). rose_leslie and kit_harington are enrolled from
+rose1.jpg and kit1.jpg. `multi/kit_with_rose.jpg` is recognized as it is: the detector's box of
+rose's face is taken from its result. A copy of it is pasted into a canvas three times its size:
+the detector works on a copy at most 960 pixels a side, where both faces are a third as large and
+are missed, while `add-face` embeds the face at full resolution.
+"""
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+from pathlib import Path
+from typing import Any, Iterator
+
+import numpy as np
+import pytest
+from PIL import Image
+from support.images import encode
+from support.moto import moto_resources
+from test_people_index import World, create_index
+
+from lambdaface.cli import main
+from shared.config import EngineConfig
+from shared.engine.decode import decode_image
+from shared.engine.faces import Box, detect_faces, embed_at, find_faces
+from shared.pipeline.keys import result_key
+
+ORIGINAL, COPY = "queries/kit_with_rose.jpg", "queries/padded/kit_with_rose.jpg"
+FACTOR = 3  # the copy's canvas, in sizes of the photo (the photo at its centre)
+
+
+def cli(*argv: str) -> tuple[int, str, str]:
+    """`lambdaface ARGV` in this process: (exit status, stdout, stderr)."""
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        code = main(list(argv))
+    return code, out.getvalue(), err.getvalue()
+
+
+def padded(faces_dir: Path) -> tuple[bytes, tuple[int, int]]:
+    """kit_with_rose.jpg in the middle of a grey canvas FACTOR times its size; the photo's offset."""
+    photo = Image.open(faces_dir / "multi/kit_with_rose.jpg").convert("RGB")
+    canvas = Image.new("RGB", (photo.width * FACTOR, photo.height * FACTOR), (128, 128, 128))
+    offset = (photo.width, photo.height)
+    canvas.paste(photo, offset)
+    return encode(canvas, "JPEG", quality=95), offset
+
+
+@pytest.fixture(scope="module")
+def world(moto_endpoint: str, faces_dir: Path, template: dict[str, Any]) -> Iterator[World]:
+    with moto_resources(moto_endpoint) as aws:
+        index = create_index(aws, template)
+        w = World(aws, index)
+        with pytest.MonkeyPatch.context() as mp:
+            mp.setenv("PEOPLE_INDEX_TABLE", index)
+            aws.put("models/rose_leslie/rose1.jpg", (faces_dir / "people/rose_leslie/rose1.jpg").read_bytes())
+            aws.put("models/kit_harington/kit1.jpg", (faces_dir / "people/kit_harington/kit1.jpg").read_bytes())
+            aws.put(ORIGINAL, (faces_dir / "multi/kit_with_rose.jpg").read_bytes())
+            w.drain()
+            yield w
+
+
+def face_of(doc: dict[str, Any], person: str) -> dict[str, Any]:
+    (face,) = [f for f in doc["faces"] if f["person"] == person]
+    return face
+
+
+def shifted(box: dict[str, int], offset: tuple[int, int]) -> str:
+    return f"{box['left'] + offset[0]},{box['top'] + offset[1]},{box['width']},{box['height']}"
+
+
+def rerun(world: World, key: str) -> None:
+    """Recognize `key` again: copied onto itself (the same bytes, a new S3 event), as `name --rerun` does."""
+    s3 = world.aws.s3
+    before = world.aws.result(key)["job_id"]
+    s3.copy_object(Bucket=world.aws.bucket, Key=key, CopySource={"Bucket": world.aws.bucket, "Key": key},
+                   MetadataDirective="REPLACE", Metadata={"lambdaface-rerun": "1"})
+    world.drain()
+    assert world.aws.result(key)["job_id"] != before
+
+
+def index_photos(world: World, person: str) -> dict[str, list[dict[str, Any]]]:
+    found: dict[str, list[dict[str, Any]]] = {}
+    for f in world.find(person):
+        found.setdefault(f["source"], []).append(f)
+    return found
+
+
+def test_the_detector_misses_both_faces_in_the_copy(world: World, faces_dir: Path) -> None:
+    data, _ = padded(faces_dir)
+    cfg = EngineConfig()
+    assert len(find_faces(decode_image((faces_dir / "multi/kit_with_rose.jpg").read_bytes(), cfg), cfg)) == 2
+    assert detect_faces(decode_image(data, cfg), cfg) == []  # HOG, as the recognize function runs it
+    assert detect_faces(decode_image(data, cfg), cfg.with_overrides(detector="cnn")) == []  # and the CNN
+
+
+def test_a_face_added_by_its_box_is_recognized_as_its_person(world: World, faces_dir: Path) -> None:
+    original = world.aws.result(ORIGINAL)
+    rose = face_of(original, "rose_leslie")  # the detector's box on the original
+    data, offset = padded(faces_dir)
+    world.aws.put(COPY, data)
+    world.drain()
+    assert world.aws.result(COPY)["faces"] == []  # the pipeline missed it too
+    code, out, err = cli("add-face", COPY, "--box", shifted(rose["box"], offset), "--index-table", world.index)
+    assert code == 0, err
+    assert f"{COPY}: face 1 added, matched rose_leslie" in out
+    doc = world.aws.result(COPY)
+    (face,) = doc["faces"]
+    assert face["person"] == "rose_leslie" and face["added"] is True and "named" not in face
+    assert face["distance"] <= EngineConfig().threshold
+    assert abs(face["distance"] - rose["distance"]) < 0.1  # the same face as the detector's, at its box
+    assert face["candidates"][0]["person"] == "rose_leslie"
+    assert doc["people"] == ["rose_leslie"]
+    assert [f["box"] for f in index_photos(world, "rose_leslie")[COPY]] == [face["box"]]
+    annotated = Image.open(io.BytesIO(world.aws.s3.get_object(Bucket=world.aws.bucket, Key=doc["annotated"])["Body"].read()))
+    left, top = face["box"]["left"], face["box"]["top"]
+    assert np.asarray(annotated.convert("RGB"))[top + 2, left + 2].tolist() != [128, 128, 128]  # its box is drawn
+
+
+def test_named_with_is_and_kept_by_a_rerun_and_a_new_upload_of_the_same_bytes(world: World, faces_dir: Path) -> None:
+    original = world.aws.result(ORIGINAL)
+    kit = face_of(original, "kit_harington")
+    data, offset = padded(faces_dir)
+    if world.aws.maybe_result(COPY) is None:  # run alone: the copy, and rose's face, first
+        world.aws.put(COPY, data)
+        world.drain()
+    if not world.aws.result(COPY)["faces"]:
+        rose = face_of(original, "rose_leslie")
+        assert cli("add-face", COPY, "--box", shifted(rose["box"], offset), "--index-table", world.index)[0] == 0
+    code, out, err = cli("add-face", COPY, "--box", shifted(kit["box"], offset), "--is", "kit_harington", "--json",
+                         "--index-table", world.index)
+    assert code == 0, err
+    added = json.loads(out)
+    assert added["person"] == "kit_harington" and added["named"] is True and added["added"] is True and added["face"] == 2
+    before = world.aws.result(COPY)
+    assert before["people"] == ["kit_harington", "rose_leslie"]
+
+    def kept(doc: dict[str, Any]) -> None:
+        faces = sorted(doc["faces"], key=lambda f: f["box"]["left"])
+        assert [(f["person"], f.get("added"), f.get("named")) for f in faces] == [
+            ("rose_leslie", True, None), ("kit_harington", True, True)]
+        assert [f["box"] for f in faces] == sorted([f["box"] for f in before["faces"]], key=lambda b: b["left"])
+        assert doc["people"] == ["kit_harington", "rose_leslie"]
+        assert COPY in index_photos(world, "rose_leslie") and COPY in index_photos(world, "kit_harington")
+
+    rerun(world, COPY)  # the same bytes: a new job
+    kept(world.aws.result(COPY))
+    world.aws.put(COPY, data)  # a new upload of the same bytes
+    world.drain()
+    kept(world.aws.result(COPY))
+    # Other bytes (the same picture encoded again): the boxes were added to the old ones, not kept.
+    world.aws.put(COPY, encode(Image.open(io.BytesIO(data)), "JPEG", quality=90))
+    world.drain()
+    assert world.aws.result(COPY)["faces"] == []
+    assert COPY not in index_photos(world, "rose_leslie") and COPY not in index_photos(world, "kit_harington")
+    world.aws.put(COPY, data)  # back, for the other tests: added faces went with the other bytes' result
+    world.drain()
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["queries/nothing-here.jpg", "--box", "10,10,50,50"], "no result for 'queries/nothing-here.jpg'"),
+    (["models/rose_leslie/rose1.jpg", "--box", "10,10,50,50"], "is not a recognized source"),
+    ([ORIGINAL, "--box", "450,10,80,80"], "is not inside the 501x700 image"),
+    ([ORIGINAL, "--box", "10,650,80,80"], "is not inside the 501x700 image"),
+    ([ORIGINAL, "--box", "10,10,80"], "is not a box"),
+    ([ORIGINAL, "--box", "10,10,eighty,80"], "is not a box"),
+    ([ORIGINAL, "--box", "10,10,8,8"], "at least 20x20 are needed"),
+    ([ORIGINAL, "--box", "10,10,80,80", "--is", "rose/leslie"], "must be 1-64 letters"),
+    ([ORIGINAL, "--box", "10,10,80,80", "--is", "x" * 65], "must be 1-64 letters"),
+    ([ORIGINAL, "--box", "88,135,70,70"], "is face 1 of 'queries/kit_with_rose.jpg' already"),
+])
+def test_bad_input_is_one_line_exit_1_and_changes_nothing(world: World, argv: list[str], message: str) -> None:
+    result = world.aws.s3.get_object(Bucket=world.aws.bucket, Key=result_key(ORIGINAL))["Body"].read()
+    items = sorted(map(json.dumps, world.items()))
+    listing = sorted(o["Key"] + o["ETag"] for o in world.aws.s3.list_objects_v2(Bucket=world.aws.bucket)["Contents"])
+    code, out, err = cli("add-face", *argv, "--index-table", world.index)
+    assert code == 1 and out == ""
+    assert err.count("\n") == 1 and err.startswith("lambdaface: ") and message in err, err
+    assert world.aws.s3.get_object(Bucket=world.aws.bucket, Key=result_key(ORIGINAL))["Body"].read() == result
+    assert sorted(map(json.dumps, world.items())) == items
+    assert sorted(o["Key"] + o["ETag"] for o in world.aws.s3.list_objects_v2(Bucket=world.aws.bucket)["Contents"]) == listing
+
+
+def test_embed_at_the_detectors_box_gives_the_detectors_descriptor(photos: Any) -> None:
+    """The engine step alone: landmarks on the given rectangle, then the usual chip and descriptor."""
+    cfg = EngineConfig()
+    image = photos.image("multi/kit_with_rose.jpg")
+    for face in photos.faces("multi/kit_with_rose.jpg"):
+        again = embed_at(image, face.box, cfg)
+        assert again.box == face.box
+        assert float(np.linalg.norm(again.embedding - face.embedding)) < 0.02
+    with pytest.raises(Exception, match="BAD_BOX"):
+        embed_at(image, Box(-1, 0, 50, 50), cfg)
+
+
+def test_a_recognition_that_finishes_while_a_face_is_added_wins(world: World, faces_dir: Path,
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    """The interleaving: add-face has read the result and the photo; before it writes, new bytes are
+    uploaded at the key and their recognition finishes. add-face must not write its stale result
+    over the new one (nor its index entries): it fails, one line, and the new result stands."""
+    from shared.pipeline import added_faces
+
+    key = "queries/race/kit_with_rose.jpg"
+    data, offset = padded(faces_dir)
+    world.aws.put(key, data)
+    world.drain()
+    assert world.aws.result(key)["faces"] == []
+    rose = face_of(world.aws.result(ORIGINAL), "rose_leslie")
+    embed = added_faces.embed_at
+
+    def rival_first(*args: Any, **kwargs: Any) -> Any:  # runs between add-face's reads and its write
+        world.aws.put(key, (faces_dir / "multi/kit_with_rose.jpg").read_bytes())
+        world.drain()
+        return embed(*args, **kwargs)
+
+    monkeypatch.setattr(added_faces, "embed_at", rival_first)
+    code, out, err = cli("add-face", key, "--box", shifted(rose["box"], offset), "--index-table", world.index)
+    assert code == 1 and "added" not in out and err.count("\n") == 1  # (out: the rival job's metrics line)
+    assert "changed while the face was being added; nothing was added" in err
+    new = world.aws.result(key)
+    assert sorted(f["person"] for f in new["faces"]) == ["kit_harington", "rose_leslie"]
+    assert not any(f.get("added") for f in new["faces"])
+    assert [f["box"] for f in index_photos(world, "rose_leslie")[key]] == [face_of(new, "rose_leslie")["box"]]
+
+
+def test_an_added_face_stores_no_embedding(world: World, faces_dir: Path) -> None:
+    """An added face is its box (and name) in the result and the index: no descriptor is written anywhere."""
+    key = "queries/stored/kit_with_rose.jpg"
+    data, offset = padded(faces_dir)
+    world.aws.put(key, data)
+    world.drain()
+    rose = face_of(world.aws.result(ORIGINAL), "rose_leslie")
+    assert cli("add-face", key, "--box", shifted(rose["box"], offset), "--index-table", world.index)[0] == 0
+    rerun(world, key)
+    doc = world.aws.result(key)
+    assert [f["person"] for f in doc["faces"]] == ["rose_leslie"] and doc["faces"][0]["added"] is True
+    assert set(doc["faces"][0]) == {"box", "person", "distance", "candidates", "added"}
+
+    def numbers(value: Any) -> int:  # the longest list of numbers anywhere in `value`
+        if isinstance(value, dict):
+            return max([numbers(v) for v in value.values()] + [0])
+        if isinstance(value, list):
+            flat = len(value) if value and all(isinstance(v, (int, float)) for v in value) else 0
+            return max([flat] + [numbers(v) for v in value])
+        return 0
+
+    assert numbers(doc) < 16 and "embedding" not in json.dumps(doc)
+    for item in world.items():
+        assert numbers(item) < 16 and "embedding" not in json.dumps(item, default=str) and "vector" not in item
+
+
+def test_an_added_face_the_detector_finds_later_is_not_there_twice(world: World, faces_dir: Path,
+                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    """Recognized again with the detector on the full-size copy (LAMBDAFACE_DETECT_MAX_SIDE), both faces
+    are found: the added one is the detector's face now, not a second one at the same place."""
+    key = "queries/later/kit_with_rose.jpg"
+    data, offset = padded(faces_dir)
+    world.aws.put(key, data)
+    world.drain()
+    rose = face_of(world.aws.result(ORIGINAL), "rose_leslie")
+    assert cli("add-face", key, "--box", shifted(rose["box"], offset), "--index-table", world.index)[0] == 0
+    monkeypatch.setenv("LAMBDAFACE_DETECT_MAX_SIDE", "3000")
+    rerun(world, key)
+    doc = world.aws.result(key)
+    assert sorted(f["person"] for f in doc["faces"]) == ["kit_harington", "rose_leslie"]
+    assert not any(f.get("added") for f in doc["faces"])
+    assert len(index_photos(world, "rose_leslie")[key]) == 1
+
+
+def test_a_missing_gallery_table_is_one_line(world: World) -> None:
+    code, out, err = cli("add-face", ORIGINAL, "--box", "10,10,80,80", "--gallery-table", "no-such-table",
+                         "--index-table", world.index)
+    assert code == 1 and out == "" and err.count("\n") == 1 and "pass --gallery-table" in err, err
