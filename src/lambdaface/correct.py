@@ -28,6 +28,7 @@ from lambdaface.endpoint import configure
 LOCAL_TABLE, TABLE_ENV = "lambdaface-CorrectionsTable", "CORRECTIONS_TABLE"
 INDEX_LOCAL, INDEX_ENV = "lambdaface-PeopleIndexTable", "PEOPLE_INDEX_TABLE"
 UNKNOWNS_LOCAL, UNKNOWNS_ENV = "lambdaface-UnknownsTable", "UNKNOWNS_TABLE"
+GALLERY_LOCAL, GALLERY_ENV = "lambdaface-GalleryTable", "GALLERY_TABLE"
 
 
 def _config(args: argparse.Namespace) -> Any:
@@ -49,7 +50,7 @@ def _config(args: argparse.Namespace) -> Any:
               file=sys.stderr)
         index = ""
     return replace(config, pipeline=replace(config.pipeline, corrections_table=args.table, people_index_table=index,
-                                            unknowns_table=args.unknowns_table))
+                                            unknowns_table=args.unknowns_table, gallery_table=args.gallery_table))
 
 
 def _store(args: argparse.Namespace) -> Any:
@@ -176,6 +177,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                        help=f"the person index, kept in step (default: ${INDEX_ENV}, else {INDEX_LOCAL})")
         p.add_argument("--unknowns-table", default=os.environ.get(UNKNOWNS_ENV) or UNKNOWNS_LOCAL,
                        help=f"the unknown-face table (default: ${UNKNOWNS_ENV}, else {UNKNOWNS_LOCAL})")
+        p.add_argument("--gallery-table", default=os.environ.get(GALLERY_ENV) or GALLERY_LOCAL,
+                       help=f"the gallery table, read when the index is kept in step (default: ${GALLERY_ENV}, else {GALLERY_LOCAL})")
 
     p = subparsers.add_parser("correct", help="correct one face of a result: --is PERSON, --not PERSON/CLUSTER, --not-a-face")
     p.add_argument("key", metavar="KEY", help="the source's key, e.g. queries/party.jpg")
