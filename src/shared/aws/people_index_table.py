@@ -87,9 +87,13 @@ class PeopleIndexTable:
         path = f"{update.name('entries')}.{update.name(sk)}"
         update.sets.append(f"{path} = {update.val(new_pk)}")
         update.sets.append(f"{update.name('version')} = {update.name('version')} + {update.val(1)}")
+        return self._if_condition(lambda: self._db.update_item(TableName=self.name, Key=_key(source_pk(source), SOURCE_SK),
+                                                               **update.kwargs(f"{path} = {update.val(old_pk)}")))
+
+    def _if_condition(self, write: Any) -> bool:
+        """Make a conditional write: True when it was made, False when its condition failed."""
         try:
-            self._db.update_item(TableName=self.name, Key=_key(source_pk(source), SOURCE_SK),
-                                 **update.kwargs(f"{path} = {update.val(old_pk)}"))
+            write()
         except ClientError as exc:
             if exc.response["Error"]["Code"] == "ConditionalCheckFailedException":
                 return False
@@ -106,18 +110,12 @@ class PeopleIndexTable:
 
     def put_merge_marker(self, person: str, into: str, expires_at: int, now: int, armed: bool) -> bool:
         """Mark `person` as being merged into `into`; False when an unexpired merge into someone else is marked."""
-        try:
-            self._db.put_item(TableName=self.name, Item=to_item({"pk": merge_pk(person), "sk": MERGE_SK, "into": into,
-                                                                 "armed": armed, "expires_at": expires_at}),
-                              ConditionExpression="attribute_not_exists(pk) OR #into = :into OR #exp <= :now",
-                              ExpressionAttributeNames={"#into": "into", "#exp": "expires_at"},
-                              ExpressionAttributeValues={":into": value(into), ":now": value(now)})
-        except ClientError as exc:
-            if exc.response["Error"]["Code"] == "ConditionalCheckFailedException":
-                return False
-            raise
-        self.writes += 1
-        return True
+        return self._if_condition(lambda: self._db.put_item(
+            TableName=self.name, Item=to_item({"pk": merge_pk(person), "sk": MERGE_SK, "into": into, "armed": armed,
+                                               "expires_at": expires_at}),
+            ConditionExpression="attribute_not_exists(pk) OR #into = :into OR #exp <= :now",
+            ExpressionAttributeNames={"#into": "into", "#exp": "expires_at"},
+            ExpressionAttributeValues={":into": value(into), ":now": value(now)}))
 
     def delete_merge_marker(self, person: str) -> None:
         self.delete_entry(merge_pk(person), MERGE_SK)
