@@ -23,8 +23,8 @@ from shared.clock import iso, timed
 from shared.config import Config
 from shared.engine.annotate import annotate
 from shared.engine.decode import check_size, decode_image
-from shared.engine.faces import find_enrollment_face, find_faces
-from shared.engine.matching import identify, one_face_per_person
+from shared.engine.faces import Face, find_enrollment_face, find_faces
+from shared.engine.matching import Match, identify, one_face_per_person, verify
 from shared.engine.video import SNIFF_BYTES, looks_like_video
 from shared.pipeline import keys, people_index, results, unknowns
 
@@ -166,18 +166,7 @@ def recognize(job: Job) -> str | None:
             raise errors.FaceError(errors.UNSUPPORTED_FORMAT, "videos are not enabled here (VIDEO_QUEUE_URL is not set)")
         return HANDED_OFF
     image = _decode(job, data)
-    cfg = job.config.engine
-    with timed(job.timings, "detect_embed"):
-        faces = find_faces(image, cfg)
-    with timed(job.timings, "load_gallery"):
-        gallery = gallery_cache.load(GalleryTable(job.config.pipeline.gallery_table))
-    with timed(job.timings, "match"):
-        embeddings = np.asarray([f.embedding for f in faces], dtype=np.float32).reshape(-1, 128)
-        matches = identify(embeddings, gallery, cfg.threshold, cfg.top_k)
-        if cfg.one_face_per_person:
-            matches = one_face_per_person(matches, cfg.threshold)
-    job.fields["faces"] = [results.face_entry(f.box, m) for f, m in zip(faces, matches)]
-    job.fields["people"] = sorted({m.person for m in matches if m.person})
+    faces, matches = recognize_faces(image, job.config, job.fields, job.timings)
     if job.config.pipeline.remember_unknowns:
         with timed(job.timings, "remember"):
             unknowns.remember_photo(job.config, job.bucket, job.key, job.fields["source_etag"], job.event, faces,
@@ -189,6 +178,29 @@ def recognize(job: Job) -> str | None:
             s3.put_object(job.bucket, keys.annotated_key(job.key), jpeg, "image/jpeg")
         job.fields["annotated"] = keys.annotated_key(job.key)
     return None
+
+
+def recognize_faces(image: np.ndarray, config: Config, fields: dict[str, Any], timings: dict[str, float],
+                    person: str | None = None) -> tuple[list[Face], list[Match]]:
+    """Every face of a decoded photo matched against the current gallery (the worker's warm copy,
+    brought up to date: Freshness immediate), or with `person` against that person's faces only;
+    fills `fields` (faces, people). Reads only: the S3 job and the synchronous API share it."""
+    cfg = config.engine
+    with timed(timings, "detect_embed"):
+        faces = find_faces(image, cfg)
+    with timed(timings, "load_gallery"):
+        gallery = gallery_cache.load(GalleryTable(config.pipeline.gallery_table))
+    with timed(timings, "match"):
+        embeddings = np.asarray([f.embedding for f in faces], dtype=np.float32).reshape(-1, 128)
+        if person is not None:
+            matches = verify(embeddings, gallery, person, cfg.threshold)
+        else:
+            matches = identify(embeddings, gallery, cfg.threshold, cfg.top_k)
+        if cfg.one_face_per_person:
+            matches = one_face_per_person(matches, cfg.threshold)
+    fields["faces"] = [results.face_entry(f.box, m) for f, m in zip(faces, matches)]
+    fields["people"] = sorted({m.person for m in matches if m.person})
+    return faces, matches
 
 
 USE_CASES: dict[str, Callable[[Job], str | None]] = {ENROLL: enroll, FORGET: forget, RECOGNIZE: recognize}
