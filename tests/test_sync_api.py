@@ -128,3 +128,20 @@ def test_an_aws_failure_is_a_503_to_retry(aws: MotoResources, faces_dir: Path, m
     monkeypatch.setenv("GALLERY_TABLE", "no-such-table")
     status, doc = call(url_event("/recognize", (faces_dir / "seed" / "john1.jpg").read_bytes()))
     assert (status, doc["error"]["code"]) == (503, "UNAVAILABLE"), doc
+
+
+def test_a_snapstart_snapshot_holds_no_gallery(aws: MotoResources, john: MotoResources) -> None:
+    """The handler's init while Lambda takes a SnapStart snapshot loads the models, never the
+    gallery (which would then live in every restored environment, beyond any forget)."""
+    import os
+    import subprocess
+    import sys
+
+    from support import ROOT
+
+    code = ("import handlers.api\nfrom shared.aws import gallery_cache\nfrom shared.engine import models\n"
+            "assert gallery_cache.cached() == set(), gallery_cache.cached()\n"
+            "assert models.hog_detector.cache_info().currsize == 1, 'the models are in the snapshot'\n")
+    env = {**os.environ, "AWS_LAMBDA_INITIALIZATION_TYPE": "snap-start", "PYTHONPATH": str(ROOT / "src")}
+    run = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr[-2000:]
