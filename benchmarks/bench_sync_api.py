@@ -152,6 +152,7 @@ def main() -> int:
             figures.update(latency(stack, photo, args.requests))
             figures["upload_to_result_ms"] = upload_to_result(stack, photo, args.uploads)
             figures["throughput"]["1"] = throughput(stack, photo, 2, args.seconds)
+            figures["api_worker_peak_rss_mb"] = round(stack.peak_rss_mb("ApiFunction"), 1)
             stack.stop()
         figures["engine_here_ms"] = engine_here(photo, args.requests)
         with StackProcess(Path(tmp) / "two", "--api-workers", "2", workers=1) as stack:
@@ -167,6 +168,7 @@ def main() -> int:
     print(f"  API overhead (latency - engine)           {over['p50']:>7.1f}  {over['p95']:>7.1f}   target < 30 at p50")
     up = figures["upload_to_result_ms"]
     print(f"  upload to result through S3 ({up['n']})        {up['p50']:>7.1f}  {up['p95']:>7.1f}")
+    print(f"  the API worker's peak memory: {figures['api_worker_peak_rss_mb']} MiB")
     for workers, t in figures["throughput"].items():
         print(f"throughput, {workers} API worker(s), {t['clients']} callers: {t['per_s']:.2f} calls/s "
               f"({t['calls']} in {t['seconds']} s, {t['retries']} retries)")

@@ -654,6 +654,7 @@ by `make bench`), {r['cores']} cores, load average {r['load_average']:.1f} at th
 sent as `lambdaface recognize --sync` sends it (SigV4, a kept-open connection). The overhead holds
 HTTP, the guard, the event's base64 and pipe to the worker, and the gallery's freshness check (one
 GetItem of a counter shard on moto) at every call. Target: overhead under 30 ms at p50: {verdict}.
+The API worker's peak memory: {r.get('api_worker_peak_rss_mb', '-')} MiB.
 
 {_table(["one-face photo", "ms p50", "ms p95", "n"], rows)}
 

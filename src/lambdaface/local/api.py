@@ -21,6 +21,7 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any, Iterable
 
+from lambdaface.local import lines
 from lambdaface.local.guard import read_body
 from lambdaface.local.spec import UrlFunctionSpec
 from lambdaface.local.workers import LambdaContext, apply_env, load_handler
@@ -109,7 +110,7 @@ class ApiPool:
     def _add(self, worker: _Worker) -> None:
         with self.lock:
             self.workers.append(worker)
-        self.log(f"API worker {worker.index} ({self.config.function.logical_id}) started (pid {worker.process.pid})")
+        self.log("API " + lines.worker_started(worker.index, self.config.function.logical_id, worker.process.pid))
         self.idle.put(worker)
 
     def invoke(self, event: dict[str, Any]) -> dict[str, Any]:
