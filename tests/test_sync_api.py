@@ -98,6 +98,7 @@ def test_compare_two_images_without_a_gallery(aws: MotoResources, faces_dir: Pat
     ("/recognize", "", b"hello, this is text\n" * 10, "POST", "image/jpeg", 415, "NOT_AN_IMAGE"),
     ("/recognize", "", b"x" * (sync_api.MAX_BODY_BYTES + 1), "POST", "image/jpeg", 413, "FILE_TOO_LARGE"),
     ("/recognize", "person=a..b", b"x", "POST", "image/jpeg", 400, "INVALID_PERSON"),
+    ("/recognize", "person=a/b", b"x", "POST", "image/jpeg", 400, "INVALID_PERSON"),
     ("/recognize", "top_k=0", b"x", "POST", "image/jpeg", 400, "INVALID_PARAMETER"),
     ("/recognize", "threshold=nan", b"x", "POST", "image/jpeg", 400, "INVALID_PARAMETER"),
     ("/recognize", "store=maybe", b"x", "POST", "image/jpeg", 400, "INVALID_PARAMETER"),

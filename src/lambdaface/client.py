@@ -127,6 +127,8 @@ def enroll(args: argparse.Namespace) -> int:
 def recognize(args: argparse.Namespace) -> int:
     """Upload IMAGE... to queries/ and wait for the recognitions (--sync: one API call each)."""
     files = _images(args.images)
+    if not args.sync and (args.threshold is not None or args.top_k is not None or args.store or args.api_url):
+        raise SystemExit("lambdaface: --threshold, --top-k, --store and --api-url go with --sync")
     if args.sync:
         from lambdaface import sync_client
 

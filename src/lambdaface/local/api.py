@@ -184,6 +184,7 @@ class ApiRouter:
     def __init__(self, app: Any) -> None:
         self.app = app
         self.pool: ApiPool | None = None
+        self.why = "the API is starting; retry"  # the 503's message while there is no pool
 
     def __call__(self, environ: dict[str, Any], start_response: Any) -> Iterable[bytes]:
         if not is_api_path(str(environ.get("PATH_INFO", ""))):
@@ -193,7 +194,7 @@ class ApiRouter:
             response = _json(413, {"error": {"code": "FILE_TOO_LARGE", "message":
                                              f"the request has {length:,} bytes; Lambda's limit is {MAX_REQUEST_BYTES:,}"}})
         elif self.pool is None:
-            response = _json(503, {"error": {"code": "UNAVAILABLE", "message": "the API is starting; retry"}})
+            response = _json(503, {"error": {"code": "UNAVAILABLE", "message": self.why}})
         else:
             response = self.pool.invoke(event_of(environ, read_body(environ)))
         body = response.get("body") or ""

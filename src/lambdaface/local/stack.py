@@ -368,7 +368,8 @@ class LocalStack:
             if self.options.function_timeout is not None:
                 fn = replace(fn, timeout_s=self.options.function_timeout)
             if count < 1:
-                continue  # no worker: the API answers 503
+                router.why = "this local stack runs no API worker (--api-workers 0)"
+                continue  # the API answers 503
             config = ApiWorkerConfig(fn, self.spec.region, {**function_env(fn, self.endpoint, self.spec.region, self.keys),
                                                             **self.options.handler_env},
                                      None if self.options.log_to_stderr else str(logs / f"{fn.logical_id}.log"))
@@ -612,7 +613,7 @@ class LocalStack:
             slot.process.join()
         self._print_reports(timeout=0.0)
         for router in self.api_routers:
-            router.pool = None  # later requests: 503
+            router.pool, router.why = None, "the local stack is stopping"  # later requests: 503
         for pool in self.api_pools:
             pool.stop()
         # a scheduled run in progress finishes (it ignores SIGTERM), unless past its timeout

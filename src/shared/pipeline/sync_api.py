@@ -60,6 +60,8 @@ RECOGNIZE_PARAMETERS = ("person", "top_k", "threshold", "annotate", "store")
 COMPARE_PARAMETERS = ("threshold",)
 FORMATS = ((b"\xff\xd8\xff", "jpg"), (b"\x89PNG", "png"), (b"GIF8", "gif"), (b"BM", "bmp"), (b"II*\x00", "tif"),
            (b"MM\x00*", "tif"))
+CONTENT_TYPES = {"jpg": "image/jpeg", "png": "image/png", "gif": "image/gif", "bmp": "image/bmp", "tif": "image/tiff",
+                 "webp": "image/webp"}
 
 
 @dataclass(frozen=True)
@@ -107,6 +109,8 @@ def parse_options(params: dict[str, str]) -> Options:
     """The options of a /recognize query string; FaceError INVALID_PARAMETER / INVALID_PERSON."""
     _check_names(params, RECOGNIZE_PARAMETERS)
     person = params.get("person")
+    if person is not None and "/" in person:
+        raise errors.FaceError(errors.INVALID_PERSON, f"person {keys.shorten(person)!r} cannot contain '/'")
     if person is not None:
         keys.parse_model_key(f"{keys.person_prefix(person)}x")  # INVALID_PERSON, as an enrollment's key
     return Options(person=person, top_k=_number(params, "top_k", int, 1, 100),
@@ -168,7 +172,7 @@ def _store(data: bytes, config: Config) -> tuple[str, str]:
     if not extension and data[8:12] == b"WEBP":
         extension = "webp"
     key = f"{API_PREFIX}{time.strftime('%Y/%m/%d', time.gmtime())}/{uuid.uuid4().hex}.{extension or 'img'}"
-    info = s3.put_object(config.pipeline.bucket, key, data, f"image/{ {'jpg': 'jpeg', 'tif': 'tiff'}.get(extension, extension or 'octet-stream')}")
+    info = s3.put_object(config.pipeline.bucket, key, data, CONTENT_TYPES.get(extension, "application/octet-stream"))
     return key, info.etag
 
 
