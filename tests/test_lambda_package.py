@@ -459,8 +459,8 @@ def test_built_api_answers_in_one_call_with_the_template_permissions(
     build_dir: Path, boto3_dir: Path, moto: Moto, faces_dir: Path, tmp_path: Path
 ) -> None:
     """The synchronous API's package, under ApiFunctionRole: recognize (the gallery's snapshot and
-    log read), verify, compare, a bad input, and store=true (its only write: the photo under
-    queries/api/). Without store=true nothing is written."""
+    log read), verify, compare, a bad input, then store=true (the photo under queries/api/ and its
+    job, run in the call). Before store=true nothing is written."""
     from lambdaface.sync_client import multipart
 
     seed = faces_dir / "seed"
@@ -485,9 +485,12 @@ def test_built_api_answers_in_one_call_with_the_template_permissions(
     assert statuses == [200, 200, 200, 200, 415, 200], api["logs"]
     assert [d.get("people") for d in docs[:3]] == [["john"], ["john"], []]
     assert docs[3]["match"] is False and docs[4]["error"]["code"] == "NOT_AN_IMAGE"
-    stored = docs[5]["source"]
-    assert stored.startswith("queries/api/") and objects() == sorted([*before, stored])
-    assert {op for _, op, _ in api["aws_calls"]} <= {"GetItem", "Query", "GetObject", "PutObject", "HeadObject"}
+    stored = docs[5]["source"]  # store=true: the photo, and its job run in the call (result, annotated copy, job)
+    assert stored.startswith("queries/api/") and docs[5]["job_id"] and docs[5]["people"] == ["john"]
+    assert objects() == sorted([*before, stored, f"results/{stored}.json", f"results/{stored}.jpg"])
+    assert moto.json(f"results/{stored}.json") == docs[5]
+    jobs = moto.dynamodb.scan(TableName=moto.tables["JobsTable"])["Items"]
+    assert [j["status"]["S"] for j in jobs if j["key"]["S"] == stored] == ["succeeded"]
     moto.s3.delete_object(Bucket=moto.bucket, Key=model)  # the module's other tests find no john
     forget = invoke(build_dir, boto3_dir, moto, "EnrollFunction", [sample_for("delete.json", model)], tmp_path)
     assert forget["responses"] == [{"batchItemFailures": []}], forget["logs"]

@@ -146,3 +146,32 @@ def test_a_snapstart_snapshot_holds_no_gallery(aws: MotoResources, john: MotoRes
     env = {**os.environ, "AWS_LAMBDA_INITIALIZATION_TYPE": "snap-start", "PYTHONPATH": str(ROOT / "src")}
     run = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300)
     assert run.returncode == 0, run.stderr[-2000:]
+
+
+def test_store_runs_the_photos_job_in_the_call_and_its_s3_event_is_no_second_job(john: MotoResources, faces_dir: Path) -> None:
+    from handlers import recognize
+
+    photo = (faces_dir / "seed" / "john1.jpg").read_bytes()
+    status, doc = call(url_event("/recognize", photo, "store=true&annotate=true"))
+    assert status == 200, doc
+    source = doc["source"]
+    assert source.startswith("queries/api/") and source.endswith(".jpg") and doc["job_id"] and doc["people"] == ["john"]
+    assert john.get(source) == photo
+    jpeg = base64.b64decode(doc.pop("annotated_jpeg"))
+    assert jpeg[:3] == b"\xff\xd8\xff" and john.get(doc["annotated"]) == jpeg
+    assert json.loads(john.get(f"results/{source}.json")) == doc  # the response is the stored result
+    [job] = [j for j in john.jobs() if j["key"] == source]
+    assert job["status"] == "succeeded" and job["job_id"] == doc["job_id"]
+    # S3 then announces the photo to the recognize function: no second job, the result stays
+    assert recognize.handler(john.event(source), context()) == {"batchItemFailures": []}
+    assert [j["job_id"] for j in john.jobs() if j["key"] == source] == [doc["job_id"]]
+    assert json.loads(john.get(f"results/{source}.json")) == doc
+
+
+def test_store_of_bad_input_keeps_the_failed_result_as_an_upload_would(aws: MotoResources) -> None:
+    status, doc = call(url_event("/recognize", b"hello, this is text\n" * 10, "store=true"))
+    assert (status, doc["error"]["code"]) == (415, "NOT_AN_IMAGE")
+    [stored] = [k for k in aws.keys("results/queries/api/")]
+    assert json.loads(aws.get(stored))["error"]["code"] == "NOT_AN_IMAGE"
+    status, doc = call(url_event("/recognize", b"x", "store=true&person=john"))
+    assert (status, doc["error"]["code"]) == (400, "INVALID_PARAMETER")

@@ -5,7 +5,8 @@ one worker per function, one API worker), requests signed as `lambdaface recogni
 - the seed example through `--sync` (john0 enrolled; john1 and john2 match, jim-carrey does not);
 - every bad-input code of tests/test_hardening_inputs.py a request can carry, with its HTTP status;
 - without store=true nothing is written (bucket, every table, the events file), although unknown
-  faces are remembered by this stack; with it, the photo's S3 job writes the result as for an upload;
+  faces are remembered by this stack; with it, the photo's job runs in the call and keeps what an
+  upload's job keeps, and the photo's S3 event is no second job;
 - an enrollment is seen by the very next call of the warm worker, and so is a forget.
 """
 from __future__ import annotations
@@ -159,16 +160,22 @@ def test_without_store_nothing_is_written(stack: StackProcess, john: None, faces
     assert everything(stack) == before
 
 
-def test_with_store_the_upload_path_writes_the_result(stack: StackProcess, john: None, faces_dir: Path) -> None:
-    doc = api(stack).recognize((faces_dir / "seed" / "jim-carrey.jpg").read_bytes(), store=True)
+def test_with_store_the_photos_job_runs_in_the_call(stack: StackProcess, john: None, faces_dir: Path) -> None:
+    photo = (faces_dir / "seed" / "jim-carrey.jpg").read_bytes()
+    doc = api(stack).recognize(photo, store=True)
     source = doc["source"]
     assert source.startswith("queries/api/") and source.endswith(".jpg"), source
-    stored = stack.result(source)  # written by the recognize function's job on the photo's S3 event
-    assert stored["source"] == source and stored["status"] == "succeeded" and stored["job_id"]
-    assert [f["box"] for f in stored["faces"]] == [f["box"] for f in doc["faces"]]
-    assert stored["faces"][0]["cluster"].startswith("u-")  # remembered, as any upload's unknown face
-    assert StackClients(stack).get(source) == (faces_dir / "seed" / "jim-carrey.jpg").read_bytes()
-    assert [j for j in StackClients(stack).jobs() if j["key"] == source]
+    assert doc["status"] == "succeeded" and doc["job_id"] and doc["annotated"] == f"results/{source}.jpg"
+    assert doc["faces"][0]["cluster"].startswith("u-")  # remembered, as any upload's unknown face
+    aws = StackClients(stack)
+    assert aws.get(source) == photo and json.loads(aws.get(f"results/{source}.json")) == doc
+    # its S3 event reaches the recognize function, which leaves it (its line says what result was there
+    # when it looked: perhaps none yet): one job, the result unchanged
+    stack.wait_for_line(rf"^RecognizeFunction {re.escape(source)}: ")
+    assert [j["job_id"] for j in aws.jobs() if j["key"] == source] == [doc["job_id"]]
+    assert json.loads(aws.get(f"results/{source}.json")) == doc
+    events = stack.state_dir / EVENTS_FILE
+    wait_until("the job's event", lambda: events.exists() and source in events.read_text())
 
 
 def test_an_enrollment_and_a_forget_are_seen_by_the_very_next_call(stack: StackProcess, faces_dir: Path) -> None:

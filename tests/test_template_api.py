@@ -32,17 +32,35 @@ def test_the_function_url_takes_only_signed_requests(template: dict[str, Any]) -
     assert props["Environment"]["Variables"]["LAMBDAFACE_BUCKET"] == {"Ref": "Bucket"}
 
 
-def test_the_role_reads_the_gallery_and_writes_only_stored_photos(template: dict[str, Any]) -> None:
+def test_the_role_reads_the_gallery_and_writes_only_what_store_needs(template: dict[str, Any]) -> None:
+    """Without store=true the function reads the gallery only; with it, the photo and its job's
+    outputs under queries/api/ and results/queries/api/, as the recognize function's for uploads."""
     resources = template["Resources"]
     assert role_of(resources, API) == "ApiFunctionRole"
     sub = lambda prefix: json.dumps({"Fn::Sub": "${Bucket.Arn}/" + prefix}, sort_keys=True)  # noqa: E731
     arn = lambda lid: json.dumps({"Fn::GetAtt": [lid, "Arn"]}, sort_keys=True)  # noqa: E731
-    assert grants(resources, API, "s3") == {"s3:GetObject": {sub("gallery/snapshots/*")}, "s3:PutObject": {sub("queries/api/*")}}
-    assert grants(resources, API, "dynamodb") == {"dynamodb:GetItem": {arn("GalleryTable")}, "dynamodb:Query": {arn("GalleryTable")}}
+    unknowns = sub("unknowns/snapshots/*")
+    assert grants(resources, API, "s3") == {
+        "s3:GetObject": {sub("gallery/snapshots/*"), sub("queries/api/*"), sub("results/queries/api/*"), unknowns},
+        "s3:PutObject": {sub("queries/api/*"), sub("results/queries/api/*"), unknowns},
+        "s3:ListBucket": {arn("Bucket")},
+        "s3:DeleteObject": {unknowns},
+        "s3:AbortMultipartUpload": {unknowns},
+    }
+    listings = [s for s in role_statements(resources, API) if s["Action"] == "s3:ListBucket"]
+    assert {s["Condition"]["StringLike"]["s3:prefix"] for s in listings} == {"queries/api/*", "unknowns/snapshots/*"}
+    dynamodb = grants(resources, API, "dynamodb")
+    assert {a for a, r in dynamodb.items() if arn("GalleryTable") in r} == {"dynamodb:GetItem", "dynamodb:Query"}
+    assert {a for a, r in dynamodb.items() if arn("JobsTable") in r} == {"dynamodb:GetItem", "dynamodb:UpdateItem"}
+    assert {a for a, r in dynamodb.items() if arn("PeopleIndexTable") in r} == {"dynamodb:GetItem", "dynamodb:PutItem",
+                                                                                  "dynamodb:BatchWriteItem"}
+    recognize = grants(resources, "RecognizeFunction", "dynamodb")
+    unknown_actions = {a for a, r in recognize.items() if arn("UnknownsTable") in r}
+    assert {a for a, r in dynamodb.items() if arn("UnknownsTable") in r} == unknown_actions
     assert grants(resources, API, "logs") == {a: {arn("ApiLogGroup")} for a in ("logs:CreateLogStream", "logs:PutLogEvents")}
     services = {a.split(":")[0] for s in role_statements(resources, API) for a in as_list(s["Action"])}
-    assert services == {"s3", "dynamodb", "logs"}  # no queue, no event bus, no other table
-    assert all("Condition" not in s and s["Effect"] == "Allow" for s in role_statements(resources, API))
+    assert services == {"s3", "dynamodb", "logs", "events"}  # no queue: a video is refused, not planned
+    assert all(s["Effect"] == "Allow" for s in role_statements(resources, API))
 
 
 def test_snapstart_and_provisioned_concurrency_are_parameters_off_by_default(template: dict[str, Any]) -> None:

@@ -221,5 +221,7 @@ def kind_for(handler_kind: str, event: ObjectEvent) -> str | None:
     if handler_kind == ENROLL:
         return ENROLL if event.created else FORGET if event.removed else None
     if handler_kind == RECOGNIZE:
+        if event.key.startswith(keys.API_PREFIX):
+            return None  # stored by the synchronous API, which ran its job in the call
         return RECOGNIZE if event.created else None
     raise ValueError(f"unknown handler kind {handler_kind!r}")

@@ -6,9 +6,11 @@
 `recognize` answers with the result document an S3 job writes (results.py), computed by the same
 code (images.recognize_faces: the warm gallery, brought up to date at each call). Without
 `store=true` it only reads: no result, no job record, no unknown face, no index entry, no event.
-With `store=true` the photo is also written under `queries/api/`, where its S3 event runs the
-ordinary recognize job: that job writes the result, job record, event and index entries exactly as
-for any upload (the response's `source` names the key; the result appears at results/<source>.json).
+With `store=true` the photo is written under `queries/api/<date>/<id>.<ext>` and its recognize job
+runs in the call through the S3 jobs' own runner (runner.run_job): the result, its annotated copy,
+the job record, the event, the index entries and the unknown faces are written exactly as for an
+upload, and the response is that job's result document (a failed one as its error's status). The
+photo's own S3 event is then no job (images.kind_for): the call ran it.
 
 Errors are the S3 jobs' codes (shared/errors.py) as HTTP 400, 413 or 415 with
 `{"error": {"code", "message"}}`; the API's own (a bad parameter, path or method) are below.
@@ -31,14 +33,15 @@ from shared.engine.annotate import annotate
 from shared.engine.decode import check_size, decode_image
 from shared.engine.faces import Face, find_faces
 from shared.engine.video import SNIFF_BYTES, looks_like_video
-from shared.pipeline import images, keys, results
+from shared.aws.events import ObjectEvent
+from shared.pipeline import images, keys, results, runner
 from shared.pipeline.delivery import logger
 
 # Lambda's synchronous invocation payload is 6 MB (6,291,456 bytes), and a Function URL passes a
 # binary body base64-encoded (4/3 larger) in a JSON event with the headers: an image (or the two
 # of /compare, with their multipart framing) of at most this many bytes fits.
 MAX_BODY_BYTES = 4_600_000
-API_PREFIX = f"{keys.QUERIES_PREFIX}api/"  # where store=true writes the photo
+API_PREFIX = keys.API_PREFIX  # where store=true writes the photo
 
 # The API's own error codes (the S3 jobs' are in shared/errors.py).
 INVALID_PARAMETER = "INVALID_PARAMETER"
@@ -140,6 +143,8 @@ def recognize(data: bytes, params: dict[str, str], config: Config) -> dict[str, 
     document, plus `annotated_jpeg` (base64) with annotate=true; FaceError on bad input."""
     options = parse_options(params)
     config = _engine(config, options.top_k, options.threshold)
+    if options.store:
+        return _store_and_run(data, options, config)
     timings: dict[str, float] = {}
     fields: dict[str, Any] = {}
     with timed(timings, "total"):
@@ -150,9 +155,6 @@ def recognize(data: bytes, params: dict[str, str], config: Config) -> dict[str, 
         if options.annotate:
             with timed(timings, "annotate"):
                 jpeg = annotate(image, [f.box for f in faces], [m.person for m in matches])
-        if options.store:
-            with timed(timings, "store"):
-                fields["source"], fields["source_etag"] = _store(data, config)
     document = results.document({
         **fields, "kind": images.RECOGNIZE, "status": "succeeded", "person": options.person,
         "model": results.model(config.engine.threshold), "timings_ms": results.timings(timings),
@@ -163,9 +165,29 @@ def recognize(data: bytes, params: dict[str, str], config: Config) -> dict[str, 
     return document
 
 
-def _store(data: bytes, config: Config) -> tuple[str, str]:
-    """Write the photo under queries/api/ (its S3 event runs the recognize job that writes the
-    result, as for any upload); its key and ETag."""
+def _store_and_run(data: bytes, options: Options, config: Config) -> dict[str, Any]:
+    """store=true: the photo under queries/api/, then its recognize job, run here by the S3 jobs'
+    runner (claim, result, annotated copy, job record, event, index, unknown faces); its document.
+    A failed job (bad input) is FaceError with the job's error, after its failed result is kept."""
+    if options.person is not None:
+        raise errors.FaceError(INVALID_PARAMETER, "store=true keeps an ordinary recognition: verify (person=) without it")
+    if looks_like_video("", data[:SNIFF_BYTES]):  # refused as without store: nothing is kept
+        raise errors.FaceError(errors.UNSUPPORTED_FORMAT, "the file is a video; upload videos under queries/ (S3), the API takes photos")
+    key, info = _store(data, config)
+    event = ObjectEvent(config.pipeline.bucket, key, "ObjectCreated:Put", info.etag, info.version_id or None,
+                        event_time=iso(time.time()))
+    document = runner.run_job(event, images.RECOGNIZE, config=config)
+    if document is None:  # a new key is always a new job
+        raise RuntimeError(f"the job of {key} did not run")
+    if document.get("error"):
+        raise errors.FaceError(document["error"]["code"], document["error"]["message"])
+    if options.annotate and document.get("annotated"):
+        document["annotated_jpeg"] = base64.b64encode(s3.get_object(config.pipeline.bucket, document["annotated"]).data).decode("ascii")
+    return document
+
+
+def _store(data: bytes, config: Config) -> tuple[str, Any]:
+    """Write the photo under queries/api/<date>/<id>.<ext>: its key and ObjectInfo."""
     if not config.pipeline.bucket:
         raise RuntimeError("store=true needs the bucket's name (LAMBDAFACE_BUCKET)")
     extension = next((ext for magic, ext in FORMATS if data.startswith(magic)), "")
@@ -173,7 +195,7 @@ def _store(data: bytes, config: Config) -> tuple[str, str]:
         extension = "webp"
     key = f"{API_PREFIX}{time.strftime('%Y/%m/%d', time.gmtime())}/{uuid.uuid4().hex}.{extension or 'img'}"
     info = s3.put_object(config.pipeline.bucket, key, data, CONTENT_TYPES.get(extension, "application/octet-stream"))
-    return key, info.etag
+    return key, info
 
 
 def compare(parts: list[tuple[str, bytes]], params: dict[str, str], config: Config) -> dict[str, Any]:
