@@ -8,7 +8,7 @@ export LAMBDAFACE_FACES := $(FACES)
 # $(call new_venv,DIR): a python3.12 venv with a current pip (each tool that pins boto3 gets its own).
 new_venv = $(PY312) -m venv $(1) && $(1)/bin/pip install -q --upgrade pip
 
-.PHONY: install test demo bench bench-engine bench-video bench-long-video bench-gallery bench-unknowns bench-people-index clean sam-install sam-validate sam-build checkov-install checkov
+.PHONY: install test demo bench bench-engine bench-video bench-long-video bench-gallery bench-unknowns bench-people-index bench-sync-api clean sam-install sam-validate sam-build checkov-install checkov
 SAM_VENV := .venv-sam
 SAM := SAM_CLI_TELEMETRY=0 $(SAM_VENV)/bin/sam
 
@@ -98,6 +98,13 @@ bench-unknowns: install
 # p50/p95, and write units per result. Table, then one JSON line per size.
 bench-people-index: install
 	$(PY) benchmarks/bench_people_index.py --json benchmarks/people_index_results.json
+
+# The synchronous API on the local stack (one warm API worker): latency beside the engine's own
+# time and upload-to-result through S3, the overhead (target < 30 ms at p50), throughput with 1 and
+# 2 API workers (~2 minutes); RESULTS.md re-rendered.
+bench-sync-api: install
+	$(PY) benchmarks/bench_sync_api.py --faces $(FACES) --json benchmarks/sync_api_results.json
+	$(PY) benchmarks/report.py
 
 # A composed 5-minute 640x360 video with 1 and 2 video workers: wall s per video s, S3 bytes per
 # segment, USD per video hour beside Rekognition Video (~3 min).

@@ -632,6 +632,50 @@ WCU: 1 per started KB of each item put or deleted, manifest writes included):
 """
 
 
+def sync_api_targets(r: dict | None) -> list[list[str]]:
+    """The synchronous API's row of the targets table (`make bench-sync-api`), if measured."""
+    if not r:
+        return []
+    over, lat, eng = r["overhead_ms"], r["latency_ms"], r["engine_in_worker_ms"]
+    return [["the synchronous API's overhead above the engine under 30 ms at p50, one warm worker (`make bench-sync-api`)",
+             f"{over['p50']:.1f} ms (p95 {over['p95']:.1f}): {lat['p50']:.1f} ms a call, the engine {eng['p50']:.1f} ms",
+             "met" if over["p50"] < 30 else "**not met**"]]
+
+
+def sync_api_section(r: dict | None) -> str:
+    """`make bench-sync-api` (benchmarks/bench_sync_api.py), if measured."""
+    if not r:
+        return ""
+    lat, eng, over, here, up = (r["latency_ms"], r["engine_in_worker_ms"], r["overhead_ms"], r["engine_here_ms"],
+                                r["upload_to_result_ms"])
+    rows = [["through the API, client to client", f"**{lat['p50']:.1f}**", f"{lat['p95']:.1f}", str(lat["n"])],
+            ["the engine in the API worker (decode, detect_embed, match)", f"{eng['p50']:.1f}", f"{eng['p95']:.1f}", str(eng["n"])],
+            ["the engine in the benchmark's process", f"{here['p50']:.1f}", f"{here['p95']:.1f}", str(here["n"])],
+            ["the API's overhead (each call's latency minus its engine time)", f"**{over['p50']:.1f}**", f"{over['p95']:.1f}", str(over["n"])],
+            *([["... of which the gallery's freshness check (GetItem, moto)", f"{r['gallery_check_ms']['p50']:.1f}",
+                f"{r['gallery_check_ms']['p95']:.1f}", str(r["gallery_check_ms"]["n"])]] if "gallery_check_ms" in r else []),
+            ["upload to result through S3 (one at a time)", f"{up['p50']:.1f}", f"{up['p95']:.1f}", str(up["n"])]]
+    speed = [[workers, str(t["clients"]), f"{t['per_s']:.2f}", f"{t['calls']} in {t['seconds']} s", str(t["retries"])]
+             for workers, t in sorted(r["throughput"].items())]
+    verdict = "met" if over["p50"] < 30 else "**not met**"
+    return f"""## The synchronous API: an answer in one call
+
+`make bench-sync-api` (benchmarks/bench_sync_api.py; figures from sync_api_results.json, not re-run
+by `make bench`), {r['cores']} cores, load average {r['load_average']:.1f} at the end, {r['date']}.
+`lambdaface local` with one warm API worker, john0 enrolled; the photo is `{r['photo']}` (one face),
+sent as `lambdaface recognize --sync` sends it (SigV4, a kept-open connection). The overhead holds
+HTTP, the guard, the event's base64 and pipe to the worker, and the gallery's freshness check (one
+GetItem of a counter shard on moto) at every call. Target: overhead under 30 ms at p50: {verdict}.
+The API worker's peak memory: {r.get('api_worker_peak_rss_mb', '-')} MiB.
+
+{_table(["one-face photo", "ms p50", "ms p95", "n"], rows)}
+
+Throughput, the same photo, callers in a loop (a 429 is retried by the client):
+
+{_table(["API workers", "callers", "calls/s", "calls", "429 retries"], speed)}
+"""
+
+
 def render(r: dict, others: Path = HERE) -> str:
     m = r["machine"]
     return f"""# Benchmarks
@@ -642,7 +686,7 @@ Made by `make bench` (benchmarks/run_all.py) on {m['date']}: {m['cores']} cores 
 It took {r['duration_s'] / 60:.1f} minutes. Raw figures: results.json.
 No test asserts a time; these figures are measurements, not guarantees.
 
-{targets_section(r, unknowns_targets(_load(others, "unknowns_results.json")))}
+{targets_section(r, unknowns_targets(_load(others, "unknowns_results.json")) + sync_api_targets(_load(others, "sync_api_results.json")))}
 {engine_section(r)}
 {mmod_section(r)}
 {cold_section(r)}
@@ -653,7 +697,8 @@ No test asserts a time; these figures are measurements, not guarantees.
 {gallery_section(_load(others, "gallery_results.json"))}
 {long_video_section(_load(others, "long_video_results.json"))}
 {unknowns_section(_load(others, "unknowns_results.json"))}
-{people_index_section(_load(others, "people_index_results.json"))}"""
+{people_index_section(_load(others, "people_index_results.json"))}
+{sync_api_section(_load(others, "sync_api_results.json"))}"""
 
 
 if __name__ == "__main__":  # re-render without re-measuring: python benchmarks/report.py [results.json]

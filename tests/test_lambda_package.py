@@ -34,7 +34,7 @@ from lambdaface.template import TEMPLATE, load_template, parameter_defaults
 
 SAM = ROOT / ".venv-sam" / "bin" / "sam"
 EVENTS = ROOT / "events"
-FUNCTIONS = ("EnrollFunction", "RecognizeFunction", "VideoFunction", "UnknownsSweepFunction", "ReconcileFunction")
+FUNCTIONS = ("EnrollFunction", "RecognizeFunction", "VideoFunction", "UnknownsSweepFunction", "ReconcileFunction", "ApiFunction")
 WITH_OPENCV = {"VideoFunction"}  # the others must stay without it (150 MB)
 LAMBDA_UNZIPPED_LIMIT = 250 * 1024 * 1024
 MODEL_FILES = {  # dlib's landmarks, and what shared/engine/onnx_convert.py makes of its networks (src/Makefile)
@@ -202,7 +202,7 @@ class Moto:
             "EnrollQueue": self.enroll.url, "EnrollQueue.Arn": self.enroll.arn,
             **{f"{lid}.Arn": f"arn:aws:logs:{REGION}:123456789012:log-group:{lid}:*"
                for lid in ("EnrollLogGroup", "RecognizeLogGroup", "VideoLogGroup", "UnknownsSweepLogGroup",
-                           "ReconcileLogGroup")},
+                           "ReconcileLogGroup", "ApiLogGroup")},
             **parameter_defaults(template),
         }
 
@@ -467,6 +467,58 @@ def test_built_reconciler_sends_removals_and_reports_with_the_template_permissio
     [message] = moto.enroll.receive_all()
     [record] = json.loads(message["Body"])["Records"]
     assert (record["eventName"], record["eventTime"]) == ("ObjectRemoved:Delete", "2026-01-01T00:00:00.000Z")
+
+
+def url_event(path: str, body: bytes, query: str = "", content_type: str = "image/jpeg") -> dict[str, Any]:
+    """A Function URL request as Lambda passes it to the handler (payload format 2.0)."""
+    import base64
+
+    return {"version": "2.0", "routeKey": "$default", "rawPath": path, "rawQueryString": query,
+            "headers": {"content-type": content_type},
+            "requestContext": {"http": {"method": "POST", "path": path, "protocol": "HTTP/1.1", "sourceIp": "127.0.0.1"}},
+            "body": base64.b64encode(body).decode(), "isBase64Encoded": True}
+
+
+def test_built_api_answers_in_one_call_with_the_template_permissions(
+    build_dir: Path, boto3_dir: Path, moto: Moto, faces_dir: Path, tmp_path: Path
+) -> None:
+    """The synchronous API's package, under ApiFunctionRole: recognize (the gallery's snapshot and
+    log read), verify, compare, a bad input, then store=true (the photo under queries/api/ and its
+    job, run in the call). Before store=true nothing is written."""
+    from lambdaface.sync_client import multipart
+
+    seed = faces_dir / "seed"
+    model = "models/john/john0 for the api.jpg"  # a key of its own: the module's other tests order john0.jpg's events
+    moto.s3.put_object(Bucket=moto.bucket, Key=model, Body=(seed / "john0.jpg").read_bytes())
+    enroll = invoke(build_dir, boto3_dir, moto, "EnrollFunction", [sample_for("enroll.json", model)], tmp_path,
+                    LAMBDAFACE_GALLERY_COMPACT_EVERY="1")  # a snapshot the API loads (S3) before the log (DynamoDB)
+    assert enroll["responses"] == [{"batchItemFailures": []}], enroll["logs"]
+    assert moto.exists("gallery/snapshots/")
+    objects = lambda: sorted(o["Key"] for o in moto.s3.list_objects_v2(Bucket=moto.bucket).get("Contents", []))  # noqa: E731
+    before = objects()
+    body, content_type = multipart({"a": (seed / "john1.jpg").read_bytes(), "b": (seed / "jim-carrey.jpg").read_bytes()})
+    events = [url_event("/recognize", (seed / "john1.jpg").read_bytes()),
+              url_event("/recognize", (seed / "john2.jpg").read_bytes(), "person=john"),
+              url_event("/recognize", (seed / "jim-carrey.jpg").read_bytes()),
+              url_event("/compare", body, content_type=content_type),
+              url_event("/recognize", b"not an image at all"),
+              url_event("/recognize", (seed / "john1.jpg").read_bytes(), "store=true")]
+    api = invoke(build_dir, boto3_dir, moto, "ApiFunction", events, tmp_path)
+    statuses = [r["statusCode"] for r in api["responses"]]
+    docs = [json.loads(r["body"]) for r in api["responses"]]
+    assert statuses == [200, 200, 200, 200, 415, 200], api["logs"]
+    assert [d.get("people") for d in docs[:3]] == [["john"], ["john"], []]
+    assert docs[3]["match"] is False and docs[4]["error"]["code"] == "NOT_AN_IMAGE"
+    stored = docs[5]["source"]  # store=true: the photo, and its job run in the call (result, annotated copy, job)
+    assert stored.startswith("queries/api/") and docs[5]["job_id"] and docs[5]["people"] == ["john"]
+    assert objects() == sorted([*before, stored, f"results/{stored}.json", f"results/{stored}.jpg"])
+    assert moto.json(f"results/{stored}.json") == docs[5]
+    jobs = moto.dynamodb.scan(TableName=moto.tables["JobsTable"])["Items"]
+    assert [j["status"]["S"] for j in jobs if j["key"]["S"] == stored] == ["succeeded"]
+    moto.s3.delete_object(Bucket=moto.bucket, Key=model)  # the module's other tests find no john
+    forget = invoke(build_dir, boto3_dir, moto, "EnrollFunction", [sample_for("delete.json", model)], tmp_path)
+    assert forget["responses"] == [{"batchItemFailures": []}], forget["logs"]
+    assert not [face for face in gallery_faces(moto) if face[1] == model]
 
 
 def sample_for(name: str, key: str) -> dict[str, Any]:

@@ -114,7 +114,7 @@ def test_sam_translation_adds_no_roles_or_managed_policies() -> None:
     translated = json.loads(run.stdout)["Resources"]
     roles = {lid: r for lid, r in translated.items() if r["Type"] == "AWS::IAM::Role"}
     assert set(roles) == {"EnrollFunctionRole", "RecognizeFunctionRole", "VideoFunctionRole", "UnknownsSweepFunctionRole",
-                          "ReconcileFunctionRole"}
+                          "ReconcileFunctionRole", "ApiFunctionRole"}
     for lid, role in roles.items():
         assert "ManagedPolicyArns" not in role["Properties"], lid
     mappings = [r["Properties"] for r in translated.values() if r["Type"] == "AWS::Lambda::EventSourceMapping"]

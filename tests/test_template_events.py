@@ -15,7 +15,7 @@ from support.template import as_list, role_statements
 from lambdaface.template import parameter_defaults
 from shared.pipeline import job_events
 
-FINISHERS = ("EnrollFunction", "RecognizeFunction", "VideoFunction")
+FINISHERS = ("EnrollFunction", "RecognizeFunction", "VideoFunction", "ApiFunction")  # the API: store=true's job
 DEFAULT_BUS = {"Fn::Sub": "arn:${AWS::Partition}:events:${AWS::Region}:${AWS::AccountId}:event-bus/default"}
 NOTIFICATIONS = ("NotificationKey", "NotificationTopic", "NotificationTopicPolicy", "UnknownFaceRule", "PeopleSeenRule")
 

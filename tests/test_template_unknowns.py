@@ -124,7 +124,7 @@ def test_the_sweep_runs_hourly_from_the_common_package(template: dict[str, Any],
     makefile = (ROOT / "src/Makefile").read_text()
     (targets,) = re.findall(r"^(build-\S+(?: build-\S+)*): package$", makefile, re.M)
     assert set(targets.split()) == {"build-EnrollFunction", "build-RecognizeFunction", "build-UnknownsSweepFunction",
-                                    "build-ReconcileFunction"}  # the reconciler too (test_template.py)
+                                    "build-ReconcileFunction", "build-ApiFunction"}  # the reconciler and the API too
     (phony,) = re.findall(r"^\.PHONY: (.*)$", makefile, re.M)
     assert "build-UnknownsSweepFunction" in phony.split()
     skips = {check for check, _ in re.findall(r"# checkov:skip=(CKV_AWS_\d+):(.{40,})", block(SWEEP))}

@@ -125,9 +125,15 @@ def enroll(args: argparse.Namespace) -> int:
 
 
 def recognize(args: argparse.Namespace) -> int:
-    """Upload IMAGE... to queries/ and wait for the recognitions."""
-    s3 = watch.s3_client(args)
+    """Upload IMAGE... to queries/ and wait for the recognitions (--sync: one API call each)."""
     files = _images(args.images)
+    if not args.sync and (args.threshold is not None or args.top_k is not None or args.store or args.api_url):
+        raise SystemExit("lambdaface: --threshold, --top-k, --store and --api-url go with --sync")
+    if args.sync:
+        from lambdaface import sync_client
+
+        return sync_client.recognize(args, files)
+    s3 = watch.s3_client(args)
     sent = [upload(s3, args.bucket, f, f"{QUERIES_PREFIX}{f.name}", "recognize") for f in files]
     code, found = wait_for_jobs(args, s3, sent)
     for f, e in zip(files, sent):
@@ -251,6 +257,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--person", help="print 'Faces match: True|False': is PERSON in the image?")
     p.add_argument("--out", metavar="DIR", help="download the annotated images to DIR")
     common(p)
+    from lambdaface import sync_client
+
+    sync_client.add_sync_args(p)
+    p.add_argument("--top-k", type=int, default=None, help="with --sync: candidates listed per face")
+    p.add_argument("--store", action="store_true", help="with --sync: also keep the photo and its result, as an upload")
     p.set_defaults(func=recognize)
 
     p = subparsers.add_parser("forget", help="delete PERSON's images; their faces leave the gallery")

@@ -53,6 +53,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     compare.add_argument("known", metavar="KNOWN")
     compare.add_argument("unknown", nargs="+", metavar="UNKNOWN")
+    from lambdaface import sync_client, watch
+
+    sync_client.add_sync_args(compare, threshold=False)  # --sync A B: the synchronous API instead of this machine's engine
+    watch.add_connection_args(compare)
+    compare.add_argument("--json", action="store_true", help="with --sync: print the response document")
     compare.set_defaults(func=run_compare)
 
 
@@ -96,6 +101,10 @@ def _known_face(path: str, cfg: EngineConfig) -> "Face":
 
 
 def run_compare(args: argparse.Namespace) -> int:
+    if args.sync:
+        from lambdaface import sync_client
+
+        return sync_client.compare(args)
     """Compare KNOWN's single face with every face of each UNKNOWN image."""
     from shared.engine.faces import face_distance, find_faces
 

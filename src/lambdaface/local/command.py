@@ -38,6 +38,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--workers", type=int, default=os.cpu_count() or 1,
                    help="worker processes per function (each function's concurrency), 0 for none: "
                    "messages wait in the queues for `lambdaface invoke` (default: the number of cores)")
+    p.add_argument("--api-workers", type=int, default=None, metavar="N",
+                   help="worker processes of the synchronous API (POST /recognize, /compare on the stack's address; "
+                   "each keeps the models and the gallery warm), 0 for none (default: --workers)")
     add_stack_args(p, "bucket name")
     p.add_argument("--state-dir", type=Path, default=Path(".lambdaface"),
                    help="where a clean stop saves objects, items and messages (default: %(default)s)")
@@ -147,6 +150,7 @@ def main(args: argparse.Namespace) -> int:
         keys_file=args.keys_file,
         host_names=tuple(args.host_name),
         webhook=args.webhook,
+        api_workers=args.api_workers,
     )
     stack = LocalStack(spec, options)
     try:

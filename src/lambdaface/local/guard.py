@@ -9,7 +9,8 @@ In every mode it refuses (403), before moto sees the request:
 - a request from a web page: an `Origin` other than the stack's own, or `Sec-Fetch-Site`
   cross-site / same-site (the AWS SDKs and CLI send neither);
 - a request not signed with AWS Signature V4 (header or presigned query; S3's presigned SigV2
-  query too) for S3, SQS, DynamoDB or EventBridge, the only services the stack serves; of
+  query too) for S3, SQS, DynamoDB or EventBridge, the only services the stack serves (and
+  `lambda` for the synchronous API's paths, /recognize and /compare, only: local/api.py); of
   EventBridge, only the calls the stack uses (EVENTS_ACTIONS: the workers' PutEvents, the stack's
   own rule to its events queue), never an API destination (moto's HTTP calls stay off).
 It strips every `Access-Control-*` header from moto's responses (moto grants CORS to any origin).
@@ -39,6 +40,7 @@ from botocore.credentials import Credentials
 from lambdaface.local.keys import Keys
 
 SERVICES = ("s3", "sqs", "dynamodb", "events")
+API_SERVICE, API_PATHS = "lambda", ("/recognize", "/compare")  # a Function URL's requests are signed for `lambda`
 EVENTS_ACTIONS = ("AWSEvents.PutEvents", "AWSEvents.PutRule", "AWSEvents.PutTargets")
 MAX_SKEW_S = 15 * 60  # AWS's RequestTimeTooSkewed
 MAX_PRESIGN_S = 7 * 24 * 3600  # SigV4's longest X-Amz-Expires
@@ -124,7 +126,10 @@ class Guard:
         self.check_host(environ)
         self.check_origin(environ)
         signed = parse_signature(environ)
-        if signed.service not in SERVICES:
+        if (signed.service == API_SERVICE) != (path.rstrip("/") in API_PATHS):
+            raise Refused("denied", f"the synchronous API ({', '.join(API_PATHS)}) is signed for service "
+                                    f"{API_SERVICE!r}, and nothing else is")
+        if signed.service not in SERVICES and signed.service != API_SERVICE:
             raise Refused("denied", f"the local stack serves {', '.join(SERVICES)}, not {signed.service!r}")
         if signed.service == "events":
             self.check_events(environ)

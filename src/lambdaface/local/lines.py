@@ -6,6 +6,7 @@
     stdout  <Function> scheduled run N: succeeded (<seconds> s)        one line per run of a scheduled function
     stdout  <Function> scheduled run N: failed (<seconds> s): <why>    (an exception, an exit, the timeout)
     stderr  lambdaface local: worker N (<Function>) started, pid PID
+    stderr  lambdaface local: API worker N (<Function>) started, pid PID   (the synchronous API's)
 """
 from __future__ import annotations
 

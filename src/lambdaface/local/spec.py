@@ -78,6 +78,19 @@ class ScheduledSpec:
 
 
 @dataclass(frozen=True)
+class UrlFunctionSpec:
+    """A function behind a Function URL (no event source): the local stack serves it over HTTP."""
+
+    logical_id: str
+    name: str
+    handler: str  # "module.function"
+    auth_type: str  # "AWS_IAM" or "NONE" (the local stack signs-checks both as its other services)
+    timeout_s: int = 3
+    memory_mb: int = 128
+    environment: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
 class ExpirySpec:
     """A bucket lifecycle rule that expires objects: those under `prefix`, `days` after their writing."""
 
@@ -96,6 +109,7 @@ class StackSpec:
     region: str
     scheduled: dict[str, ScheduledSpec] = field(default_factory=dict)
     expiry: tuple[ExpirySpec, ...] = ()  # the bucket's lifecycle expirations (local.expiry applies them)
+    url_functions: dict[str, UrlFunctionSpec] = field(default_factory=dict)  # the synchronous API (local/api.py)
 
     def queue_arn(self, logical_id: str) -> str:
         return f"arn:aws:sqs:{self.region}:{ACCOUNT_ID}:{self.queues[logical_id].name}"
@@ -304,7 +318,7 @@ def stack_spec(
     r = _Resolver(template, region, {buckets[0]: bucket} if bucket else {}, parameters)
     queues = _queues(r)
     arn_to_queue = {r.get_att(lid, "Arn"): lid for lid in queues}
-    functions, scheduled = _functions(r, template, arn_to_queue)
+    functions, scheduled, url_functions = _functions(r, template, arn_to_queue)
     return StackSpec(
         bucket=r.physical_name(buckets[0]),
         notifications=_notifications(r, buckets[0], arn_to_queue),
@@ -314,6 +328,7 @@ def stack_spec(
         region=region,
         scheduled=scheduled,
         expiry=_expiry(r, buckets[0]),
+        url_functions=url_functions,
     )
 
 
@@ -394,15 +409,24 @@ SCHEDULES = ("Schedule", "ScheduleV2")
 
 def _functions(
     r: _Resolver, template: Mapping[str, Any], arn_to_queue: Mapping[str, str]
-) -> tuple[dict[str, FunctionSpec], dict[str, ScheduledSpec]]:
-    """Every AWS::Serverless::Function with an enabled SQS event source, and every one whose
-    events are all schedules (SAM's Globals merged in)."""
+) -> tuple[dict[str, FunctionSpec], dict[str, ScheduledSpec], dict[str, UrlFunctionSpec]]:
+    """Every AWS::Serverless::Function with an enabled SQS event source, every one whose events
+    are all schedules, and every one with a Function URL and no event (SAM's Globals merged in)."""
     globals_ = r.value((template.get("Globals") or {}).get("Function") or {})
     functions: dict[str, FunctionSpec] = {}
     scheduled: dict[str, ScheduledSpec] = {}
+    url_functions: dict[str, UrlFunctionSpec] = {}
     for lid in _of_type(r.resources, "AWS::Serverless::Function"):
         props = _merge_globals(globals_, r.value(r.resources[lid].get("Properties") or {}))
         events = props.get("Events") or {}
+        if not events and props.get("FunctionUrlConfig"):
+            url_functions[lid] = UrlFunctionSpec(
+                logical_id=lid, name=r.physical_name(lid), handler=str(props["Handler"]),
+                auth_type=str(props["FunctionUrlConfig"].get("AuthType", "AWS_IAM")),
+                timeout_s=int(props.get("Timeout", 3)), memory_mb=int(props.get("MemorySize", 128)),
+                environment={k: str(v) for k, v in ((props.get("Environment") or {}).get("Variables") or {}).items()},
+            )
+            continue
         if events and all(e.get("Type") in SCHEDULES for e in events.values()):
             spec = _scheduled(r, lid, props, events)
             if spec is not None:
@@ -431,7 +455,7 @@ def _functions(
         )
     if not functions:
         raise TemplateError("no SQS-triggered AWS::Serverless::Function in the template")
-    return functions, scheduled
+    return functions, scheduled, url_functions
 
 
 def _scheduled(r: _Resolver, lid: str, props: Mapping[str, Any], events: Mapping[str, Any]) -> ScheduledSpec | None:

@@ -30,11 +30,12 @@ from typing import Any, TextIO
 import boto3
 
 from lambdaface.local import expiry, keys, lines, state, workers
+from lambdaface.local.api import ApiPool, ApiRouter, ApiWorkerConfig
 from lambdaface.local.event_log import EventLog, webhook_refusal
 from lambdaface.local.durable import DurableDeletes, SaveBarrier
 from lambdaface.local.guard import Guard, is_loopback
 from lambdaface.local.keys import Keys
-from lambdaface.local.spec import FunctionSpec, ScheduledSpec, StackSpec, local_url
+from lambdaface.local.spec import FunctionSpec, ScheduledSpec, StackSpec, UrlFunctionSpec, local_url
 from shared.config import BUCKET_ENV
 
 CREDENTIALS = keys.DUMMY.boto()  # loopback mode: the stack's own clients (any keys do there)
@@ -57,6 +58,7 @@ class Options:
     keys_file: Path | None = None  # remote mode: the keys (else the environment, the state folder, new ones)
     host_names: tuple[str, ...] = ()  # more names clients reach the stack by (Host headers it answers)
     webhook: str | None = None  # a loopback URL each job's event is POSTed to (event_log.py)
+    api_workers: int | None = None  # worker processes of each URL function (the synchronous API); None: `workers`
 
 
 @dataclass
@@ -117,7 +119,7 @@ def _resolves_to_loopback(host: str) -> bool:
     return bool(found) and all(is_loopback(a) for a in found)
 
 
-def function_env(function: FunctionSpec | ScheduledSpec, endpoint: str, region: str,
+def function_env(function: FunctionSpec | ScheduledSpec | UrlFunctionSpec, endpoint: str, region: str,
                  credentials: Keys = keys.DUMMY) -> dict[str, str]:
     """A function's environment: the template's variables, then the endpoint and credentials.
     LAMBDAFACE_* variables set in our own environment override the template's (not the bucket's
@@ -193,6 +195,8 @@ class LocalStack:
         self.keys: Keys = keys.DUMMY  # remote mode: the stack's own (start() reads or makes them)
         self._save_lock = threading.Lock()
         self.event_log: EventLog | None = None
+        self.api_routers: list[ApiRouter] = []  # the synchronous API's (local/api.py): one per URL function
+        self.api_pools: list[ApiPool] = []
 
     # --- start -----------------------------------------------------------------------------
 
@@ -232,6 +236,7 @@ class LocalStack:
         self.expire()
         self._put_notifications(s3)
         self._start_workers(urls)
+        self._start_api()
         self._start_schedules()
 
     def _wrap(self, app: Any) -> Any:
@@ -240,7 +245,11 @@ class LocalStack:
         if self.options.host.strip("[]") in WILDCARDS:  # the machine's own names too
             names |= {socket.gethostname().lower(), socket.getfqdn().lower()}
         durable = DurableDeletes(app, SaveBarrier(self.save))
-        return Guard(durable, names - {""}, self.spec.bucket, self.keys if self.options.allow_remote else None)
+        inner: Any = durable
+        for _ in self.spec.url_functions.values():  # the API's paths go to its workers, behind the guard
+            inner = ApiRouter(inner)
+            self.api_routers.append(inner)
+        return Guard(inner, names - {""}, self.spec.bucket, self.keys if self.options.allow_remote else None)
 
     def _announce_keys(self, source: str) -> None:
         path = self.options.state_dir / keys.KEYS_FILE
@@ -350,6 +359,26 @@ class LocalStack:
         slot.process.start()
         writer.close()  # the worker holds the only write end: its death reads as EOF
         self.log(lines.worker_started(slot.index, slot.config.function.logical_id, slot.process.pid))
+
+    def _start_api(self) -> None:
+        """The synchronous API's workers (each URL function's), then its routers take requests."""
+        count = self.options.workers if self.options.api_workers is None else self.options.api_workers
+        logs = self.options.state_dir / "logs"
+        for router, fn in zip(self.api_routers, self.spec.url_functions.values()):
+            if self.options.function_timeout is not None:
+                fn = replace(fn, timeout_s=self.options.function_timeout)
+            if count < 1:
+                router.why = "this local stack runs no API worker (--api-workers 0)"
+                continue  # the API answers 503
+            config = ApiWorkerConfig(fn, self.spec.region, {**function_env(fn, self.endpoint, self.spec.region, self.keys),
+                                                            **self.options.handler_env},
+                                     None if self.options.log_to_stderr else str(logs / f"{fn.logical_id}.log"))
+            pool = ApiPool(self._ctx, config, count, self.log)
+            self.api_pools.append(pool)
+            router.pool = pool
+        if self.api_pools:
+            self.log(f"synchronous API: POST {self.endpoint}/recognize, POST {self.endpoint}/compare "
+                     f"({count} worker{'s' if count != 1 else ''})")
 
     # --- scheduled functions ---------------------------------------------------------------
 
@@ -583,6 +612,10 @@ class LocalStack:
                 slot.process.kill()
             slot.process.join()
         self._print_reports(timeout=0.0)
+        for router in self.api_routers:
+            router.pool, router.why = None, "the local stack is stopping"  # later requests: 503
+        for pool in self.api_pools:
+            pool.stop()
         # a scheduled run in progress finishes (it ignores SIGTERM), unless past its timeout
         while any(s.process is not None for s in self.schedules):
             self._wait_for_runs(0.2)

@@ -199,6 +199,22 @@ def needs_review(distance: float | None, threshold: float, band: float) -> bool:
     return distance is not None and band > 0 and abs(distance - threshold) <= band + 1e-9  # 0.56 from 0.6 is 0.04
 
 
+def verify(queries: np.ndarray, gallery: Gallery, person: str, threshold: float = 0.6) -> list[Match]:
+    """1:1 verification: each query against `person`'s faces only (their nearest face's distance);
+    `person` named when within `threshold`. A person with no face in the gallery: no candidate."""
+    queries = np.asarray(queries, dtype=np.float32).reshape(-1, DIM)
+    pid = gallery._ids.get(person)
+    used = len(gallery.keys)
+    rows = np.flatnonzero(gallery.person_ids[:used] == pid) if pid is not None else np.empty(0, np.int64)
+    if rows.size == 0:
+        return [Match(None, None, []) for _ in range(queries.shape[0])]
+    matches = []
+    for d2 in gallery.squared_distances(queries):
+        distance = float(np.sqrt(max(float(d2[rows].min()), 0.0)))
+        matches.append(Match(person if distance <= threshold else None, distance, [Candidate(person, distance)]))
+    return matches
+
+
 def one_face_per_person(matches: list[Match], threshold: float) -> list[Match]:
     """The faces of one image (a photo, a video frame), named so that no person is named twice.
 

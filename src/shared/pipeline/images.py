@@ -23,8 +23,8 @@ from shared.clock import iso, timed
 from shared.config import Config
 from shared.engine.annotate import annotate
 from shared.engine.decode import check_size, decode_image
-from shared.engine.faces import Box, find_enrollment_face, find_faces
-from shared.engine.matching import identify, needs_review, one_face_per_person
+from shared.engine.faces import Box, Face, find_enrollment_face, find_faces
+from shared.engine.matching import Gallery, Match, identify, needs_review, one_face_per_person, verify
 from shared.engine.video import SNIFF_BYTES, looks_like_video
 from shared.pipeline import added_faces, corrections, keys, people_index, results, unknowns
 
@@ -173,18 +173,8 @@ def recognize(job: Job) -> str | None:
             raise errors.FaceError(errors.UNSUPPORTED_FORMAT, "videos are not enabled here (VIDEO_QUEUE_URL is not set)")
         return HANDED_OFF
     image = _decode(job, data)
-    cfg = job.config.engine
-    with timed(job.timings, "detect_embed"):
-        faces = find_faces(image, cfg)
-    with timed(job.timings, "load_gallery"):
-        gallery = gallery_cache.load(GalleryTable(job.config.pipeline.gallery_table))
-    with timed(job.timings, "match"):
-        embeddings = np.asarray([f.embedding for f in faces], dtype=np.float32).reshape(-1, 128)
-        matches = identify(embeddings, gallery, cfg.threshold, cfg.top_k)
-        if cfg.one_face_per_person:
-            matches = one_face_per_person(matches, cfg.threshold)
-    entries = [results.face_entry(f.box, m, review=needs_review(m.distance, cfg.threshold, cfg.review_band))
-               for f, m in zip(faces, matches)]
+    faces, _, gallery = recognize_faces(image, job.config, job.fields, job.timings)
+    entries = job.fields["faces"]
     etag = job.fields["source_etag"]
     with timed(job.timings, "added_faces"):  # faces added by hand to the previous result of these same bytes
         entries += added_faces.carry_over(job.config, job.bucket, job.key, etag, image, entries, gallery)
@@ -217,6 +207,31 @@ def recognize(job: Job) -> str | None:
     return None
 
 
+def recognize_faces(image: np.ndarray, config: Config, fields: dict[str, Any], timings: dict[str, float],
+                    person: str | None = None) -> tuple[list[Face], list[Match], Gallery]:
+    """Every face of a decoded photo matched against the current gallery (the worker's warm copy,
+    brought up to date: Freshness immediate), or with `person` against that person's faces only;
+    fills `fields` (faces, with the review mark, and people); (faces, matches, the gallery). Reads
+    only: the S3 job and the synchronous API share it."""
+    cfg = config.engine
+    with timed(timings, "detect_embed"):
+        faces = find_faces(image, cfg)
+    with timed(timings, "load_gallery"):
+        gallery = gallery_cache.load(GalleryTable(config.pipeline.gallery_table))
+    with timed(timings, "match"):
+        embeddings = np.asarray([f.embedding for f in faces], dtype=np.float32).reshape(-1, 128)
+        if person is not None:
+            matches = verify(embeddings, gallery, person, cfg.threshold)
+        else:
+            matches = identify(embeddings, gallery, cfg.threshold, cfg.top_k)
+        if cfg.one_face_per_person:
+            matches = one_face_per_person(matches, cfg.threshold)
+    fields["faces"] = [results.face_entry(f.box, m, review=needs_review(m.distance, cfg.threshold, cfg.review_band))
+                       for f, m in zip(faces, matches)]
+    fields["people"] = sorted({m.person for m in matches if m.person})
+    return faces, matches, gallery
+
+
 USE_CASES: dict[str, Callable[[Job], str | None]] = {ENROLL: enroll, FORGET: forget, RECOGNIZE: recognize}
 
 
@@ -235,5 +250,7 @@ def kind_for(handler_kind: str, event: ObjectEvent) -> str | None:
     if handler_kind == ENROLL:
         return ENROLL if event.created else FORGET if event.removed else None
     if handler_kind == RECOGNIZE:
+        if event.key.startswith(keys.API_PREFIX):
+            return None  # stored by the synchronous API, which ran its job in the call
         return RECOGNIZE if event.created else None
     raise ValueError(f"unknown handler kind {handler_kind!r}")

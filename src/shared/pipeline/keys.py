@@ -2,6 +2,7 @@
 
     models/<person>/<file>      an enrollment image (upload: enroll; delete: forget)
     queries/<path>              a photo or video to recognize
+    queries/api/<date>/<id>     a photo the synchronous API stored (store=true): its job ran in the call
     results/<source key>.json   the job's result document; results/<source key>.jpg the annotated copy
     work/segments/<job>/<n>.json  a video segment's partial result, until the merge (lifecycle-expired)
 
@@ -17,6 +18,7 @@ from shared import errors
 MODELS_PREFIX = "models/"
 QUERIES_PREFIX = "queries/"
 RESULTS_PREFIX = "results/"
+API_PREFIX = f"{QUERIES_PREFIX}api/"  # the synchronous API's stored photos (their S3 events are not jobs)
 WORK_PREFIX = "work/segments/"
 PERSON_PATTERN = re.compile(r"[A-Za-z0-9_.-]{1,64}")
 # Longest source key accepted (UTF-8 bytes). S3 keys and DynamoDB key attributes both stop at 1024
