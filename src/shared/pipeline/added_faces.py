@@ -32,11 +32,10 @@ from shared import errors
 from shared.aws import gallery_cache, s3
 from shared.aws.gallery_table import GalleryTable
 from shared.config import Config, EngineConfig
-from shared.engine.annotate import annotate
 from shared.engine.decode import decode_image
 from shared.engine.faces import Box, embed_at
 from shared.engine.matching import Gallery, Match, identify, needs_review
-from shared.pipeline import keys, people_index, results
+from shared.pipeline import annotated, keys, people_index, results
 
 RESULT_CHANGED = "RESULT_CHANGED"  # add-face's own refusal (never in a result): the result changed meanwhile
 SAME_FACE_IOU = 0.5  # a box overlapping a face of the result this much is that face
@@ -182,7 +181,5 @@ def add_face(config: Config, bucket: str, key: str, box: Box, person: str | None
         raise errors.FaceError(RESULT_CHANGED, f"the result of {keys.shorten(key)!r} changed while the face was "
                                                "being added; nothing was added (run the command again)") from None
     people_index.record(config, doc, revision=revision(doc))
-    if doc.get("annotated"):
-        boxes = [Box(*(int(f["box"][k]) for k in ("left", "top", "width", "height"))) for f in doc["faces"]]
-        s3.put_object(bucket, doc["annotated"], annotate(image, boxes, [f.get("person") for f in doc["faces"]]), "image/jpeg")
+    annotated.redraw(config, bucket, doc, image)
     return doc

@@ -30,7 +30,7 @@ from shared.config import Config
 from shared.engine import corrections as engine
 from shared.engine.clustering import is_cluster_id, new_cluster_id
 from shared.engine.video import appearances, with_screen_time
-from shared.pipeline import keys, people_index
+from shared.pipeline import annotated, keys, people_index
 
 log = logging.getLogger(__name__)
 ATTEMPTS = 8  # conditional result writes lost to concurrent writers before giving up
@@ -120,7 +120,8 @@ def corrected(doc: dict[str, Any], records: list[dict[str, Any]], threshold: flo
 
 def reapply(config: Config, bucket: str, source: str) -> dict[str, Any] | None:
     """Rewrite `source`'s result with every record of its content applied (conditional on the
-    result read: a concurrent writer makes it read again), then its index entries. The new
+    result read: a concurrent writer makes it read again), then its index entries and its annotated
+    copy (shared/pipeline/annotated.py). The new
     document, or None when there is no successful recognition result."""
     key = keys.result_key(source)
     for _ in range(ATTEMPTS):
@@ -145,6 +146,7 @@ def reapply(config: Config, bucket: str, source: str) -> dict[str, Any] | None:
             raise
         revision = hashlib.sha256(",".join(sorted(ids(records))).encode()).hexdigest()[:12]
         people_index.record(config, {**new, "job_id": f"{new['job_id']}#c{revision}"})
+        annotated.redraw(config, bucket, new)  # the picture follows: no name the result no longer gives
         return new
     raise CorrectionError(f"the result of {source} kept changing; try again")
 

@@ -21,12 +21,11 @@ from shared.aws import gallery_cache, gallery_purge
 from shared.aws.gallery_table import Change, GalleryTable, Outcome
 from shared.clock import iso, timed
 from shared.config import Config
-from shared.engine.annotate import annotate
 from shared.engine.decode import check_size, decode_image
-from shared.engine.faces import Box, find_enrollment_face, find_faces
+from shared.engine.faces import find_enrollment_face, find_faces
 from shared.engine.matching import identify, needs_review, one_face_per_person
 from shared.engine.video import SNIFF_BYTES, looks_like_video
-from shared.pipeline import added_faces, corrections, keys, people_index, results, unknowns
+from shared.pipeline import added_faces, annotated, corrections, keys, people_index, results, unknowns
 
 ENROLL, FORGET, RECOGNIZE = "enroll", "forget", "recognize"
 HANDED_OFF = "handed_off"  # what `recognize` returns for a video
@@ -210,10 +209,9 @@ def recognize(job: Job) -> str | None:
         job.fields["engine_faces"] = entries
     if job.config.pipeline.annotate:
         with timed(job.timings, "annotate"):
-            jpeg = annotate(image, [Box(**e["box"]) for e in job.fields["faces"]], [e.get("person") for e in job.fields["faces"]])
+            jpeg = annotated.render(image, job.fields["faces"])
         with timed(job.timings, "upload"):
-            s3.put_object(job.bucket, keys.annotated_key(job.key), jpeg, "image/jpeg")
-        job.fields["annotated"] = keys.annotated_key(job.key)
+            job.fields["annotated"] = annotated.store(job.bucket, job.key, jpeg)
     return None
 
 
