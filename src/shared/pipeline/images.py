@@ -25,7 +25,7 @@ from shared.engine.decode import check_size, decode_image
 from shared.engine.faces import find_enrollment_face, find_faces
 from shared.engine.matching import identify, needs_review, one_face_per_person
 from shared.engine.video import SNIFF_BYTES, looks_like_video
-from shared.pipeline import added_faces, annotated, corrections, keys, people_index, results, unknowns
+from shared.pipeline import added_records, annotated, corrections, keys, people_index, results, unknowns
 
 ENROLL, FORGET, RECOGNIZE = "enroll", "forget", "recognize"
 HANDED_OFF = "handed_off"  # what `recognize` returns for a video
@@ -185,12 +185,12 @@ def recognize(job: Job) -> str | None:
     entries = [results.face_entry(f.box, m, review=needs_review(m.distance, cfg.threshold, cfg.review_band))
                for f, m in zip(faces, matches)]
     etag = job.fields["source_etag"]
-    with timed(job.timings, "added_faces"):  # faces added by hand to the previous result of these same bytes
-        entries += added_faces.carry_over(job.config, job.bucket, job.key, etag, image, entries, gallery)
     with timed(job.timings, "corrections"):  # one Query: the decisions a person made about these bytes' faces
         records = corrections.for_etag(job.config, etag)
     if job.config.pipeline.corrections_table:
         job.corrections_seen = corrections.ids(records)
+    with timed(job.timings, "added_faces"):  # faces added by hand to these bytes (`added` records), embedded at their boxes
+        entries += added_records.entries(job.config, records, image, entries, gallery)
     applied = corrections.apply_photo(job.config, records, entries)  # added faces too: they are matched by box
     kept = [i for i, entry in enumerate(applied) if entry is not None]
     job.fields["faces"] = [applied[i] for i in kept]
