@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import io
 import json
+import threading
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -21,6 +22,7 @@ import numpy as np
 import pytest
 from PIL import Image
 from support.images import encode
+from support.lambda_events import OK
 from support.moto import moto_resources
 from test_corrections import create_corrections
 from test_people_index import World, create_index
@@ -366,3 +368,46 @@ def test_forgetting_the_person_deletes_a_named_added_face(world: Added, faces_di
     assert not [r for r in world.aws.scan(world.corrections) if r.get("person") == "biden"]
     rerun(world, key)
     assert world.aws.result(key)["faces"] == []
+
+
+def test_a_face_added_while_the_same_bytes_are_recognized_is_in_the_result(world: Added, faces_dir: Path) -> None:
+    """The interleaving: a recognition of the same bytes has read the records (none) and is about to
+    draw and write its result when add-face stores its record and rewrites the previous result. The
+    result the recognition then writes must still have the added face (its settle reads the records
+    again and adds it), and so must the index."""
+    from handlers import recognize
+    from shared.pipeline import images
+
+    key = "queries/meanwhile/kit_with_rose.jpg"
+    data, offset = padded(faces_dir, quality=86)
+    world.aws.put(key, data)
+    world.drain()
+    world.aws.put(key, data)  # recognized again: this job is paused before it draws and writes its result
+    queue = world.queues["recognize"]
+    (message,) = queue.receive_all()
+    reached, go = threading.Event(), threading.Event()
+    real_render = images.annotated.render
+
+    def paused_render(*args: Any, **kwargs: Any) -> Any:
+        if threading.current_thread() is worker:  # the recognition, not add-face's redraw
+            reached.set()
+            assert go.wait(60)
+        return real_render(*args, **kwargs)
+
+    rose = face_of(world.aws.result(ORIGINAL), "rose_leslie")
+    outcome: list[Any] = []
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(images.annotated, "render", paused_render)
+        worker = threading.Thread(target=lambda: outcome.append(queue.deliver(recognize.handler, [message])))
+        worker.start()
+        try:
+            assert reached.wait(120)
+            code, _, err = cli("add-face", key, "--box", shifted(rose["box"], offset), "--index-table", world.index)
+            assert code == 0, err
+        finally:
+            go.set()
+            worker.join()
+    assert outcome == [OK]
+    doc = world.aws.result(key)
+    assert [(f["person"], f.get("added")) for f in doc["faces"]] == [("rose_leslie", True)] and doc["people"] == ["rose_leslie"]
+    assert [f["box"] for f in index_photos(world, "rose_leslie")[key]] == [doc["faces"][0]["box"]]
