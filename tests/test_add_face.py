@@ -363,6 +363,8 @@ def test_forgetting_the_person_deletes_a_named_added_face(world: Added, faces_di
     (record,) = [r for r in world.records() if r["source"] == key]
     assert record["person"] == "biden"
     assert [c for c in world.aws.scan(world.corrections) if c["pk"] == "n#biden"]  # its copy: forgetting is a Query
+    code, out, _ = cli("corrections", "--person", "biden", "--table", world.corrections, "--index-table", world.index)
+    assert code == 0 and record["id"] in out and out.rstrip().endswith("added, is biden")
     world.aws.s3.delete_object(Bucket=world.aws.bucket, Key="models/biden/biden.jpg")
     world.drain()
     assert not [r for r in world.aws.scan(world.corrections) if r.get("person") == "biden"]

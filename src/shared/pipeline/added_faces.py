@@ -119,8 +119,12 @@ def add_face(config: Config, bucket: str, key: str, box: Box, person: str | None
         doc = {}  # it kept changing
     number = next((n for n, f in enumerate(doc.get("faces") or [], start=1)
                    if f.get("added") and f["box"] == box.to_dict()), None)
-    if doc.get("source_etag") != etag or number is None:  # new bytes were recognized meanwhile: the record goes
+    if doc.get("source_etag") != etag:  # new bytes were recognized meanwhile: the record goes
         corrections.drop(config, record)
         raise errors.FaceError(RESULT_CHANGED, f"the result of {keys.shorten(key)!r} changed while the face was "
                                                "being added; nothing was added (run the command again)")
+    if number is None:  # a recognition meanwhile found a face there, or a `not_a_face` record removes it
+        corrections.drop(config, record)
+        raise errors.FaceError(errors.BAD_BOX, f"the box is a face of {keys.shorten(key)!r} already, or one corrected "
+                                               "as not a face; nothing was added")
     return doc, number
