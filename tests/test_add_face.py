@@ -1,5 +1,6 @@
 """`lambdaface add-face` (issue 23): a face the detector missed, added by its box, recognized as its
-person, and kept when the same bytes are recognized again.
+person, kept as a correction record (`added`) and so by every recognition of the same bytes (at
+any key), listed and undone with `lambdaface corrections`.
 
 Real photos, the real handlers against moto's server (real HTTP), S3 notifications routed as the
 template routes them (test_people_index.World). rose_leslie and kit_harington are enrolled from
@@ -13,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import io
 import json
+import threading
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -20,7 +22,9 @@ import numpy as np
 import pytest
 from PIL import Image
 from support.images import encode
+from support.lambda_events import OK
 from support.moto import moto_resources
+from test_corrections import create_corrections
 from test_people_index import World, create_index
 
 from lambdaface.cli import main
@@ -41,22 +45,36 @@ def cli(*argv: str) -> tuple[int, str, str]:
     return code, out.getvalue(), err.getvalue()
 
 
-def padded(faces_dir: Path) -> tuple[bytes, tuple[int, int]]:
-    """kit_with_rose.jpg in the middle of a grey canvas FACTOR times its size; the photo's offset."""
+def padded(faces_dir: Path, quality: int = 95) -> tuple[bytes, tuple[int, int]]:
+    """kit_with_rose.jpg in the middle of a grey canvas FACTOR times its size; the photo's offset.
+    (An added face is kept for its bytes: a test that must start without one takes its own `quality`.)"""
     photo = Image.open(faces_dir / "multi/kit_with_rose.jpg").convert("RGB")
     canvas = Image.new("RGB", (photo.width * FACTOR, photo.height * FACTOR), (128, 128, 128))
     offset = (photo.width, photo.height)
     canvas.paste(photo, offset)
-    return encode(canvas, "JPEG", quality=95), offset
+    return encode(canvas, "JPEG", quality=quality), offset
+
+
+class Added(World):
+    """World, plus the corrections table where added faces are kept (add-face's default: $CORRECTIONS_TABLE)."""
+
+    def __init__(self, aws: Any, index: str, corrections: str) -> None:
+        super().__init__(aws, index)
+        self.corrections = corrections
+
+    def records(self) -> list[dict[str, Any]]:
+        """The stored records (not their `n#<person>` copies)."""
+        return [r for r in self.aws.scan(self.corrections) if r["pk"].startswith("e#")]
 
 
 @pytest.fixture(scope="module")
-def world(moto_endpoint: str, faces_dir: Path, template: dict[str, Any]) -> Iterator[World]:
+def world(moto_endpoint: str, faces_dir: Path, template: dict[str, Any]) -> Iterator[Added]:
     with moto_resources(moto_endpoint) as aws:
         index = create_index(aws, template)
-        w = World(aws, index)
+        w = Added(aws, index, create_corrections(aws, template))
         with pytest.MonkeyPatch.context() as mp:
             mp.setenv("PEOPLE_INDEX_TABLE", index)
+            mp.setenv("CORRECTIONS_TABLE", w.corrections)
             aws.put("models/rose_leslie/rose1.jpg", (faces_dir / "people/rose_leslie/rose1.jpg").read_bytes())
             aws.put("models/kit_harington/kit1.jpg", (faces_dir / "people/kit_harington/kit1.jpg").read_bytes())
             aws.put(ORIGINAL, (faces_dir / "multi/kit_with_rose.jpg").read_bytes())
@@ -73,7 +91,7 @@ def shifted(box: dict[str, int], offset: tuple[int, int]) -> str:
     return f"{box['left'] + offset[0]},{box['top'] + offset[1]},{box['width']},{box['height']}"
 
 
-def rerun(world: World, key: str) -> None:
+def rerun(world: Added, key: str) -> None:
     """Recognize `key` again: copied onto itself (the same bytes, a new S3 event), as `name --rerun` does."""
     s3 = world.aws.s3
     before = world.aws.result(key)["job_id"]
@@ -83,14 +101,14 @@ def rerun(world: World, key: str) -> None:
     assert world.aws.result(key)["job_id"] != before
 
 
-def index_photos(world: World, person: str) -> dict[str, list[dict[str, Any]]]:
+def index_photos(world: Added, person: str) -> dict[str, list[dict[str, Any]]]:
     found: dict[str, list[dict[str, Any]]] = {}
     for f in world.find(person):
         found.setdefault(f["source"], []).append(f)
     return found
 
 
-def test_the_detector_misses_both_faces_in_the_copy(world: World, faces_dir: Path) -> None:
+def test_the_detector_misses_both_faces_in_the_copy(world: Added, faces_dir: Path) -> None:
     data, _ = padded(faces_dir)
     cfg = EngineConfig()
     assert len(find_faces(decode_image((faces_dir / "multi/kit_with_rose.jpg").read_bytes(), cfg), cfg)) == 2
@@ -98,7 +116,7 @@ def test_the_detector_misses_both_faces_in_the_copy(world: World, faces_dir: Pat
     assert detect_faces(decode_image(data, cfg), cfg.with_overrides(detector="cnn")) == []  # and the CNN
 
 
-def test_a_face_added_by_its_box_is_recognized_as_its_person(world: World, faces_dir: Path) -> None:
+def test_a_face_added_by_its_box_is_recognized_as_its_person(world: Added, faces_dir: Path) -> None:
     original = world.aws.result(ORIGINAL)
     rose = face_of(original, "rose_leslie")  # the detector's box on the original
     data, offset = padded(faces_dir)
@@ -121,7 +139,7 @@ def test_a_face_added_by_its_box_is_recognized_as_its_person(world: World, faces
     assert np.asarray(annotated.convert("RGB"))[top + 2, left + 2].tolist() != [128, 128, 128]  # its box is drawn
 
 
-def test_named_with_is_and_kept_by_a_rerun_and_a_new_upload_of_the_same_bytes(world: World, faces_dir: Path) -> None:
+def test_named_with_is_and_kept_by_a_rerun_and_a_new_upload_of_the_same_bytes(world: Added, faces_dir: Path) -> None:
     original = world.aws.result(ORIGINAL)
     kit = face_of(original, "kit_harington")
     data, offset = padded(faces_dir)
@@ -157,8 +175,9 @@ def test_named_with_is_and_kept_by_a_rerun_and_a_new_upload_of_the_same_bytes(wo
     world.drain()
     assert world.aws.result(COPY)["faces"] == []
     assert COPY not in index_photos(world, "rose_leslie") and COPY not in index_photos(world, "kit_harington")
-    world.aws.put(COPY, data)  # back, for the other tests: added faces went with the other bytes' result
+    world.aws.put(COPY, data)  # the same bytes back: their added faces with them (records of their content)
     world.drain()
+    kept(world.aws.result(COPY))
 
 
 @pytest.mark.parametrize("argv, message", [
@@ -173,15 +192,15 @@ def test_named_with_is_and_kept_by_a_rerun_and_a_new_upload_of_the_same_bytes(wo
     ([ORIGINAL, "--box", "10,10,80,80", "--is", "x" * 65], "must be 1-64 letters"),
     ([ORIGINAL, "--box", "88,135,70,70"], "is face 1 of 'queries/kit_with_rose.jpg' already"),
 ])
-def test_bad_input_is_one_line_exit_1_and_changes_nothing(world: World, argv: list[str], message: str) -> None:
+def test_bad_input_is_one_line_exit_1_and_changes_nothing(world: Added, argv: list[str], message: str) -> None:
     result = world.aws.s3.get_object(Bucket=world.aws.bucket, Key=result_key(ORIGINAL))["Body"].read()
-    items = sorted(map(json.dumps, world.items()))
+    items = sorted(map(json.dumps, world.items())) + sorted(json.dumps(r, default=str) for r in world.aws.scan(world.corrections))
     listing = sorted(o["Key"] + o["ETag"] for o in world.aws.s3.list_objects_v2(Bucket=world.aws.bucket)["Contents"])
     code, out, err = cli("add-face", *argv, "--index-table", world.index)
     assert code == 1 and out == ""
     assert err.count("\n") == 1 and err.startswith("lambdaface: ") and message in err, err
     assert world.aws.s3.get_object(Bucket=world.aws.bucket, Key=result_key(ORIGINAL))["Body"].read() == result
-    assert sorted(map(json.dumps, world.items())) == items
+    assert sorted(map(json.dumps, world.items())) + sorted(json.dumps(r, default=str) for r in world.aws.scan(world.corrections)) == items
     assert sorted(o["Key"] + o["ETag"] for o in world.aws.s3.list_objects_v2(Bucket=world.aws.bucket)["Contents"]) == listing
 
 
@@ -197,7 +216,7 @@ def test_embed_at_the_detectors_box_gives_the_detectors_descriptor(photos: Any) 
         embed_at(image, Box(-1, 0, 50, 50), cfg)
 
 
-def test_a_recognition_that_finishes_while_a_face_is_added_wins(world: World, faces_dir: Path,
+def test_a_recognition_that_finishes_while_a_face_is_added_wins(world: Added, faces_dir: Path,
                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
     """The interleaving: add-face has read the result and the photo; before it writes, new bytes are
     uploaded at the key and their recognition finishes. add-face must not write its stale result
@@ -205,7 +224,7 @@ def test_a_recognition_that_finishes_while_a_face_is_added_wins(world: World, fa
     from shared.pipeline import added_faces
 
     key = "queries/race/kit_with_rose.jpg"
-    data, offset = padded(faces_dir)
+    data, offset = padded(faces_dir, quality=94)
     world.aws.put(key, data)
     world.drain()
     assert world.aws.result(key)["faces"] == []
@@ -225,12 +244,13 @@ def test_a_recognition_that_finishes_while_a_face_is_added_wins(world: World, fa
     assert sorted(f["person"] for f in new["faces"]) == ["kit_harington", "rose_leslie"]
     assert not any(f.get("added") for f in new["faces"])
     assert [f["box"] for f in index_photos(world, "rose_leslie")[key]] == [face_of(new, "rose_leslie")["box"]]
+    assert not [r for r in world.records() if r["source"] == key]  # the record it stored went with it
 
 
-def test_an_added_face_stores_no_embedding(world: World, faces_dir: Path) -> None:
+def test_an_added_face_stores_no_embedding(world: Added, faces_dir: Path) -> None:
     """An added face is its box (and name) in the result and the index: no descriptor is written anywhere."""
     key = "queries/stored/kit_with_rose.jpg"
-    data, offset = padded(faces_dir)
+    data, offset = padded(faces_dir, quality=93)
     world.aws.put(key, data)
     world.drain()
     rose = face_of(world.aws.result(ORIGINAL), "rose_leslie")
@@ -249,16 +269,18 @@ def test_an_added_face_stores_no_embedding(world: World, faces_dir: Path) -> Non
         return 0
 
     assert numbers(doc) < 16 and "embedding" not in json.dumps(doc)
-    for item in world.items():
+    (record,) = [r for r in world.records() if r["source"] == key]
+    assert record["decision"] == "added" and record["box"] == doc["faces"][0]["box"] and "person" not in record
+    for item in world.items() + world.aws.scan(world.corrections):
         assert numbers(item) < 16 and "embedding" not in json.dumps(item, default=str) and "vector" not in item
 
 
-def test_an_added_face_the_detector_finds_later_is_not_there_twice(world: World, faces_dir: Path,
+def test_an_added_face_the_detector_finds_later_is_not_there_twice(world: Added, faces_dir: Path,
                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
     """Recognized again with the detector on the full-size copy (LAMBDAFACE_DETECT_MAX_SIDE), both faces
     are found: the added one is the detector's face now, not a second one at the same place."""
     key = "queries/later/kit_with_rose.jpg"
-    data, offset = padded(faces_dir)
+    data, offset = padded(faces_dir, quality=92)
     world.aws.put(key, data)
     world.drain()
     rose = face_of(world.aws.result(ORIGINAL), "rose_leslie")
@@ -271,7 +293,123 @@ def test_an_added_face_the_detector_finds_later_is_not_there_twice(world: World,
     assert len(index_photos(world, "rose_leslie")[key]) == 1
 
 
-def test_a_missing_gallery_table_is_one_line(world: World) -> None:
+def test_a_missing_gallery_table_is_one_line(world: Added) -> None:
     code, out, err = cli("add-face", ORIGINAL, "--box", "10,10,80,80", "--gallery-table", "no-such-table",
                          "--index-table", world.index)
     assert code == 1 and out == "" and err.count("\n") == 1 and "pass --gallery-table" in err, err
+
+
+def test_an_added_face_is_kept_by_a_new_upload_of_the_same_bytes_at_another_key(world: Added, faces_dir: Path) -> None:
+    """The added face is a record of the photo's content (its ETag), not of the key: the same bytes
+    uploaded elsewhere come out with it, matched again, and in the person index there too."""
+    first, second = "queries/bytes/first.jpg", "queries/bytes/elsewhere/second.jpg"
+    data, offset = padded(faces_dir, quality=89)
+    world.aws.put(first, data)
+    world.drain()
+    rose = face_of(world.aws.result(ORIGINAL), "rose_leslie")
+    assert cli("add-face", first, "--box", shifted(rose["box"], offset), "--index-table", world.index)[0] == 0
+    world.aws.put(second, data)
+    world.drain()
+    doc = world.aws.result(second)
+    (face,) = doc["faces"]
+    assert face["person"] == "rose_leslie" and face["added"] is True
+    assert face["box"] == world.aws.result(first)["faces"][0]["box"] and doc["people"] == ["rose_leslie"]
+    assert {first, second} <= set(index_photos(world, "rose_leslie"))
+
+
+def test_an_added_face_is_listed_and_undone_with_corrections(world: Added, faces_dir: Path) -> None:
+    """`lambdaface corrections` lists the added face's record; `corrections undo ID` removes the face
+    from the result, the index and the annotated copy, and a new recognition of the bytes has it no more."""
+    from shared.config import EngineConfig
+    from shared.pipeline import annotated
+
+    key = "queries/undo/kit_with_rose.jpg"
+    data, offset = padded(faces_dir, quality=88)
+    world.aws.put(key, data)
+    world.drain()
+    plain = world.aws.s3.get_object(Bucket=world.aws.bucket, Key=world.aws.result(key)["annotated"])["Body"].read()
+    rose = face_of(world.aws.result(ORIGINAL), "rose_leslie")
+    assert cli("add-face", key, "--box", shifted(rose["box"], offset), "--index-table", world.index)[0] == 0
+    table = ("--table", world.corrections, "--index-table", world.index)
+    code, out, err = cli("corrections", "--json", *table)
+    assert code == 0, err
+    (record,) = [r for r in map(json.loads, out.splitlines()) if r["source"] == key]
+    assert record["decision"] == "added" and "person" not in record
+    code, out, _ = cli("corrections", *table)
+    assert f"{record['id']}  " in out and f"{key}  box " in out and out.split(record["id"])[1].splitlines()[0].endswith("  added")
+    code, out, err = cli("corrections", "undo", record["id"], *table)
+    assert code == 0, err
+    doc = world.aws.result(key)
+    assert doc["faces"] == [] and doc["people"] == [] and "engine_faces" not in doc
+    assert key not in index_photos(world, "rose_leslie")
+    picture = world.aws.s3.get_object(Bucket=world.aws.bucket, Key=doc["annotated"])["Body"].read()
+    assert picture == plain == annotated.render(decode_image(data, EngineConfig()), [])
+    rerun(world, key)
+    assert world.aws.result(key)["faces"] == []
+
+
+def test_forgetting_the_person_deletes_a_named_added_face(world: Added, faces_dir: Path) -> None:
+    """An added face named PERSON is a record naming PERSON: forgetting them (their last enrolled
+    image deleted) deletes it, with their other records, and the next recognition has it no more.
+    (Last in this module: biden is enrolled for it.)"""
+    key = "queries/forget/kit_with_rose.jpg"
+    data, offset = padded(faces_dir, quality=87)
+    world.aws.put("models/biden/biden.jpg", (faces_dir / "people/biden/biden.jpg").read_bytes())
+    world.aws.put(key, data)
+    world.drain()
+    kit = face_of(world.aws.result(ORIGINAL), "kit_harington")
+    assert cli("add-face", key, "--box", shifted(kit["box"], offset), "--is", "biden", "--index-table", world.index)[0] == 0
+    assert [f["person"] for f in world.aws.result(key)["faces"]] == ["biden"]
+    (record,) = [r for r in world.records() if r["source"] == key]
+    assert record["person"] == "biden"
+    assert [c for c in world.aws.scan(world.corrections) if c["pk"] == "n#biden"]  # its copy: forgetting is a Query
+    code, out, _ = cli("corrections", "--person", "biden", "--table", world.corrections, "--index-table", world.index)
+    assert code == 0 and record["id"] in out and out.rstrip().endswith("added, is biden")
+    world.aws.s3.delete_object(Bucket=world.aws.bucket, Key="models/biden/biden.jpg")
+    world.drain()
+    assert not [r for r in world.aws.scan(world.corrections) if r.get("person") == "biden"]
+    rerun(world, key)
+    assert world.aws.result(key)["faces"] == []
+
+
+def test_a_face_added_while_the_same_bytes_are_recognized_is_in_the_result(world: Added, faces_dir: Path) -> None:
+    """The interleaving: a recognition of the same bytes has read the records (none) and is about to
+    draw and write its result when add-face stores its record and rewrites the previous result. The
+    result the recognition then writes must still have the added face (its settle reads the records
+    again and adds it), and so must the index."""
+    from handlers import recognize
+    from shared.pipeline import images
+
+    key = "queries/meanwhile/kit_with_rose.jpg"
+    data, offset = padded(faces_dir, quality=86)
+    world.aws.put(key, data)
+    world.drain()
+    world.aws.put(key, data)  # recognized again: this job is paused before it draws and writes its result
+    queue = world.queues["recognize"]
+    (message,) = queue.receive_all()
+    reached, go = threading.Event(), threading.Event()
+    real_render = images.annotated.render
+
+    def paused_render(*args: Any, **kwargs: Any) -> Any:
+        if threading.current_thread() is worker:  # the recognition, not add-face's redraw
+            reached.set()
+            assert go.wait(60)
+        return real_render(*args, **kwargs)
+
+    rose = face_of(world.aws.result(ORIGINAL), "rose_leslie")
+    outcome: list[Any] = []
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(images.annotated, "render", paused_render)
+        worker = threading.Thread(target=lambda: outcome.append(queue.deliver(recognize.handler, [message])))
+        worker.start()
+        try:
+            assert reached.wait(120)
+            code, _, err = cli("add-face", key, "--box", shifted(rose["box"], offset), "--index-table", world.index)
+            assert code == 0, err
+        finally:
+            go.set()
+            worker.join()
+    assert outcome == [OK]
+    doc = world.aws.result(key)
+    assert [(f["person"], f.get("added")) for f in doc["faces"]] == [("rose_leslie", True)] and doc["people"] == ["rose_leslie"]
+    assert [f["box"] for f in index_photos(world, "rose_leslie")[key]] == [doc["faces"][0]["box"]]

@@ -122,6 +122,38 @@ def test_a_not_correction_survives_a_rerun_and_a_new_upload_of_the_same_bytes(wo
     assert {key, copy} <= sources_of(world, "rose_leslie")
 
 
+def test_the_annotated_copy_follows_a_correction_and_its_undo(world: Corrections, faces_dir: Path) -> None:
+    """The picture must not keep a name the result no longer gives: after `correct --not`, the
+    annotated copy is drawn again from the corrected faces; after the undo, it is the engine's again."""
+    from shared.config import EngineConfig
+    from shared.engine.decode import decode_image
+    from shared.pipeline import annotated
+
+    key = "queries/annotated/kit_with_rose.jpg"
+    data = (faces_dir / KIT).read_bytes()
+    world.upload(key, data)
+    image = decode_image(data, EngineConfig())
+
+    def picture() -> bytes:
+        doc = world.aws.result(key)
+        return world.aws.s3.get_object(Bucket=world.aws.bucket, Key=doc["annotated"])["Body"].read()
+
+    before, engine = picture(), world.aws.result(key)
+    assert before == annotated.render(image, engine["faces"])  # recognition drew it so
+    n = world.face_of(key, "rose_leslie")
+    world.correct(key, n, "--not", "rose_leslie")
+    doc = world.aws.result(key)
+    assert doc["faces"][n - 1]["person"] != "rose_leslie"
+    after = picture()
+    assert after != before and after == annotated.render(image, doc["faces"])
+    (record,) = [r for r in world.records() if r["source"] == key and r.get("person") == "rose_leslie"]
+    code, _, err = world.run("corrections", "undo", record["id"])
+    assert code == 0, err
+    restored = world.aws.result(key)
+    assert [(f["box"], f["person"]) for f in restored["faces"]] == [(f["box"], f["person"]) for f in engine["faces"]]
+    assert picture() == before
+
+
 def test_undoing_a_correction_restores_the_engines_answer(world: Corrections, faces_dir: Path) -> None:
     key = "queries/undo/two_people.jpg"
     world.upload(key, (faces_dir / "multi/two_people.jpg").read_bytes())
@@ -209,16 +241,17 @@ def test_a_correction_made_while_the_source_is_recognized_is_in_its_result(world
     reached, go = threading.Event(), threading.Event()
     from shared.pipeline import images
 
-    real_annotate = images.annotate
+    real_render = images.annotated.render
 
-    def paused_annotate(*args: Any, **kwargs: Any) -> Any:
-        reached.set()
-        assert go.wait(60)
-        return real_annotate(*args, **kwargs)
+    def paused_render(*args: Any, **kwargs: Any) -> Any:
+        if threading.current_thread() is worker:  # the recognition, not the correction's redraw
+            reached.set()
+            assert go.wait(60)
+        return real_render(*args, **kwargs)
 
     outcome: list[Any] = []
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(images, "annotate", paused_annotate)
+        mp.setattr(images.annotated, "render", paused_render)
         worker = threading.Thread(target=lambda: outcome.append(queue.deliver(recognize.handler, [message])))
         worker.start()
         try:

@@ -177,7 +177,7 @@ def test_s3_reads_models_or_queries_and_writes_only_results(resources: dict[str,
     # Listing is limited to the prefixes the function reads (enroll also lists old snapshots to delete
     # them, and recognition the unknown faces' old snapshots).
     listed = {"EnrollFunction": {"models/*", "gallery/snapshots/*"},
-              "RecognizeFunction": {"queries/*", "results/queries/*", "unknowns/snapshots/*"},
+              "RecognizeFunction": {"queries/*", "unknowns/snapshots/*"},
               "VideoFunction": {"queries/*", "unknowns/snapshots/*"}}
     for function, prefixes in listed.items():
         listings = [s for s in role_statements(resources, function) if s["Action"] == "s3:ListBucket"]

@@ -8,6 +8,9 @@
     lambdaface corrections [--person P] [--json]                    # the records
     lambdaface corrections undo ID                                  # remove one; the engine's answer is back
 
+A face added by its box (`lambdaface add-face`) is a record too (decision `added`): listed here,
+and undoing it removes the face from the result and the index.
+
 Faces count from 1, in the order of the result's `faces` (a video: of the frame's `faces`). A
 record is kept by the source's content (ETag) and the face's box, so every later recognition of
 the same bytes, at any key, comes out corrected (shared/pipeline/corrections.py).
@@ -118,7 +121,12 @@ def _enroll(args: argparse.Namespace, config: Any, source: str, person: str) -> 
 
 
 def _line(record: dict[str, Any]) -> str:
-    what = record["decision"] if record["decision"] == "not_a_face" else f"{record['decision']} {record.get('person') or record.get('cluster')}"
+    if record["decision"] == "added":  # a face added by its box (add-face), named or not
+        what = "added" + (f", is {record['person']}" if record.get("person") else "")
+    elif record["decision"] == "not_a_face":
+        what = record["decision"]
+    else:
+        what = f"{record['decision']} {record.get('person') or record.get('cluster')}"
     box = record["box"]
     at = "" if record.get("t") is None else f" at {record['t']:g} s"
     return (f"{record['id']}  {record.get('made_at', '')}  {record.get('source', '')}{at}  box {box['left']},{box['top']} "

@@ -4,10 +4,12 @@ every time those faces are seen again (shared/pipeline/corrections.py).
 Items (hash key `pk`, range key `sk`, both strings):
 - `pk` = `e#<source etag>`: every record of one content is one Query (the recognition path's only read);
 - `sk` = `<face key>#is` (the decision `is` PERSON or `not_a_face`: one per face, the latest wins)
-  or `<face key>#not#<person or cluster id>` (as many `not`s as the user made); the face key is
+  or `<face key>#not#<person or cluster id>` (as many `not`s as the user made) or `<face key>#added`
+  (a face the detector missed, added by its box: `lambdaface add-face`); the face key is
   `<t or ->@<left>,<top>,<width>,<height>` (engine/corrections.face_key).
 - attributes: `id` (12 hex digits, what `lambdaface corrections` shows and `undo` takes), `etag`,
-  `box`, `t` (video frames), `decision`, `person` or `cluster`, `source` (the key it was made on),
+  `box`, `t` (video frames), `decision` (`is`, `not`, `not_a_face`, `added`), `person` or `cluster`
+  (an `added` record: the person given with `--is`, else none), `source` (the key it was made on),
   `made_at`, and `unknown_face` (the remembered face a `not <cluster>` took out of that cluster).
 - a copy of each record that names someone, so that forgetting or merging them is a Query, not a
   Scan: `pk` = `n#<person>`, or `c#apart` for every `not <cluster>` (a regroup reads them all),
@@ -22,7 +24,7 @@ from typing import Any, Iterator
 from shared.aws.clients import client
 from shared.aws.dynamo import from_item, to_item, value
 
-IS_SK, NOT_SK = "#is", "#not#"
+IS_SK, NOT_SK, ADDED_SK = "#is", "#not#", "#added"
 
 
 def etag_pk(etag: str) -> str:

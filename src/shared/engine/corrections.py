@@ -8,6 +8,9 @@ A correction record (see shared/aws/corrections_table.py for its storage) names 
   candidate within the threshold that is not excluded and names no other face of the image, or
   none; an unknown face leaves that cluster (`cluster` is dropped: remembering gives it another);
 - `not_a_face`: the face is removed.
+A record can also hold a face the detector missed (`added`, `lambdaface add-face`: its box, and
+the person when one was given): it adds a face rather than deciding about one, so it is no
+decision here (shared/pipeline/added_records.py embeds it; apply_to_faces passes it over).
 
 A record matches the face of the image whose box overlaps it most, if their IoU is at least
 MIN_IOU (a new detection of the same bytes finds the same boxes; a re-encoded copy nearly so).
@@ -18,6 +21,7 @@ from typing import Any, Iterable
 
 IS, NOT, NOT_A_FACE = "is", "not", "not_a_face"
 DECISIONS = (IS, NOT, NOT_A_FACE)
+ADDED = "added"  # a face added by its box: a record, but no decision about a face
 MIN_IOU = 0.5
 T_TOLERANCE = 0.0015  # seconds: a frame's time is rounded to the millisecond in results
 
@@ -60,7 +64,7 @@ def apply_to_faces(faces: list[dict[str, Any]], records: list[dict[str, Any]], t
     applied, one per face in order, None for a face that is not a face. A face a record changed
     gets `corrected` (the decisions, e.g. ["not obama"]) and loses `review` (the review queue's
     mark); one no record matched is returned as is."""
-    matched = matching([f["box"] for f in faces], records)
+    matched = matching([f["box"] for f in faces], [r for r in records if r["decision"] in DECISIONS])
     out: list[dict[str, Any] | None] = list(faces)
     # Faces with an `is` first (they take their person), then the others, nearest first.
     for i in sorted(matched, key=lambda i: (not any(r["decision"] == IS for r in matched[i]), faces[i].get("distance") or 9.0)):

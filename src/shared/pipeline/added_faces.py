@@ -1,27 +1,27 @@
 """A face the detector missed, added by its box (`lambdaface add-face`), and kept across recognitions.
 
-- `add_face(config, bucket, key, box, person)`: the source of a recognized photo is read (the very
-  bytes its result describes), the face at `box` embedded (shared/engine/faces.py `embed_at`),
-  matched against the gallery, or named `person`, and appended to the result's `faces` with
-  `"added": true` (and `"named": true` when named); `people`, the annotated copy and the person
-  index follow. Bad input is a FaceError and changes nothing.
-- `carry_over(...)`: the recognize use case calls it: when the source's previous result describes
-  the same bytes (its `source_etag` is the new ETag: `--rerun`, a redelivery, a new upload of the
-  same bytes), its added faces are embedded again at their boxes and matched anew (a named one
-  keeps its name), unless the detector now finds a face there.
+`add_face(config, bucket, key, box, person)`: the source of a recognized photo is read (the very
+bytes its result describes) and the box checked (inside the image, large enough, not a face of
+the result already; engine/faces.py `embed_at`). The face is then stored as a correction record
+(decision `added`: its box, and `person` when given; corrections.add), keyed by the source's ETag
+like every other record, and the result rewritten with the records applied (corrections.reapply):
+the face embedded at its box, matched against the gallery or named `person`, appended to `faces`
+with `"added": true` (and `"named": true` when named); `people`, the person index and the
+annotated copy follow. Bad input is a FaceError and changes nothing.
 
-The result is rewritten only over the version read (S3's conditional write, If-Match): a
-recognition of the source that finishes while a face is being added wins, and add-face fails
-(RESULT_CHANGED) having changed nothing. The person index is written after the result (so a
-refused write leaves it alone), then the annotated copy.
+Every recognition of the same bytes (`--rerun`, a redelivery, a new upload of them at any key)
+reads the record with the others (one Query) and embeds the face again
+(shared/pipeline/added_records.py); `lambdaface corrections` lists it, `corrections undo ID`
+removes it (and the face from the result and the index); forgetting the person a record names
+deletes it. When new bytes were recognized at the key while the face was being added, add-face
+fails (RESULT_CHANGED) and deletes its record: nothing was added.
 
-Embeddings are never stored: an added face is its box (and given name) in the result document.
+Embeddings are never stored: an added face is its box (and given name) in the record and the result.
 An added face that matches nobody is not remembered as an unknown face (it joins no cluster).
 """
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 import re
 from typing import Any
@@ -31,15 +31,14 @@ import numpy as np
 from shared import errors
 from shared.aws import gallery_cache, s3
 from shared.aws.gallery_table import GalleryTable
-from shared.config import Config, EngineConfig
-from shared.engine.annotate import annotate
+from shared.config import Config
 from shared.engine.decode import decode_image
 from shared.engine.faces import Box, embed_at
-from shared.engine.matching import Gallery, Match, identify, needs_review
-from shared.pipeline import keys, people_index, results
+from shared.pipeline import corrections, keys
+from shared.pipeline.added_records import SAME_FACE_IOU, overlap
 
 RESULT_CHANGED = "RESULT_CHANGED"  # add-face's own refusal (never in a result): the result changed meanwhile
-SAME_FACE_IOU = 0.5  # a box overlapping a face of the result this much is that face
+NO_RECORDS = "NO_CORRECTIONS_TABLE"  # add-face's own refusal: no table to keep the added face in
 _BOX = re.compile(r"^\s*(\d+)\s*,\s*(\d+)\s*,\s*(\d+)\s*,\s*(\d+)\s*$")
 
 
@@ -60,63 +59,6 @@ def check_person(person: str) -> None:
             raise
         raise errors.FaceError(errors.INVALID_PERSON, f"person {keys.shorten(person)!r} must be 1-64 letters, digits, "
                                                       "'_', '-' or '.' (a name cannot contain '/')") from None
-
-
-def overlap(a: dict[str, int], b: dict[str, int]) -> float:
-    """Intersection over union of two boxes (result documents' dicts)."""
-    width = min(a["left"] + a["width"], b["left"] + b["width"]) - max(a["left"], b["left"])
-    height = min(a["top"] + a["height"], b["top"] + b["height"]) - max(a["top"], b["top"])
-    inter = max(0, width) * max(0, height)
-    union = a["width"] * a["height"] + b["width"] * b["height"] - inter
-    return inter / union if union > 0 else 0.0
-
-
-def entry_for(box: Box, embedding: np.ndarray, gallery: Gallery, cfg: EngineConfig, taken: set[str],
-              person: str | None = None) -> dict[str, Any]:
-    """The `faces` element of an added face: named `person`, or matched (with one face per person on,
-    a person in `taken`, named by another face of the photo, is passed over for the next candidate
-    within the threshold, as one_face_per_person does)."""
-    match = identify(embedding, gallery, cfg.threshold, cfg.top_k)[0]
-    if person is not None:
-        distance = next((c.distance for c in match.candidates if c.person == person), None)
-        entry = results.face_entry(box, Match(person, distance, match.candidates))
-        return {**entry, "added": True, "named": True}
-    if cfg.one_face_per_person and match.person in taken:
-        free = next((c for c in match.candidates if c.distance <= cfg.threshold and c.person not in taken), None)
-        match = Match(free.person if free else None, free.distance if free else match.distance, match.candidates, True)
-    entry = results.face_entry(box, match, review=needs_review(match.distance, cfg.threshold, cfg.review_band))
-    return {**entry, "added": True}
-
-
-def carry_over(config: Config, bucket: str, key: str, etag: str, image: np.ndarray, faces: list[dict[str, Any]],
-               gallery: Gallery) -> list[dict[str, Any]]:
-    """The added faces of `key`'s previous result, when it describes the same bytes (`etag`),
-    embedded again in `image` and matched against `gallery`; `faces` (this recognition's) decide
-    which are still missing and which people are taken. [] without a previous result."""
-    try:
-        previous = json.loads(s3.get_object(bucket, keys.result_key(key)).data)
-    except (s3.ObjectMissing, ValueError):
-        return []
-    if not isinstance(previous, dict) or previous.get("source_etag") != etag or previous.get("media") == "video":
-        return []
-    out: list[dict[str, Any]] = []
-    for old in previous.get("faces") or []:
-        if not (isinstance(old, dict) and old.get("added") and isinstance(old.get("box"), dict)):
-            continue
-        try:
-            box = Box(*(int(old["box"][k]) for k in ("left", "top", "width", "height")))
-        except (KeyError, TypeError, ValueError):
-            continue
-        if any(overlap(box.to_dict(), f["box"]) >= SAME_FACE_IOU for f in faces + out):
-            continue  # the detector finds it now (or it is there twice)
-        try:
-            face = embed_at(image, box, config.engine)
-        except errors.FaceError:
-            continue
-        taken = {f["person"] for f in faces + out if f.get("person")}
-        named = old.get("person") if old.get("named") else None
-        out.append(entry_for(box, face.embedding, gallery, config.engine, taken, named))
-    return out
 
 
 def _result(bucket: str, key: str) -> tuple[dict[str, Any], str]:
@@ -149,40 +91,40 @@ def _image(config: Config, bucket: str, key: str, etag: str) -> np.ndarray:
                                                         "written; wait for its new result") from None
 
 
-def revision(doc: dict[str, Any]) -> str:
-    """The identity the person index records for `doc` after an edit: its job and its faces."""
-    digest = hashlib.sha256(json.dumps(doc.get("faces"), sort_keys=True).encode()).hexdigest()[:16]
-    return f"{doc['job_id']}#faces-{digest}"
-
-
-def add_face(config: Config, bucket: str, key: str, box: Box, person: str | None = None) -> dict[str, Any]:
+def add_face(config: Config, bucket: str, key: str, box: Box, person: str | None = None) -> tuple[dict[str, Any], int]:
     """Add the face at `box` to `key`'s result (named `person`, else matched with the threshold its
-    recognition used); the new result. FaceError (nothing changed) for a bad key or person, a box outside the image, a face already there."""
+    recognition used): the new result and the face's number in it (from 1). FaceError (nothing
+    changed) for a bad key or person, a box outside the image, a face already there."""
     if person is not None:
         check_person(person)
-    doc, result_etag = _result(bucket, key)
+    doc, _ = _result(bucket, key)
     threshold = (doc.get("model") or {}).get("threshold")
     if isinstance(threshold, (int, float)) and not isinstance(threshold, bool):  # match as its recognition did
         config = dataclasses.replace(config, engine=config.engine.with_overrides(threshold=float(threshold)))
     faces = [f for f in doc.get("faces") or [] if isinstance(f, dict)]
-    image = _image(config, bucket, key, doc.get("source_etag") or "")
+    etag = doc.get("source_etag") or ""
+    image = _image(config, bucket, key, etag)
     for n, f in enumerate(faces, start=1):
         if isinstance(f.get("box"), dict) and overlap(box.to_dict(), f["box"]) >= SAME_FACE_IOU:
             raise errors.FaceError(errors.BAD_BOX, f"the box is face {n} of {keys.shorten(key)!r} already")
-    face = embed_at(image, box, config.engine)
-    gallery = gallery_cache.load(GalleryTable(config.pipeline.gallery_table))
-    entry = entry_for(box, face.embedding, gallery, config.engine, {f["person"] for f in faces if f.get("person")}, person)
-    doc["faces"] = faces + [entry]
-    if isinstance(doc.get("engine_faces"), list):  # a corrected result: undoing a correction keeps the added face
-        doc["engine_faces"] = doc["engine_faces"] + [entry]
-    doc["people"] = sorted({f["person"] for f in doc["faces"] if f.get("person")})
-    try:  # only over the result read: a recognition (or another edit) that finished meanwhile wins
-        s3.put_json(bucket, keys.result_key(key), doc, if_match=result_etag)
-    except (s3.ObjectChanged, s3.ObjectMissing):
+    embed_at(image, box, config.engine)  # the box is checked (inside the image, large enough) before anything is stored
+    gallery_cache.load(GalleryTable(config.pipeline.gallery_table))  # ... and the gallery is there (reapply matches on it)
+    try:
+        record = corrections.add(config, key, etag, box.to_dict(), person)
+    except corrections.CorrectionError as exc:
+        raise errors.FaceError(NO_RECORDS, str(exc)) from None
+    try:
+        doc = corrections.reapply(config, bucket, key, image=(etag, image)) or {}
+    except corrections.CorrectionError:
+        doc = {}  # it kept changing
+    number = next((n for n, f in enumerate(doc.get("faces") or [], start=1)
+                   if f.get("added") and f["box"] == box.to_dict()), None)
+    if doc.get("source_etag") != etag:  # new bytes were recognized meanwhile: the record goes
+        corrections.drop(config, record)
         raise errors.FaceError(RESULT_CHANGED, f"the result of {keys.shorten(key)!r} changed while the face was "
-                                               "being added; nothing was added (run the command again)") from None
-    people_index.record(config, doc, revision=revision(doc))
-    if doc.get("annotated"):
-        boxes = [Box(*(int(f["box"][k]) for k in ("left", "top", "width", "height"))) for f in doc["faces"]]
-        s3.put_object(bucket, doc["annotated"], annotate(image, boxes, [f.get("person") for f in doc["faces"]]), "image/jpeg")
-    return doc
+                                               "being added; nothing was added (run the command again)")
+    if number is None:  # a recognition meanwhile found a face there, or a `not_a_face` record removes it
+        corrections.drop(config, record)
+        raise errors.FaceError(errors.BAD_BOX, f"the box is a face of {keys.shorten(key)!r} already, or one corrected "
+                                               "as not a face; nothing was added")
+    return doc, number

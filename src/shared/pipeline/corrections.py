@@ -8,6 +8,8 @@
   Videos: `apply_video` at the merge (the frames, then the appearances from them).
 - `settle`: after recognition wrote a result, the records are read again; one made meanwhile (the
   result was computed without it) is applied then (tests/test_corrections.py, the interleaving).
+- `add`: a face added by its box (`lambdaface add-face`) is an `added` record too
+  (shared/pipeline/added_records.py): recognition embeds it, reapply adds or removes it.
 - `undo`, `listing`, `forget_person`, `move_person`: the `corrections` command, `forget`, `merge`.
 
 A result a correction changed keeps the engine's own answer beside it (`engine_faces`; a video's
@@ -20,17 +22,19 @@ import hashlib
 import json
 import logging
 from collections import Counter
-from typing import Any
+from typing import Any, Callable
+
+import numpy as np
 
 from shared import clock, errors
 from shared.aws import s3
 from shared.aws.clients import client, error_code
-from shared.aws.corrections_table import IS_SK, NOT_SK, CorrectionsTable, etag_pk, pointer_pk, record_id
+from shared.aws.corrections_table import ADDED_SK, IS_SK, NOT_SK, CorrectionsTable, etag_pk, pointer_pk, record_id
 from shared.config import Config
 from shared.engine import corrections as engine
 from shared.engine.clustering import is_cluster_id, new_cluster_id
 from shared.engine.video import appearances, with_screen_time
-from shared.pipeline import keys, people_index
+from shared.pipeline import added_records, annotated, keys, people_index
 
 log = logging.getLogger(__name__)
 ATTEMPTS = 8  # conditional result writes lost to concurrent writers before giving up
@@ -66,13 +70,15 @@ def apply_photo(config: Config, records: list[dict[str, Any]], entries: list[dic
 
 def excluded_clusters(records: list[dict[str, Any]], boxes: list[dict[str, int]]) -> list[set[str]]:
     """Per face (by box), the cluster ids its `not` records exclude."""
-    matched = engine.matching(boxes, [r for r in records if r.get("t") is None])
+    matched = engine.matching(boxes, [r for r in records if r.get("t") is None and r["decision"] in engine.DECISIONS])
     return [{c for c in engine.excluded(matched.get(i, [])) if is_cluster_id(c)} for i in range(len(boxes))]
 
 
-def _corrected_photo(doc: dict[str, Any], records: list[dict[str, Any]], threshold: float) -> dict[str, Any]:
-    """The photo result `doc` with exactly `records` applied to the engine's answer."""
-    engine_faces = doc.get("engine_faces") or doc.get("faces") or []
+def _corrected_photo(doc: dict[str, Any], records: list[dict[str, Any]], threshold: float,
+                     base: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+    """The photo result `doc` with exactly `records` applied to the engine's answer (or to `base`:
+    that answer with its added faces in step with the records)."""
+    engine_faces = base if base is not None else doc.get("engine_faces") or doc.get("faces") or []
     faces = [f for f in engine.apply_to_faces(engine_faces, [r for r in records if r.get("t") is None], threshold) if f]
     out = {**doc, "faces": faces, "people": engine.people_of(faces)}
     out.pop("engine_faces", None)
@@ -118,10 +124,13 @@ def corrected(doc: dict[str, Any], records: list[dict[str, Any]], threshold: flo
     return (_corrected_video if doc.get("media") == "video" else _corrected_photo)(doc, records, threshold)
 
 
-def reapply(config: Config, bucket: str, source: str) -> dict[str, Any] | None:
+def reapply(config: Config, bucket: str, source: str, image: tuple[str, np.ndarray] | None = None
+            ) -> dict[str, Any] | None:
     """Rewrite `source`'s result with every record of its content applied (conditional on the
-    result read: a concurrent writer makes it read again), then its index entries. The new
-    document, or None when there is no successful recognition result."""
+    result read: a concurrent writer makes it read again), then its index entries and its annotated
+    copy (shared/pipeline/annotated.py). A photo's faces added by hand follow its `added` records
+    (shared/pipeline/added_records.py; `image`: (ETag, pixels) of the source when the caller has
+    them decoded). The new document, or None when there is no successful recognition result."""
     key = keys.result_key(source)
     for _ in range(ATTEMPTS):
         try:
@@ -132,7 +141,13 @@ def reapply(config: Config, bucket: str, source: str) -> dict[str, Any] | None:
         if doc.get("status") != "succeeded" or doc.get("kind") != "recognize":
             return None
         records = for_etag(config, doc.get("source_etag"))
-        new = corrected(doc, records, config.engine.threshold)
+        if doc.get("media") == "video":
+            new = corrected(doc, records, config.engine.threshold)
+        else:
+            etag = doc.get("source_etag") or ""
+            pixels = _loader(config, bucket, source, etag, image[1] if image and image[0] == etag else None)
+            base = added_records.in_step(config, records, doc.get("engine_faces") or doc.get("faces") or [], pixels)
+            new = _corrected_photo(doc, records, config.engine.threshold, base)
         if new == doc:
             return doc
         data = json.dumps(new, indent=2, ensure_ascii=False).encode("utf-8")
@@ -143,10 +158,19 @@ def reapply(config: Config, bucket: str, source: str) -> dict[str, Any] | None:
             if error_code(exc) in ("PreconditionFailed", "412", "ConditionalRequestConflict"):
                 continue  # rewritten meanwhile (a recognition, another correction): read it again
             raise
-        revision = hashlib.sha256(",".join(sorted(ids(records))).encode()).hexdigest()[:12]
+        faces = json.dumps(new.get("faces") or new.get("appearances"), sort_keys=True)
+        revision = hashlib.sha256((",".join(sorted(ids(records))) + faces).encode()).hexdigest()[:12]
         people_index.record(config, {**new, "job_id": f"{new['job_id']}#c{revision}"})
+        known = image[1] if image and image[0] == new.get("source_etag") else None
+        annotated.redraw(config, bucket, new, known)  # the picture follows: no name the result no longer gives
         return new
     raise CorrectionError(f"the result of {source} kept changing; try again")
+
+
+def _loader(config: Config, bucket: str, source: str, etag: str, known: np.ndarray | None
+            ) -> Callable[[], np.ndarray | None]:
+    """The source's decoded bytes of ETag `etag`, read when first asked for (None: replaced since)."""
+    return (lambda: known) if known is not None else (lambda: annotated.source_image(config, bucket, source, etag))
 
 
 def settle(config: Config, bucket: str, document: dict[str, Any], seen: set[str] | None) -> None:
@@ -244,6 +268,32 @@ def decide(config: Config, bucket: str, source: str, etag: str, box: dict[str, i
             table.delete(other)
     reapply(config, bucket, source)
     return item
+
+
+def add(config: Config, source: str, etag: str, box: dict[str, int], person: str | None) -> dict[str, Any]:
+    """Store a face added by its `box` to the content `etag` (seen at `source`), named `person` or
+    none: an `added` record (the same box again replaces it); the record. reapply then adds it to
+    the result (shared/pipeline/added_faces.py)."""
+    table = _table(config)
+    if table is None:
+        raise CorrectionError("no corrections table (CORRECTIONS_TABLE is not set): an added face is kept as a record")
+    pk, sk = etag_pk(etag), engine.face_key(box) + ADDED_SK
+    item: dict[str, Any] = {"pk": pk, "sk": sk, "id": record_id(pk, sk), "etag": etag, "box": box, "t": None,
+                            "decision": engine.ADDED, "source": source, "made_at": clock.iso(clock.now())}
+    if person:
+        item["person"] = person
+    replaced = next((r for r in table.for_etag(etag) if r["sk"] == sk), None)
+    table.put(item)
+    if replaced and pointer_pk(replaced) and pointer_pk(replaced) != pointer_pk(item):
+        table.delete_copy(replaced)  # it named someone else
+    return item
+
+
+def drop(config: Config, record: dict[str, Any]) -> None:
+    """Delete one record (and its copy) without rewriting any result."""
+    table = _table(config)
+    if table is not None:
+        table.delete(record)
 
 
 def _leave_cluster(store: Any, config: Config, source: str, etag: str, box: dict[str, int], t: float | None,

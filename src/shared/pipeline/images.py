@@ -21,12 +21,11 @@ from shared.aws import gallery_cache, gallery_purge
 from shared.aws.gallery_table import Change, GalleryTable, Outcome
 from shared.clock import iso, timed
 from shared.config import Config
-from shared.engine.annotate import annotate
 from shared.engine.decode import check_size, decode_image
-from shared.engine.faces import Box, Face, find_enrollment_face, find_faces
+from shared.engine.faces import Face, find_enrollment_face, find_faces
 from shared.engine.matching import Gallery, Match, identify, needs_review, one_face_per_person, verify
 from shared.engine.video import SNIFF_BYTES, looks_like_video
-from shared.pipeline import added_faces, corrections, keys, people_index, results, unknowns
+from shared.pipeline import added_records, annotated, corrections, keys, people_index, results, unknowns
 
 ENROLL, FORGET, RECOGNIZE = "enroll", "forget", "recognize"
 HANDED_OFF = "handed_off"  # what `recognize` returns for a video
@@ -176,12 +175,12 @@ def recognize(job: Job) -> str | None:
     faces, _, gallery = recognize_faces(image, job.config, job.fields, job.timings)
     entries = job.fields["faces"]
     etag = job.fields["source_etag"]
-    with timed(job.timings, "added_faces"):  # faces added by hand to the previous result of these same bytes
-        entries += added_faces.carry_over(job.config, job.bucket, job.key, etag, image, entries, gallery)
     with timed(job.timings, "corrections"):  # one Query: the decisions a person made about these bytes' faces
         records = corrections.for_etag(job.config, etag)
     if job.config.pipeline.corrections_table:
         job.corrections_seen = corrections.ids(records)
+    with timed(job.timings, "added_faces"):  # faces added by hand to these bytes (`added` records), embedded at their boxes
+        entries += added_records.entries(job.config, records, image, entries, gallery)
     applied = corrections.apply_photo(job.config, records, entries)  # added faces too: they are matched by box
     kept = [i for i, entry in enumerate(applied) if entry is not None]
     job.fields["faces"] = [applied[i] for i in kept]
@@ -200,10 +199,9 @@ def recognize(job: Job) -> str | None:
         job.fields["engine_faces"] = entries
     if job.config.pipeline.annotate:
         with timed(job.timings, "annotate"):
-            jpeg = annotate(image, [Box(**e["box"]) for e in job.fields["faces"]], [e.get("person") for e in job.fields["faces"]])
+            jpeg = annotated.render(image, job.fields["faces"])
         with timed(job.timings, "upload"):
-            s3.put_object(job.bucket, keys.annotated_key(job.key), jpeg, "image/jpeg")
-        job.fields["annotated"] = keys.annotated_key(job.key)
+            job.fields["annotated"] = annotated.store(job.bucket, job.key, jpeg)
     return None
 
 

@@ -18,8 +18,8 @@ threshold (`model.threshold`), ends included: named or not, the decision was clo
 `lambdaface review` lists it (photos and video frames) for a person to confirm or correct.
 
 `added` (true, else left out): the face was not found by the detector but added by its box with
-`lambdaface add-face` (shared/pipeline/added_faces.py); it is kept when the same bytes are
-recognized again. `named` (true, else left out): an added face whose `person` was given (`--is`),
+`lambdaface add-face` (shared/pipeline/added_faces.py); kept as a correction record of the
+source's bytes, it is in the result of every recognition of the same bytes, at any key. `named` (true, else left out): an added face whose `person` was given (`--is`),
 not matched; its `distance` is then to that person's nearest enrolled face, or null.
 
 `cluster` (an unknown face, when remembering unknown faces is on) is the id (`u-...`) of the group
