@@ -17,29 +17,12 @@ import json
 import os
 import sys
 
-from lambdaface import client, watch
+from lambdaface import client, tables, watch
 from lambdaface.endpoint import configure
 from shared import errors
 
 GALLERY_LOCAL, INDEX_LOCAL = "lambdaface-GalleryTable", "lambdaface-PeopleIndexTable"  # the local stack's names
 CORRECTIONS_LOCAL = "lambdaface-CorrectionsTable"
-
-
-def _index_table(name: str) -> str:
-    """`name` when that table exists, else "" (with a warning: the index is not kept in step)."""
-    from botocore.exceptions import ClientError
-
-    from shared.aws.clients import client
-
-    try:
-        client("dynamodb").describe_table(TableName=name)
-        return name
-    except ClientError as exc:
-        if exc.response.get("Error", {}).get("Code") != "ResourceNotFoundException":
-            raise
-    print(f"lambdaface: no person index {name!r} (pass --index-table or set PEOPLE_INDEX_TABLE); it is not kept in step",
-          file=sys.stderr)
-    return ""
 
 
 def add_face(args: argparse.Namespace) -> int:
@@ -57,7 +40,7 @@ def add_face(args: argparse.Namespace) -> int:
         configure(args)
         config = current_config()
         config = dataclasses.replace(config, pipeline=dataclasses.replace(
-            config.pipeline, gallery_table=args.gallery_table, people_index_table=_index_table(args.index_table),
+            config.pipeline, gallery_table=args.gallery_table, people_index_table=tables.person_index(args.index_table),
             corrections_table=args.corrections_table))
         key = source_of(args.key)
         doc, number = added_faces.add_face(config, args.bucket, key, box, args.person)

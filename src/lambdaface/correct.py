@@ -20,12 +20,11 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import sys
 from dataclasses import replace
 from types import SimpleNamespace
 from typing import Any
 
-from lambdaface import watch
+from lambdaface import tables, watch
 from lambdaface.endpoint import configure
 
 LOCAL_TABLE, TABLE_ENV = "lambdaface-CorrectionsTable", "CORRECTIONS_TABLE"
@@ -37,22 +36,11 @@ GALLERY_LOCAL, GALLERY_ENV = "lambdaface-GalleryTable", "GALLERY_TABLE"
 def _config(args: argparse.Namespace) -> Any:
     """The settings with the tables the arguments name (the person index left out, with a warning,
     when that table does not exist)."""
-    from botocore.exceptions import ClientError
-
-    from shared.aws.clients import client
     from shared.config import current_config
 
     config = current_config()
-    index = args.index_table
-    try:
-        client("dynamodb").describe_table(TableName=index)
-    except ClientError as exc:
-        if exc.response.get("Error", {}).get("Code") != "ResourceNotFoundException":
-            raise
-        print(f"lambdaface: no person index {index!r} (pass --index-table or set {INDEX_ENV}); it is not kept in step",
-              file=sys.stderr)
-        index = ""
-    return replace(config, pipeline=replace(config.pipeline, corrections_table=args.table, people_index_table=index,
+    return replace(config, pipeline=replace(config.pipeline, corrections_table=args.table,
+                                            people_index_table=tables.person_index(args.index_table),
                                             unknowns_table=args.unknowns_table, gallery_table=args.gallery_table))
 
 
@@ -155,23 +143,10 @@ def list_corrections(args: argparse.Namespace) -> int:
 
 def _run(command: Any) -> Any:
     """`command` with its failures as one line each, exit 1."""
-    def run(args: argparse.Namespace) -> int:
-        from botocore.exceptions import BotoCoreError, ClientError
+    from shared.pipeline.corrections import CorrectionError
 
-        from shared.pipeline.corrections import CorrectionError
-
-        try:
-            return command(args)
-        except CorrectionError as exc:
-            print(f"lambdaface: {exc}", file=sys.stderr)
-        except ClientError as exc:
-            hint = (f" (is {args.table!r} the stack's CorrectionsTableName output? pass --table or set {TABLE_ENV})"
-                    if exc.response.get("Error", {}).get("Code") == "ResourceNotFoundException" else "")
-            print(f"lambdaface: {exc}{hint}", file=sys.stderr)
-        except BotoCoreError as exc:
-            print(f"lambdaface: {exc}", file=sys.stderr)
-        return 1
-    return run
+    return tables.one_line_failures(command, (CorrectionError,), lambda args: (
+        f" (is {args.table!r} the stack's CorrectionsTableName output? pass --table or set {TABLE_ENV})"))
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:

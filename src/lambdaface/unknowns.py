@@ -17,7 +17,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from lambdaface import watch
+from lambdaface import tables, watch
 from lambdaface.client import upload_bytes, wait_for_jobs
 from lambdaface.endpoint import configure
 from lambdaface.watch import Expectation
@@ -190,7 +190,7 @@ def name(args: argparse.Namespace) -> int:
     from shared.pipeline import corrections
 
     config = current_config()
-    config = replace(config, pipeline=replace(_pipeline(args), corrections_table=_existing(args.corrections_table)))
+    config = replace(config, pipeline=replace(_pipeline(args), corrections_table=tables.existing(args.corrections_table)))
     refused = corrections.keep_out_of_naming(config, args.bucket, store, current, args.person, faces)
     faces = [f for f in faces if f.face_id not in refused]  # a correction said these are not PERSON
     if not faces:
@@ -226,37 +226,7 @@ def name(args: argparse.Namespace) -> int:
 def _pipeline(args: argparse.Namespace) -> Any:
     """The pipeline settings, with the person index the arguments name (none, with a warning, when
     that table does not exist: a stack deployed before the index)."""
-    from dataclasses import replace
-
-    from botocore.exceptions import ClientError
-
-    from shared.aws.clients import client
-
-    table = args.index_table
-    try:
-        client("dynamodb").describe_table(TableName=table)
-    except ClientError as exc:
-        if exc.response.get("Error", {}).get("Code") != "ResourceNotFoundException":
-            raise
-        print(f"lambdaface: no person index {table!r} (pass --index-table or set {INDEX_ENV}); it is not kept in step",
-              file=sys.stderr)
-        table = ""
-    return replace(current_config().pipeline, people_index_table=table)
-
-
-def _existing(table: str) -> str:
-    """`table` when it exists, else "" (a stack deployed before it)."""
-    from botocore.exceptions import ClientError
-
-    from shared.aws.clients import client
-
-    try:
-        client("dynamodb").describe_table(TableName=table)
-    except ClientError as exc:
-        if exc.response.get("Error", {}).get("Code") != "ResourceNotFoundException":
-            raise
-        return ""
-    return table
+    return replace(current_config().pipeline, people_index_table=tables.person_index(args.index_table))
 
 
 def _move_index(args: argparse.Namespace, ids: set[str]) -> None:
@@ -292,21 +262,8 @@ def rerun(args: argparse.Namespace, s3: Any, sources: list[str]) -> int:
 
 def _run(command: Any) -> Any:
     """`command` with its failures as one line each: a bad request, or what AWS answered."""
-    def run(args: argparse.Namespace) -> int:
-        from botocore.exceptions import BotoCoreError, ClientError
-
-        try:
-            return command(args)
-        except CommandError as exc:
-            print(f"lambdaface: {exc}", file=sys.stderr)
-        except ClientError as exc:
-            hint = (f" (is {args.table!r} the stack's UnknownsTableName output? pass --table or set {TABLE_ENV})"
-                    if exc.response.get("Error", {}).get("Code") == "ResourceNotFoundException" else "")
-            print(f"lambdaface: {exc}{hint}", file=sys.stderr)
-        except BotoCoreError as exc:
-            print(f"lambdaface: {exc}", file=sys.stderr)
-        return 1
-    return run
+    return tables.one_line_failures(command, (CommandError,), lambda args: (
+        f" (is {args.table!r} the stack's UnknownsTableName output? pass --table or set {TABLE_ENV})"))
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
