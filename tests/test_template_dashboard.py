@@ -101,7 +101,8 @@ def test_the_dashboard_shows_only_metrics_that_exist(template: dict[str, Any]) -
     assert searches == 1  # failures by error code
     functions = {v for k, v in refs.items() if template["Resources"].get(v[0], {}).get("Type") == "AWS::Serverless::Function"}
     queues = {v[0] for v in refs.values() if template["Resources"].get(v[0], {}).get("Type") == "AWS::SQS::Queue"}
-    assert {f for f, _ in functions} == {"EnrollFunction", "RecognizeFunction", "VideoFunction", "UnknownsSweepFunction"}
+    assert {f for f, _ in functions} == {"EnrollFunction", "RecognizeFunction", "VideoFunction", "UnknownsSweepFunction",
+                                         "ApiFunction"}
     assert queues == {"EnrollQueue", "RecognizeQueue", "VideoQueue", "EnrollDeadLetterQueue",
                       "RecognizeDeadLetterQueue", "VideoDeadLetterQueue"}
 
@@ -135,7 +136,8 @@ def test_alarms_watch_queue_age_and_function_errors_of_real_resources(template: 
         by_metric.setdefault((props["Namespace"], props["MetricName"]), set()).add(target)
     assert by_metric[("AWS/SQS", "ApproximateAgeOfOldestMessage")] == {"EnrollQueue", "RecognizeQueue", "VideoQueue"}
     assert by_metric[("AWS/Lambda", "Errors")] == {"EnrollFunction", "RecognizeFunction", "VideoFunction",
-                                                    "UnknownsSweepFunction", "ReconcileFunction"}
+                                                    "UnknownsSweepFunction", "ReconcileFunction", "ApiFunction"}
+    assert by_metric[("AWS/Lambda", "Throttles")] == {"ApiFunction"}  # callers get 429 and retry: sustained, it alarms
     assert by_metric[("AWS/SQS", "ApproximateNumberOfMessagesVisible")] == {
         "EnrollDeadLetterQueue", "RecognizeDeadLetterQueue", "VideoDeadLetterQueue"}  # the existing ones, kept
 
