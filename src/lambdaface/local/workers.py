@@ -27,7 +27,7 @@ import boto3
 
 from lambdaface.local.spec import ACCOUNT_ID, FunctionSpec, ScheduledSpec
 from shared.aws.events import BadEvent, parse_body
-from shared.pipeline.keys import result_key
+from shared.pipeline.keys import API_PREFIX, result_key
 
 POLL_WAIT_S = 1  # long-poll length; also how often a worker checks that its parent lives
 
@@ -132,6 +132,8 @@ def job_outcome(s3: Any, bucket: str, key: str, event: str) -> str:
     """What the result document says about the job on `key` (for the one-line report)."""
     if event.startswith("ObjectRemoved"):
         return "removed"
+    if key.startswith(API_PREFIX):
+        return "stored by the synchronous API, which ran its job in the call"
     try:
         result = json.loads(s3.get_object(Bucket=bucket, Key=result_key(key))["Body"].read())
     except Exception:
