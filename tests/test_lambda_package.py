@@ -215,7 +215,8 @@ class Moto:
         moto checks S3 actions against object ARNs, but DynamoDB and EventBridge actions only against `*` and no
         `s3:prefix` condition: here table and event bus ARNs become `*` and the ListBucket condition goes
         (test_template.py checks both as written). AWS authorises SendMessageBatch as
-        sqs:SendMessage, moto as sqs:SendMessageBatch: here it is granted with SendMessage.
+        sqs:SendMessage, moto as sqs:SendMessageBatch: here it is granted with SendMessage. Likewise AWS
+        authorises ListObjectsV2 as s3:ListBucket, moto (since 5.2) as s3:ListObjectsV2: granted with ListBucket.
         """
         role_id = role_of(self.template["Resources"], function)
         role = self.template["Resources"][role_id]["Properties"]
@@ -228,6 +229,8 @@ class Moto:
                 statement["Resource"] = "*"
             if "sqs:SendMessage" in as_list(statement["Action"]):
                 statement["Action"] = [*as_list(statement["Action"]), "sqs:SendMessageBatch"]
+            if "s3:ListBucket" in as_list(statement["Action"]):
+                statement["Action"] = [*as_list(statement["Action"]), "s3:ListObjectsV2"]
             statement.pop("Condition", None)
         document = {"Version": "2012-10-17", "Statement": statements}
         iam.put_role_policy(RoleName=name, PolicyName="template", PolicyDocument=json.dumps(document))
