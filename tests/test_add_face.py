@@ -55,6 +55,7 @@ def padded(faces_dir: Path, quality: int = 95) -> tuple[bytes, tuple[int, int]]:
     return encode(canvas, "JPEG", quality=quality), offset
 
 
+
 class Added(World):
     """World, plus the corrections table where added faces are kept (add-face's default: $CORRECTIONS_TABLE)."""
 
@@ -99,6 +100,17 @@ def rerun(world: Added, key: str) -> None:
                    MetadataDirective="REPLACE", Metadata={"lambdaface-rerun": "1"})
     world.drain()
     assert world.aws.result(key)["job_id"] != before
+
+
+def add_rose(world: Added, faces_dir: Path, key: str, quality: int) -> bytes:
+    """Upload `padded` at KEY, recognized (rose is missed there), then `add-face` her box from the
+    original's result; the bytes uploaded."""
+    data, offset = padded(faces_dir, quality=quality)
+    world.aws.put(key, data)
+    world.drain()
+    rose = face_of(world.aws.result(ORIGINAL), "rose_leslie")
+    assert cli("add-face", key, "--box", shifted(rose["box"], offset), "--index-table", world.index)[0] == 0
+    return data
 
 
 def index_photos(world: Added, person: str) -> dict[str, list[dict[str, Any]]]:
@@ -250,11 +262,7 @@ def test_a_recognition_that_finishes_while_a_face_is_added_wins(world: Added, fa
 def test_an_added_face_stores_no_embedding(world: Added, faces_dir: Path) -> None:
     """An added face is its box (and name) in the result and the index: no descriptor is written anywhere."""
     key = "queries/stored/kit_with_rose.jpg"
-    data, offset = padded(faces_dir, quality=93)
-    world.aws.put(key, data)
-    world.drain()
-    rose = face_of(world.aws.result(ORIGINAL), "rose_leslie")
-    assert cli("add-face", key, "--box", shifted(rose["box"], offset), "--index-table", world.index)[0] == 0
+    add_rose(world, faces_dir, key, quality=93)
     rerun(world, key)
     doc = world.aws.result(key)
     assert [f["person"] for f in doc["faces"]] == ["rose_leslie"] and doc["faces"][0]["added"] is True
@@ -280,11 +288,7 @@ def test_an_added_face_the_detector_finds_later_is_not_there_twice(world: Added,
     """Recognized again with the detector on the full-size copy (LAMBDAFACE_DETECT_MAX_SIDE), both faces
     are found: the added one is the detector's face now, not a second one at the same place."""
     key = "queries/later/kit_with_rose.jpg"
-    data, offset = padded(faces_dir, quality=92)
-    world.aws.put(key, data)
-    world.drain()
-    rose = face_of(world.aws.result(ORIGINAL), "rose_leslie")
-    assert cli("add-face", key, "--box", shifted(rose["box"], offset), "--index-table", world.index)[0] == 0
+    add_rose(world, faces_dir, key, quality=92)
     monkeypatch.setenv("LAMBDAFACE_DETECT_MAX_SIDE", "3000")
     rerun(world, key)
     doc = world.aws.result(key)
@@ -303,11 +307,7 @@ def test_an_added_face_is_kept_by_a_new_upload_of_the_same_bytes_at_another_key(
     """The added face is a record of the photo's content (its ETag), not of the key: the same bytes
     uploaded elsewhere come out with it, matched again, and in the person index there too."""
     first, second = "queries/bytes/first.jpg", "queries/bytes/elsewhere/second.jpg"
-    data, offset = padded(faces_dir, quality=89)
-    world.aws.put(first, data)
-    world.drain()
-    rose = face_of(world.aws.result(ORIGINAL), "rose_leslie")
-    assert cli("add-face", first, "--box", shifted(rose["box"], offset), "--index-table", world.index)[0] == 0
+    data = add_rose(world, faces_dir, first, quality=89)
     world.aws.put(second, data)
     world.drain()
     doc = world.aws.result(second)

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 import pytest
+from support.delivering import delivering
 from support.lambda_events import OK
 from support.moto import MotoResources, moto_resources
 from test_people_index import World, create_index
@@ -342,23 +343,8 @@ def enroll_worker(w: World) -> Iterator[None]:
     """The enroll function, delivering its queue while a command waits for enrollments."""
     from handlers import enroll
 
-    stop = threading.Event()
-
-    def run() -> None:
-        while not stop.is_set():
-            messages = w.queues["enroll"].receive()
-            if messages:
-                w.queues["enroll"].deliver(enroll.handler, messages)
-            else:
-                stop.wait(0.2)
-
-    worker = threading.Thread(target=run)
-    worker.start()
-    try:
+    with delivering(w.queues, {"enroll": enroll.handler}, idle_s=0.2):
         yield
-    finally:
-        stop.set()
-        worker.join()
 
 
 def test_a_face_corrected_as_not_person_is_never_named_person(moto_endpoint: str, faces_dir: Path,

@@ -7,12 +7,11 @@ from __future__ import annotations
 
 import contextlib
 import io
-import threading
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
 import pytest
-from support.lambda_events import OK
+from support.delivering import delivering
 from support.moto import moto_resources
 from support.waits import wait_until
 from test_corrections import create_corrections
@@ -61,28 +60,8 @@ def world(moto_endpoint: str, faces_dir: Path, template: dict[str, Any]) -> Iter
 @contextlib.contextmanager
 def workers(world: World) -> Iterator[None]:
     """The enroll and recognize functions, running while a command waits for their results."""
-    stop, failures = threading.Event(), []
-    handlers = {"enroll": enroll.handler, "recognize": recognize.handler}
-
-    def work() -> None:
-        while not stop.is_set():
-            ran = False
-            for name, handler in handlers.items():
-                messages = world.queues[name].receive()
-                if messages:
-                    ran = True
-                    if world.queues[name].deliver(handler, messages) != OK:
-                        failures.append(name)
-            if not ran:
-                stop.wait(0.1)
-
-    thread = threading.Thread(target=work)
-    thread.start()
-    try:
+    with delivering(world.queues, {"enroll": enroll.handler, "recognize": recognize.handler}) as failures:
         yield
-    finally:
-        stop.set()
-        thread.join()
     assert not failures
 
 

@@ -6,13 +6,13 @@ from __future__ import annotations
 
 import csv
 import json
-import threading
 from dataclasses import replace
 from pathlib import Path
 from typing import Any, Iterator
 
 import pytest
-from support.lambda_events import OK, LambdaQueue, context
+from support.delivering import delivering
+from support.lambda_events import OK, LambdaQueue
 from support.moto import MotoResources, moto_resources
 
 from handlers import enroll, recognize, video
@@ -224,24 +224,9 @@ def test_naming_a_remembered_cluster_moves_its_entries_to_the_person(world: Worl
     clusters = {face["cluster"] for key in john for face in world.aws.result(key)["faces"]}
     (cluster,) = clusters
     assert {f["source"] for f in world.find(cluster)} == john
-    stop = threading.Event()
-
-    def enroll_worker() -> None:  # the enroll function, while `name` waits for its crops' enrollment
-        while not stop.is_set():
-            messages = world.queues["enroll"].receive()
-            if messages:
-                world.queues["enroll"].deliver(enroll.handler, messages)
-            else:
-                stop.wait(0.2)
-
-    worker = threading.Thread(target=enroll_worker)
-    worker.start()
-    try:
+    with delivering(world.queues, {"enroll": enroll.handler}, idle_s=0.2):  # the enroll function, while `name` waits
         world.cli(["name", cluster, "john_emmons", "--bucket", world.aws.bucket, "--table", world.aws.unknowns_table,
                    "--index-table", world.index, "--timeout", "120", "--faces", "2"])
-    finally:
-        stop.set()
-        worker.join()
     found = world.find("john_emmons")
     assert {f["source"] for f in found} == john and all(f["person"] == "john_emmons" for f in found)
     assert world.aws.scan(world.index) and not [i for i in world.items() if i["pk"] == f"c#{cluster}"]
