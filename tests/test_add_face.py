@@ -55,7 +55,6 @@ def padded(faces_dir: Path, quality: int = 95) -> tuple[bytes, tuple[int, int]]:
     return encode(canvas, "JPEG", quality=quality), offset
 
 
-
 class Added(World):
     """World, plus the corrections table where added faces are kept (add-face's default: $CORRECTIONS_TABLE)."""
 
